@@ -1,0 +1,125 @@
+"""Activation functions by name, with the facts the rest of the package needs about each.
+
+The registry holds every activation the paper uses (tanh, ReLU, absolute value, PReLU, ELU,
+softplus, centered softplus, Swish) plus sigmoid, softsign and linear. Add your own with
+:func:`register_activation`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "ActivationSpec",
+    "ACTIVATIONS",
+    "PAPER_ACTIVATIONS",
+    "get_activation",
+    "register_activation",
+    "activation_names",
+]
+
+LOG2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """One activation function.
+
+    Attributes
+    ----------
+    name : str
+        Registry key.
+    fn : callable
+        ``fn(x)`` for parameter-free activations, ``fn(x, slope)`` when ``learnable_slope``.
+    paper_gain : float
+        Gain of the paper code's initialization, std = ``paper_gain / sqrt(fan_in)`` (2 for the
+        ReLU family, 1 for tanh and absolute value, 1 for the extras).
+    double_saturating : bool
+        True when the function saturates on both sides (tanh, sigmoid, softsign); the
+        information-bottleneck debate is about whether compression needs this.
+    learnable_slope : bool
+        True for PReLU: each layer of each network has one trainable negative-side slope.
+    description : str
+        One line for tables and legends.
+    """
+
+    name: str
+    fn: Callable
+    paper_gain: float
+    double_saturating: bool
+    learnable_slope: bool = False
+    description: str = ""
+
+
+def _prelu(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, x, slope * x)
+
+
+def _centered_softplus(x: torch.Tensor) -> torch.Tensor:
+    return F.softplus(x) - LOG2
+
+
+ACTIVATIONS: dict[str, ActivationSpec] = {}
+
+
+def register_activation(spec: ActivationSpec, *, overwrite: bool = False) -> ActivationSpec:
+    """Add an activation to the registry so configs, chapters and the command line can use it.
+
+    Raises
+    ------
+    ValueError
+        If the name is taken and ``overwrite`` is False.
+    """
+    if not isinstance(spec, ActivationSpec):
+        raise TypeError(f"expected an ActivationSpec, got {type(spec).__name__}")
+    if spec.name in ACTIVATIONS and not overwrite:
+        raise ValueError(f"activation {spec.name!r} is already registered (pass overwrite=True to replace it)")
+    ACTIVATIONS[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    ActivationSpec("tanh", torch.tanh, 1.0, True, description="hyperbolic tangent, saturates at -1 and +1"),
+    ActivationSpec("relu", torch.relu, 2.0, False, description="max(0, x)"),
+    ActivationSpec("abs", torch.abs, 1.0, False, description="absolute value |x|"),
+    ActivationSpec("prelu", _prelu, 2.0, False, True, "x for x > 0, a x otherwise (a trained, starts at 0.25)"),
+    ActivationSpec("elu", F.elu, 2.0, False, description="x for x > 0, exp(x) - 1 otherwise"),
+    ActivationSpec("softplus", F.softplus, 2.0, False, description="log(1 + exp(x))"),
+    ActivationSpec("centered_softplus", _centered_softplus, 2.0, False, description="softplus(x) - log 2, zero at 0"),
+    ActivationSpec("swish", F.silu, 2.0, False, description="x * sigmoid(x)"),
+    ActivationSpec("sigmoid", torch.sigmoid, 1.0, True, description="logistic 1 / (1 + exp(-x))"),
+    ActivationSpec("softsign", F.softsign, 1.0, True, description="x / (1 + |x|)"),
+    ActivationSpec("linear", lambda x: x, 1.0, False, description="identity"),
+):
+    register_activation(_spec)
+
+#: The eight activations of the paper, in the order its figures use.
+PAPER_ACTIVATIONS = ("tanh", "relu", "abs", "prelu", "elu", "softplus", "centered_softplus", "swish")
+
+PRELU_INITIAL_SLOPE = 0.25
+
+
+def activation_names() -> tuple[str, ...]:
+    """Names of all registered activations."""
+    return tuple(ACTIVATIONS)
+
+
+def get_activation(name: str) -> ActivationSpec:
+    """Look an activation up by name.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the valid ones.
+    """
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown activation {name!r}; valid activations are: {', '.join(ACTIVATIONS)}"
+        ) from None

@@ -1,0 +1,43 @@
+"""Mutual-information estimators for the information plane of a deterministic network.
+
+Every estimator is called as ``f(activity, labels, **params)``: ``activity`` is one layer's
+activity for all inputs, shape (n_samples, n_units), as a numpy array or a torch tensor on any
+device, and ``labels`` an integer array of length n_samples. It returns an
+:class:`InformationEstimate` ``(i_xt, i_ty)`` in **bits**, for a network evaluated once on every
+distinct input (so I(X;T) = H(T) for the discretized estimators). A stack of networks,
+(n_networks, n_samples, n_units), gives arrays of shape (n_networks,) instead of floats.
+
+======== ============================ ====================================================
+name     function                     what it measures
+======== ============================ ====================================================
+fixed    :func:`fixed_binning`        equal-width bins on a fixed range (Tishby)
+binsize  :func:`binsize_binning`      bins of fixed width, unbounded (Saxe et al.)
+max      :func:`max_binning`          equal-width bins up to the layer's (or a given) maximum
+ebab     :func:`ebab`                 entropy-based adaptive binning (Chelombiev et al.)
+kde      :func:`kde`                  Kolchinsky-Tracey bounds, fixed noise variance
+akde     :func:`akde`                 the same with noise variance scaled to the layer's maximum
+======== ============================ ====================================================
+"""
+
+from ._core import InformationEstimate
+from .binning import binsize_binning, ebab, ebab_bin_indices, fixed_binning, max_binning
+from .kde import AKDE_ALPHA, akde, akde_noise_var, kde
+from .registry import ESTIMATORS, check_params, estimator_names, get_estimator, register_estimator
+
+__all__ = [
+    "InformationEstimate",
+    "fixed_binning",
+    "binsize_binning",
+    "max_binning",
+    "ebab",
+    "ebab_bin_indices",
+    "kde",
+    "akde",
+    "akde_noise_var",
+    "AKDE_ALPHA",
+    "ESTIMATORS",
+    "get_estimator",
+    "register_estimator",
+    "check_params",
+    "estimator_names",
+]

@@ -1,0 +1,85 @@
+"""Estimators by name, so that configs, chapters and the command line can choose them."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+from .binning import binsize_binning, ebab, fixed_binning, max_binning
+from .kde import akde, kde
+
+__all__ = ["ESTIMATORS", "get_estimator", "register_estimator", "check_params", "estimator_names"]
+
+#: name -> function called as ``f(activity, labels, **params)`` returning ``(i_xt, i_ty)`` in bits.
+ESTIMATORS: dict[str, Callable] = {
+    "fixed": fixed_binning,
+    "binsize": binsize_binning,
+    "max": max_binning,
+    "ebab": ebab,
+    "kde": kde,
+    "akde": akde,
+}
+
+
+def estimator_names() -> tuple[str, ...]:
+    """Names of all registered estimators."""
+    return tuple(ESTIMATORS)
+
+
+def get_estimator(name: str) -> Callable:
+    """The estimator registered under ``name``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the valid ones.
+    """
+    try:
+        return ESTIMATORS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown estimator {name!r}; valid estimators are: {', '.join(ESTIMATORS)}") from None
+
+
+def register_estimator(name: str, fn: Callable, *, overwrite: bool = False) -> Callable:
+    """Register ``fn`` under ``name``.
+
+    ``fn`` must accept ``(activity, labels, **params)`` and return an
+    :class:`~ibtools.estimators.InformationEstimate` (or any pair ``(i_xt, i_ty)``) in bits; it
+    should accept a stack of networks ``(S, N, d)`` and then return arrays of shape (S,).
+    """
+    if not callable(fn):
+        raise TypeError(f"estimator {name!r} must be callable, got {type(fn).__name__}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"estimator names must be identifiers, got {name!r}")
+    if name in ESTIMATORS and not overwrite:
+        raise ValueError(f"estimator {name!r} is already registered (pass overwrite=True to replace it)")
+    ESTIMATORS[name] = fn
+    return fn
+
+
+def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Check that ``params`` fit estimator ``name``'s signature (names only, values are checked
+    when the estimator runs). Returns them as a plain dict.
+
+    Raises
+    ------
+    ValueError
+        For an unknown estimator, an unknown parameter (the message lists the accepted ones) or a
+        missing required parameter.
+    """
+    fn = get_estimator(name)
+    sig = inspect.signature(fn)
+    accepted = [p for p in list(sig.parameters.values())[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = {p.name for p in accepted}
+    takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    params = dict(params)
+    unknown = sorted(set(params) - names)
+    if unknown and not takes_kwargs:
+        raise ValueError(
+            f"estimator {name!r} has no parameter(s) {', '.join(unknown)}; "
+            f"it accepts: {', '.join(sorted(names)) or 'no parameters'}"
+        )
+    missing = [p.name for p in accepted if p.default is p.empty and p.name not in params]
+    if missing:
+        raise ValueError(f"estimator {name!r} needs parameter(s): {', '.join(missing)}")
+    return params
