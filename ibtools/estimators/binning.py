@@ -22,7 +22,7 @@ from ._core import (
     row_codes,
 )
 
-__all__ = ["fixed_binning", "binsize_binning", "max_binning", "ebab", "ebab_edges", "ebab_bin_indices"]
+__all__ = ["fixed_binning", "binsize_binning", "max_binning", "ebab", "ebab_edges", "ebab_bin_indices", "digitize"]
 
 
 def _from_bins(prepared, bins: np.ndarray) -> InformationEstimate:
@@ -66,8 +66,7 @@ def fixed_binning(activity, labels, lo: float = -1.0, hi: float = 1.0, n_edges: 
     p = prepare(activity, labels)
     a = _numpy(p)
     edges = np.linspace(lo, hi, n_edges).astype(a.dtype)
-    # searchsorted(side="right") counts the edges <= x, like numpy.digitize
-    bins = np.clip(np.searchsorted(edges, a, side="right") - 1, 0, n_edges - 2)
+    bins = np.clip(digitize(a.reshape(a.shape[0], -1), edges), 0, n_edges - 2).reshape(a.shape)
     return _from_bins(p, bins)
 
 
@@ -141,15 +140,22 @@ def max_binning(activity, labels, n_bins: int = 30, max_value=None) -> Informati
     return _from_bins(p, bins)
 
 
-def ebab_edges(values: np.ndarray, n_bins: int = 30, low=None) -> np.ndarray:
-    """EBAB bin edges for one layer of one network, from all its values (any shape).
+def digitize(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Number of edges <= each value, minus one (``numpy.digitize(values, edges) - 1``).
 
-    Returns ``[low, u[floor(k * len(u) / n_bins)] for k < n_bins, u[-1]]`` where ``u`` are the
-    sorted distinct values other than ``low`` (``low`` defaults to the minimum value). The edges
-    may repeat when the layer has fewer than ``n_bins`` distinct values.
+    ``values`` is (S, n) and ``edges`` (S, K) (one sorted set of edges per row) or (K,). With a
+    few dozen edges, K vectorized comparisons beat a binary search several times over.
     """
-    values = np.asarray(values).ravel()
-    srt = np.sort(values)
+    edges = np.asarray(edges)
+    if edges.ndim == 1:
+        edges = np.broadcast_to(edges, (values.shape[0], edges.size))
+    out = np.full(values.shape, -1, dtype=np.int16 if edges.shape[1] < 2**15 else np.int64)
+    for k in range(edges.shape[1]):
+        out += values >= edges[:, k : k + 1]
+    return out
+
+
+def _edges_from_sorted(srt: np.ndarray, n_bins: int, low) -> np.ndarray:
     bottom = srt[0] if low is None else srt.dtype.type(low)
     if srt[0] < bottom:
         raise ValueError(f"ebab: activity goes below low={low} (minimum {srt[0]:.6g}); low must be <= every value")
@@ -159,10 +165,20 @@ def ebab_edges(values: np.ndarray, n_bins: int = 30, low=None) -> np.ndarray:
     u = srt[distinct]
     if u[0] == bottom:
         u = u[1:]
-    if u.size == 0:  # every value equals `low`
-        return np.array([bottom], dtype=srt.dtype)
+    if u.size == 0:  # every value equals `low`: one bin
+        return np.full(n_bins + 2, bottom, dtype=srt.dtype)
     ranks = (np.arange(n_bins) * u.size) // n_bins
     return np.concatenate(([bottom], u[ranks], u[-1:])).astype(srt.dtype)
+
+
+def ebab_edges(values: np.ndarray, n_bins: int = 30, low=None) -> np.ndarray:
+    """EBAB bin edges for one layer of one network, from all its values (any shape).
+
+    Returns the ``n_bins + 2`` edges ``[low, u[floor(k * len(u) / n_bins)] for k < n_bins,
+    u[-1]]`` where ``u`` are the sorted distinct values other than ``low`` (``low`` defaults to
+    the minimum value). Edges repeat when the layer has fewer than ``n_bins`` distinct values.
+    """
+    return _edges_from_sorted(np.sort(np.asarray(values).ravel()), n_bins, low)
 
 
 def ebab_bin_indices(activity: np.ndarray, n_bins: int = 30, low=None) -> np.ndarray:
@@ -175,11 +191,9 @@ def ebab_bin_indices(activity: np.ndarray, n_bins: int = 30, low=None) -> np.nda
     activity = np.asarray(activity)
     S = activity.shape[0]
     flat = activity.reshape(S, -1)
-    bins = np.empty(flat.shape, dtype=np.int16 if n_bins < 2**15 - 2 else np.int64)
-    for s in range(S):
-        edges = ebab_edges(flat[s], n_bins, low)
-        bins[s] = np.searchsorted(edges, flat[s], side="right") - 1
-    return bins.reshape(activity.shape)
+    srt = np.sort(flat, axis=1)
+    edges = np.stack([_edges_from_sorted(srt[k], n_bins, low) for k in range(S)])
+    return digitize(flat, edges).reshape(activity.shape)
 
 
 def ebab(activity, labels, n_bins: int = 30, low=None) -> InformationEstimate:

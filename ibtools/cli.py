@@ -1,0 +1,184 @@
+"""Command line: ``python -m ibtools run ...`` (one configuration) and ``python -m ibtools sweep ...``
+(a grid of activations x L2 strengths x seeds), without a notebook."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EPILOG = """examples:
+  python -m ibtools run --activation tanh --epochs 2000 --seeds 0-9 --out results/tanh
+  python -m ibtools run --estimators ebab "akde:alpha=0.01,n_points=40" --out results/relu
+  python -m ibtools sweep --activations tanh relu elu --l2 0 0.015 --seeds 0-49 --cache results/sweep
+"""
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0-49"``, ``"0,3,7"`` or ``"0-4,10"`` -> seeds."""
+    seeds: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            if "-" in part:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must look like 0-49 or 0,3,7 (non-negative integers), got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, got {text!r}")
+    return tuple(seeds)
+
+
+def _estimator(text: str):
+    from .config import EstimatorSpec
+
+    try:
+        return EstimatorSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
+    from .config import TrainConfig
+
+    d = TrainConfig()
+    g = p.add_argument_group("network and training (defaults: the paper's code)")
+    g.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden), metavar="W", help="hidden widths (default: 10 7 5 4 3)")
+    if not sweep:
+        g.add_argument("--activation", default=d.activation, help=f"hidden activation (default: {d.activation})")
+        g.add_argument("--l2", type=float, default=d.l2, help="L2 strength on hidden weights (default: 0)")
+    g.add_argument("--init", default=d.init, help=f"weight initialization (default: {d.init})")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default: {d.lr})")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"minibatch size (default: {d.batch_size})")
+    g.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default: {d.epochs})")
+    g.add_argument("--split", default=d.split, help="unshuffled (paper's code) or stratified (default: unshuffled)")
+    g.add_argument("--train-fraction", type=float, default=d.train_fraction, help="share of patterns for training (default: 0.8)")
+    g.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the stratified split (default: 0)")
+    g.add_argument("--shuffle-batches", action="store_true", help="reshuffle minibatches every epoch (paper's code: fixed order)")
+    g.add_argument("--seeds", type=parse_seeds, default=d.seeds, help="network seeds, e.g. 0-49 or 0,3,7 (default: 0)")
+    r = p.add_argument_group("recording")
+    r.add_argument("--estimators", type=_estimator, nargs="+", default=list(d.estimators), metavar="SPEC",
+                   help='estimators as name[:key=value,...], e.g. ebab "akde:alpha=0.01,n_points=40" (default: ebab)')
+    r.add_argument("--n-log-points", type=int, default=d.n_log_points, help="points of the log-spaced schedule (default: 400 -> 274 epochs of 8000)")
+    r.add_argument("--record-activations", type=int, nargs="*", default=[], metavar="EPOCH", help="epochs at which to keep raw activity")
+    x = p.add_argument_group("execution")
+    x.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default: cpu)")
+    x.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores, at most 4)")
+    x.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds between checkpoints (default: 120)")
+    x.add_argument("--no-progress", action="store_true", help="no progress bar")
+    x.add_argument("--no-estimate", action="store_true", help="skip the short timing probe before starting")
+    x.add_argument("--dry-run", action="store_true", help="print the work and the time estimate, then stop")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ibtools", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ibtools {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,sweep}")
+    run = sub.add_parser("run", help="train one configuration (one network per seed) and save its results",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_config_options(run, sweep=False)
+    run.add_argument("--out", required=True, type=Path, help="output path; writes OUT.npz and OUT.json")
+    sw = sub.add_parser("sweep", help="train a grid of activations x L2 strengths x seeds, cached unit by unit",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_config_options(sw, sweep=True)
+    sw.add_argument("--activations", nargs="+", default=["relu"], help="activations to sweep")
+    sw.add_argument("--l2", type=float, nargs="+", default=[0.0], help="L2 strengths to sweep")
+    sw.add_argument("--seeds-per-unit", type=int, default=50, help="networks trained together per unit")
+    sw.add_argument("--cache", required=True, type=Path, help="directory of finished units (resumable)")
+    dist = sw.add_mutually_exclusive_group()
+    dist.add_argument("--workers", type=int, default=None, help="run units on a local Dask cluster of N worker processes")
+    dist.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://10.0.0.1:8786")
+    return parser
+
+
+def _config_from(args, **overrides):
+    from .config import TrainConfig
+
+    kwargs = dict(
+        hidden=tuple(args.hidden), init=args.init, lr=args.lr, batch_size=args.batch_size,
+        epochs=args.epochs, split=args.split, train_fraction=args.train_fraction, split_seed=args.split_seed,
+        shuffle_batches=args.shuffle_batches, seeds=tuple(args.seeds), n_log_points=args.n_log_points,
+        estimators=tuple(args.estimators), record_activations=tuple(args.record_activations), device=args.device,
+    )
+    kwargs.update(overrides)
+    return TrainConfig(**kwargs)
+
+
+def _describe(configs, args, out=sys.stderr) -> None:
+    from .engine import probe_seconds
+    from .sweep import _format_seconds, work_summary
+
+    w = work_summary(configs)
+    print(f"work: {w['units']} unit(s), {w['networks']} networks, {w['network_epochs']:,} network-epochs, "
+          f"{w['estimator_evaluations']:,} estimator evaluations", file=out)
+    if not args.no_estimate and configs:
+        first = probe_seconds(configs[0])
+        print(f"estimated time here: about {_format_seconds(first * len(configs))} "
+              f"({_format_seconds(first)} per unit, from a short timing probe)", file=out)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from .engine import set_threads
+
+    try:
+        set_threads(args.threads)
+        if args.command == "run":
+            config = _config_from(args, activation=args.activation, l2=args.l2)
+            _describe([config], args)
+            if args.dry_run:
+                return 0
+            from .engine import train
+
+            out = args.out
+            from .results import result_paths
+
+            npz_path, _ = result_paths(out)
+            result = train(config, checkpoint=npz_path.with_suffix(".ckpt"), checkpoint_every=args.checkpoint_every,
+                           progress=not args.no_progress)
+            sidecar = result.save(out)
+            print(f"saved {npz_path} and {sidecar} ({result.meta['wall_time_s']:.1f} s)")
+            if result.diverged_seeds():
+                print(f"warning: diverged networks (seed: epoch): {result.diverged_seeds()}", file=sys.stderr)
+            return 0
+        from .sweep import SweepConfig, run_sweep
+
+        base = _config_from(args)
+        sweep = SweepConfig(base=base, activations=tuple(args.activations), l2s=tuple(args.l2),
+                            seeds=tuple(args.seeds), seeds_per_unit=args.seeds_per_unit)
+        _describe(sweep.units(), args)
+        if args.dry_run:
+            return 0
+        executor = None
+        if args.workers is not None or args.scheduler is not None:
+            from .distributed import DaskExecutor
+
+            executor = DaskExecutor(n_workers=args.workers, address=args.scheduler, threads_per_worker=args.threads or 1)
+        try:
+            result = run_sweep(sweep, args.cache, progress=not args.no_progress,
+                               checkpoint_every=args.checkpoint_every, executor=executor)
+        finally:
+            if executor is not None:
+                executor.close()
+        print(f"sweep finished: {len(result.runs)} units in {args.cache}")
+        if result.diverged():
+            print(f"warning: diverged networks (activation, l2, seed): epoch: {result.diverged()}", file=sys.stderr)
+        return 0
+    except ValueError as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is saved and the next run resumes from it", file=sys.stderr)
+        return 130

@@ -1,0 +1,332 @@
+"""Frozen configurations of training runs and of the estimators recorded during them."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .activations import get_activation
+from .data import SPLIT_KINDS
+from .estimators import check_params, estimator_names
+from .networks import INIT_SCHEMES
+
+__all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES"]
+
+DEVICES = ("cpu", "cuda")
+
+
+def log_schedule(epochs: int, n_points: int) -> np.ndarray:
+    """Epochs at which to record, log-spaced as in the paper's code.
+
+    ``unique(int(logspace(0, log2(epochs), n_points, base=2))) - 1``: every epoch at first, then
+    ever sparser, from 0 (the initialization) to ``epochs - 1``. Epoch ``e`` means the state
+    after ``e`` epochs of training. For 8000 epochs and 400 points this gives the paper's 274
+    distinct epochs (0..43 every epoch, ..., 7820, 7999).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if n_points < 1:
+        raise ValueError(f"n_points must be >= 1, got {n_points}")
+    points = np.logspace(0.0, np.log2(epochs), n_points, base=2.0)
+    return np.unique(points.astype(np.int64)) - 1
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_number(value, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and v <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if nonnegative and v < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def _plain(value):
+    """JSON-friendly, hashable-by-content form of a parameter value."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"estimator parameters must be numbers, strings, booleans or None; got {value!r}")
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """An estimator to record during training, with its parameters and schedule.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``"fixed"``, ``"binsize"``, ``"max"``, ``"ebab"``, ``"kde"``, ``"akde"``...).
+    params : tuple of (str, value) pairs
+        Keyword arguments of the estimator, sorted by name. Use :meth:`make` to build from
+        keywords. For ``"max"``, ``max_value="network"`` means the largest activity of any layer
+        of the same network seen so far in training (the network-wide range the paper criticizes).
+    n_points : int, optional
+        Log-spaced points of this estimator's own, sparser schedule (see :func:`log_schedule`);
+        None records it at every epoch of the run's schedule. Use it for the expensive KDE.
+    """
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+    n_points: int | None = None
+
+    def __post_init__(self):
+        if self.name not in estimator_names():
+            raise ValueError(f"unknown estimator {self.name!r}; valid estimators are: {', '.join(estimator_names())}")
+        params = tuple(sorted((str(k), _plain(v)) for k, v in dict(self.params).items()))
+        check_params(self.name, {k: v for k, v in params if not (self.name == "max" and k == "max_value" and v == "network")})
+        object.__setattr__(self, "params", params)
+        if self.n_points is not None:
+            object.__setattr__(self, "n_points", _check_int(self.n_points, "n_points", 1))
+
+    @classmethod
+    def make(cls, name: str, n_points: int | None = None, **params) -> "EstimatorSpec":
+        """``EstimatorSpec.make("akde", alpha=0.01, n_points=60)``."""
+        return cls(name, tuple(params.items()), n_points)
+
+    @classmethod
+    def parse(cls, text: str) -> "EstimatorSpec":
+        """Parse the command-line form ``name[:key=value,...]``, e.g. ``akde:alpha=0.01,n_points=60``."""
+        name, _, rest = text.partition(":")
+        params: dict[str, Any] = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, raw = item.partition("=")
+            if not eq:
+                raise ValueError(f"estimator option {item!r} in {text!r} must look like key=value")
+            params[key.strip()] = _parse_value(raw.strip())
+        n_points = params.pop("n_points", None)
+        return cls.make(name.strip(), n_points=n_points, **params)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    @property
+    def label(self) -> str:
+        """Name used in result tables: ``"ebab"`` or ``"akde(alpha=0.01)"``."""
+        if not self.params:
+            return self.name
+        return f"{self.name}({','.join(f'{k}={v}' for k, v in self.params)})"
+
+
+def _parse_value(raw: str):
+    low = raw.lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run of one or more networks (one per seed).
+
+    Defaults follow the paper's code (``ivansche/adaptive_estimators``).
+
+    Attributes
+    ----------
+    hidden : tuple of int
+        Hidden-layer widths; the input (12) and the 2-unit softmax output are added around them.
+    activation : str
+        Hidden-layer activation (see :data:`ibtools.activations.ACTIVATIONS`).
+    init : str
+        Weight initialization (see :data:`ibtools.networks.INIT_SCHEMES`).
+    lr : float
+        Adam learning rate (betas 0.9, 0.999, eps 1e-8, the defaults of TensorFlow and PyTorch).
+    batch_size : int
+        Minibatch size; the last batch of an epoch holds the remainder (205 of 3277 patterns).
+    epochs : int
+        Epochs of training.
+    l2 : float
+        L2 strength lambda on hidden-layer weights (not biases, not the output layer): the loss
+        is mean cross-entropy + lambda/2 * sum ||W||^2, which gives the paper code's gradients
+        (it adds the penalty to every example's loss and sums over the batch).
+    split : str
+        ``"unshuffled"`` (the paper's code: first 80 % of patterns train) or ``"stratified"``.
+    train_fraction : float
+        Share of the 4096 patterns used for training.
+    split_seed : int
+        Seed of the stratified split (ignored for ``"unshuffled"``).
+    shuffle_batches : bool
+        Reshuffle the training set every epoch (seeded per network and epoch). The paper's code
+        uses one fixed order (False).
+    seeds : tuple of int
+        One network per seed, trained together as one batched model.
+    n_log_points : int
+        Points of the log-spaced recording schedule (400 gives 274 epochs of 8000).
+    estimators : tuple of EstimatorSpec
+        What to record at each scheduled epoch, on every layer including the softmax output.
+    record_activations : tuple of int, or "all"
+        Epochs at which to keep the raw activity of every layer (for figures); "all" keeps every
+        scheduled epoch. Memory grows with this, so keep it short for many seeds.
+    device : str
+        ``"cpu"`` or ``"cuda"``. Not part of a run's identity (results agree to float tolerance).
+    """
+
+    hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
+    activation: str = "relu"
+    init: str = "paper"
+    lr: float = 4e-4
+    batch_size: int = 256
+    epochs: int = 8000
+    l2: float = 0.0
+    split: str = "unshuffled"
+    train_fraction: float = 0.8
+    split_seed: int = 0
+    shuffle_batches: bool = False
+    seeds: tuple[int, ...] = (0,)
+    n_log_points: int = 400
+    estimators: tuple[EstimatorSpec, ...] = (EstimatorSpec("ebab"),)
+    record_activations: tuple[int, ...] | str = ()
+    device: str = field(default="cpu", compare=False)
+
+    def __post_init__(self):
+        try:
+            hidden = tuple(self.hidden)
+        except TypeError:
+            raise ValueError(f"hidden must be a sequence of widths, got {self.hidden!r}") from None
+        if not hidden:
+            raise ValueError("hidden needs at least one hidden layer width")
+        object.__setattr__(self, "hidden", tuple(_check_int(w, "every hidden width", 1) for w in hidden))
+        get_activation(self.activation)
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {INIT_SCHEMES}")
+        object.__setattr__(self, "lr", _check_number(self.lr, "lr", positive=True))
+        object.__setattr__(self, "batch_size", _check_int(self.batch_size, "batch_size", 1))
+        object.__setattr__(self, "epochs", _check_int(self.epochs, "epochs", 1))
+        object.__setattr__(self, "l2", _check_number(self.l2, "l2", nonnegative=True))
+        if self.split not in SPLIT_KINDS:
+            raise ValueError(f"unknown split {self.split!r}; choose one of {SPLIT_KINDS}")
+        frac = _check_number(self.train_fraction, "train_fraction")
+        if not 0 < frac < 1:
+            raise ValueError(f"train_fraction must be strictly between 0 and 1, got {self.train_fraction!r}")
+        object.__setattr__(self, "train_fraction", frac)
+        object.__setattr__(self, "split_seed", _check_int(self.split_seed, "split_seed", 0))
+        if not isinstance(self.shuffle_batches, bool):
+            raise ValueError(f"shuffle_batches must be True or False, got {self.shuffle_batches!r}")
+        try:
+            seeds = tuple(self.seeds)
+        except TypeError:
+            raise ValueError(f"seeds must be a sequence of integers, got {self.seeds!r}") from None
+        seeds = tuple(_check_int(s, "every seed", 0) for s in seeds)
+        if not seeds:
+            raise ValueError("seeds must hold at least one seed")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        object.__setattr__(self, "seeds", seeds)
+        object.__setattr__(self, "n_log_points", _check_int(self.n_log_points, "n_log_points", 1))
+        estimators = tuple(self.estimators)
+        for spec in estimators:
+            if not isinstance(spec, EstimatorSpec):
+                raise ValueError(f"estimators must be EstimatorSpec objects, got {spec!r}")
+        labels = [s.label for s in estimators]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"estimators must be distinct, got {labels}")
+        object.__setattr__(self, "estimators", estimators)
+        rec = self.record_activations
+        if isinstance(rec, str):
+            if rec != "all":
+                raise ValueError(f"record_activations must be a tuple of epochs or 'all', got {rec!r}")
+        else:
+            rec = tuple(sorted({_check_int(e, "every record_activations epoch", 0) for e in rec}))
+            if rec and rec[-1] > self.epochs:
+                raise ValueError(f"record_activations epochs must be <= epochs ({self.epochs}), got {rec[-1]}")
+            object.__setattr__(self, "record_activations", rec)
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+
+    # -- derived quantities -----------------------------------------------------------------
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """All layer widths: input 12, hidden, output 2."""
+        return (12, *self.hidden, 2)
+
+    @property
+    def n_layers(self) -> int:
+        """Layers whose information is recorded: every hidden layer plus the softmax output."""
+        return len(self.hidden) + 1
+
+    def schedule(self) -> np.ndarray:
+        """The run's recording epochs (see :func:`log_schedule`)."""
+        return log_schedule(self.epochs, self.n_log_points)
+
+    def estimator_schedule(self, spec: EstimatorSpec) -> np.ndarray:
+        return log_schedule(self.epochs, spec.n_points) if spec.n_points else self.schedule()
+
+    def activation_epochs(self) -> np.ndarray:
+        if self.record_activations == "all":
+            return self.schedule()
+        return np.asarray(self.record_activations, dtype=np.int64)
+
+    def evaluation_epochs(self) -> np.ndarray:
+        """Every epoch at which the networks are evaluated on all inputs: the union of all
+        estimator schedules and the activation epochs."""
+        parts = [self.schedule(), self.activation_epochs()]
+        parts += [self.estimator_schedule(s) for s in self.estimators]
+        return np.unique(np.concatenate(parts)).astype(np.int64)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # -- identity -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible form (lists for tuples); :meth:`from_dict` inverts it."""
+        d = dataclasses.asdict(self)
+        d["estimators"] = [{"name": s.name, "params": dict(s.params), "n_points": s.n_points} for s in self.estimators]
+        return json.loads(json.dumps(d))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
+        if "estimators" in d:
+            d["estimators"] = tuple(
+                EstimatorSpec.make(e["name"], e.get("n_points"), **e.get("params", {})) for e in d["estimators"]
+            )
+        for key in ("hidden", "seeds"):
+            if key in d:
+                d[key] = tuple(d[key])
+        if isinstance(d.get("record_activations"), list):
+            d["record_activations"] = tuple(d["record_activations"])
+        return cls(**d)
+
+    def key(self) -> str:
+        """Content hash identifying the results of this config (device excluded)."""
+        d = self.to_dict()
+        d.pop("device")
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]

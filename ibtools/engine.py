@@ -1,0 +1,289 @@
+"""Train the networks of a :class:`~ibtools.config.TrainConfig` and record their information
+planes online, with checkpoints that survive interruption.
+
+At every scheduled epoch all 4096 inputs go through every network once; the chosen estimators
+run on every layer (the softmax output included) and only their values, the losses and the
+accuracies are kept. Raw activity is kept only at the epochs the config asks for, so memory does
+not grow with the number of epochs.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .config import TrainConfig
+from .data import Dataset
+from .estimators import get_estimator
+from .results import RunResult, atomic_write_bytes, provenance
+from .trainer import EnsembleTrainer
+
+__all__ = ["train", "Recorder", "set_threads"]
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's CPU threads (default: all cores, at most 4; tiny layers gain nothing from
+    more). Returns the number set."""
+    import os
+
+    n = n or min(4, os.cpu_count() or 1)
+    torch.set_num_threads(int(n))
+    return int(n)
+
+
+class Recorder:
+    """Evaluates the networks at scheduled epochs and stores what the config asks for."""
+
+    def __init__(self, config: TrainConfig, trainer: EnsembleTrainer):
+        self.config = config
+        self.trainer = trainer
+        self.epochs = config.evaluation_epochs()
+        self.index = {int(e): i for i, e in enumerate(self.epochs)}
+        E, L, S = len(self.epochs), config.n_layers, len(config.seeds)
+        self.mi = {spec.label: np.full((E, L, S, 2), np.nan, dtype=np.float32) for spec in config.estimators}
+        self.when = {spec.label: set(int(e) for e in config.estimator_schedule(spec)) for spec in config.estimators}
+        self.history = {k: np.full((E, S), np.nan, dtype=np.float32) for k in ("train_loss", "test_loss", "train_acc", "test_acc")}
+        self.layer_max = np.full((E, L, S), np.nan, dtype=np.float32)
+        self.diverged = np.full(S, -1, dtype=np.int64)
+        self.network_max = np.zeros(S, dtype=np.float64)  # running max over layers and epochs
+        self.activation_epochs = set(int(e) for e in config.activation_epochs())
+        self.activations: dict[int, list[np.ndarray]] = {}
+        self.recorded: set[int] = set()
+        split = trainer.split
+        dev = trainer.device
+        self._train_idx = torch.from_numpy(split.train).to(dev)
+        self._test_idx = torch.from_numpy(split.test).to(dev)
+
+    def is_due(self, epoch: int) -> bool:
+        return epoch in self.index and epoch not in self.recorded
+
+    @torch.no_grad()
+    def record(self, epoch: int) -> None:
+        i = self.index[epoch]
+        tr = self.trainer
+        acts, logits = tr.evaluate()
+        y = tr.y_all
+        ce = F.cross_entropy(logits.transpose(1, 2), y.expand(tr.S, -1), reduction="none")
+        correct = (logits.argmax(dim=2) == y).to(torch.float32)
+        for name, values, idx in (("train_loss", ce, self._train_idx), ("test_loss", ce, self._test_idx),
+                                  ("train_acc", correct, self._train_idx), ("test_acc", correct, self._test_idx)):
+            self.history[name][i] = values[:, idx].mean(1).cpu().numpy()
+
+        finite = torch.ones(tr.S, dtype=torch.bool, device=tr.device)
+        for a in acts:
+            finite &= torch.isfinite(a).flatten(1).all(1)
+        finite &= torch.isfinite(ce).all(1)
+        finite = finite.cpu().numpy()
+        newly = (~finite) & (self.diverged < 0)
+        self.diverged[newly] = epoch
+        ok = np.flatnonzero(finite & (self.diverged < 0))
+
+        peaks = np.stack([a.abs().flatten(1).amax(1).cpu().numpy() for a in acts])  # (L, S)
+        self.layer_max[i] = peaks
+        if ok.size:
+            self.network_max[ok] = np.maximum(self.network_max[ok], peaks[:, ok].max(0))
+
+        if ok.size:
+            ok_t = torch.from_numpy(ok).to(tr.device)
+            sub = [a.index_select(0, ok_t) for a in acts]
+            for spec in self.config.estimators:
+                if epoch not in self.when[spec.label]:
+                    continue
+                fn = get_estimator(spec.name)
+                params = spec.kwargs
+                if spec.name == "max" and params.get("max_value") == "network":
+                    params["max_value"] = self.network_max[ok]
+                for layer, a in enumerate(sub):
+                    result = fn(a, y, **params)
+                    self.mi[spec.label][i, layer, ok, 0] = result[0]
+                    self.mi[spec.label][i, layer, ok, 1] = result[1]
+        if epoch in self.activation_epochs:
+            self.activations[epoch] = [a.cpu().numpy().astype(np.float32) for a in acts]
+        self.recorded.add(epoch)
+
+    def state(self) -> dict:
+        return {
+            "mi": self.mi, "history": self.history, "layer_max": self.layer_max, "diverged": self.diverged,
+            "network_max": self.network_max, "activations": self.activations, "recorded": sorted(self.recorded),
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.mi = state["mi"]
+        self.history = state["history"]
+        self.layer_max = state["layer_max"]
+        self.diverged = state["diverged"]
+        self.network_max = state["network_max"]
+        self.activations = state["activations"]
+        self.recorded = set(state["recorded"])
+
+
+def _save_checkpoint(path: Path, config: TrainConfig, trainer: EnsembleTrainer, recorder: Recorder,
+                     epoch_loss: torch.Tensor, elapsed: float) -> None:
+    state = {
+        "config_key": config.key(),
+        "trainer": trainer.state_dict(),
+        "recorder": recorder.state(),
+        "epoch_loss": epoch_loss[: trainer.epoch].cpu().clone(),
+        "elapsed": elapsed,
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_checkpoint(path: Path, config: TrainConfig):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # unreadable: start over rather than trust it
+        warnings.warn(f"ignoring unreadable checkpoint {path}: {exc}", stacklevel=3)
+        return None
+    if not isinstance(state, dict) or state.get("config_key") != config.key():
+        warnings.warn(f"ignoring checkpoint {path}: it belongs to another configuration", stacklevel=3)
+        return None
+    return state
+
+
+def train(
+    config: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: float = 120.0,
+    progress: bool | tqdm = True,
+    dataset: Dataset | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Train ``config``'s networks (one per seed, all at once) and record their information planes.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    checkpoint : path, optional
+        File for periodic checkpoints. If it exists and belongs to the same configuration,
+        training resumes from it (identical numbers to an uninterrupted run); it is written every
+        ``checkpoint_every`` seconds and on Ctrl-C, atomically, and removed when the run ends.
+    checkpoint_every : float
+        Seconds between checkpoints.
+    progress : bool or tqdm
+        Show a progress bar over epochs (True), nothing (False), or advance the given bar by the
+        number of network-epochs done.
+    dataset : Dataset, optional
+        Defaults to the Tishby task.
+    on_epoch : callable, optional
+        Called with the number of epochs completed after every epoch (tests use it to interrupt).
+
+    Returns
+    -------
+    RunResult
+
+    Warns
+    -----
+    RuntimeWarning
+        If some networks diverged (non-finite loss or activity); they are listed in
+        ``result.diverged`` and their later values are NaN.
+    """
+    trainer = EnsembleTrainer(config, dataset)
+    recorder = Recorder(config, trainer)
+    epoch_loss = torch.full((config.epochs, trainer.S), float("nan"), device=trainer.device)
+    elapsed_before = 0.0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = _load_checkpoint(ckpt, config)
+        if state is not None:
+            trainer.load_state_dict(state["trainer"])
+            recorder.load_state(state["recorder"])
+            epoch_loss[: trainer.epoch] = state["epoch_loss"].to(trainer.device)
+            elapsed_before = float(state["elapsed"])
+
+    own_bar = progress is True
+    bar = tqdm(total=config.epochs, initial=trainer.epoch, unit="epoch", desc=f"{config.activation} x{trainer.S}",
+               file=sys.stderr, dynamic_ncols=True, leave=False) if own_bar else (progress or None)
+    started = time.monotonic()
+    last_save = started
+    try:
+        while True:
+            e = trainer.epoch
+            if recorder.is_due(e):
+                recorder.record(e)
+            if e >= config.epochs:
+                break
+            epoch_loss[e] = trainer.train_epoch()
+            if bar is not None:
+                bar.update(1 if own_bar else trainer.S)
+            if on_epoch is not None:
+                on_epoch(trainer.epoch)
+            if ckpt is not None and time.monotonic() - last_save >= checkpoint_every:
+                _save_checkpoint(ckpt, config, trainer, recorder, epoch_loss, elapsed_before + time.monotonic() - started)
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        if ckpt is not None:
+            _save_checkpoint(ckpt, config, trainer, recorder, epoch_loss, elapsed_before + time.monotonic() - started)
+        raise
+    finally:
+        if own_bar:
+            bar.close()
+
+    losses = epoch_loss.cpu().numpy()
+    # a network whose training loss became non-finite between evaluations is diverged too
+    bad = ~np.isfinite(losses)
+    for k in np.flatnonzero(bad.any(0) & (recorder.diverged < 0)):
+        recorder.diverged[k] = int(np.argmax(bad[:, k]))
+    meta = provenance()
+    meta.update(wall_time_s=round(elapsed_before + time.monotonic() - started, 3), device=config.device,
+                threads=torch.get_num_threads())
+    result = RunResult(
+        config=config, epochs=recorder.epochs, mi=recorder.mi, history=recorder.history,
+        epoch_loss=losses, layer_max=recorder.layer_max, diverged=recorder.diverged,
+        activations=recorder.activations, meta=meta,
+    )
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)
+    diverged = result.diverged_seeds()
+    if diverged:
+        warnings.warn(
+            f"{len(diverged)} of {trainer.S} networks diverged (seed: first epoch seen): {diverged}; "
+            "their values after that are NaN",
+            RuntimeWarning, stacklevel=2,
+        )
+    return result
+
+
+
+
+def probe_seconds(config: TrainConfig, *, train_epochs: int = 3, probe_networks: int = 4) -> float:
+    """A rough wall-time estimate for ``train(config)`` on this machine, from a short probe.
+
+    Times ``train_epochs`` epochs of the full ensemble and one evaluation of every estimator on
+    ``probe_networks`` networks, then extrapolates linearly (estimators cost the same per
+    network). Takes a few seconds; the estimate is rough (within a factor of about 1.5).
+    """
+    trainer = EnsembleTrainer(config)
+    trainer.train_epoch()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(train_epochs):
+        trainer.train_epoch()
+    per_epoch = (time.perf_counter() - t0) / train_epochs
+    small = config.replace(seeds=config.seeds[:probe_networks])
+    probe = Recorder(small, EnsembleTrainer(small))
+    acts, _ = probe.trainer.evaluate()
+    y = probe.trainer.y_all
+    total = per_epoch * config.epochs
+    scale = len(config.seeds) / len(small.seeds)
+    for spec in config.estimators:
+        params = spec.kwargs
+        if spec.name == "max" and params.get("max_value") == "network":
+            params["max_value"] = None
+        fn = get_estimator(spec.name)
+        t0 = time.perf_counter()
+        for a in acts:
+            fn(a, y, **params)
+        total += (time.perf_counter() - t0) * scale * len(config.estimator_schedule(spec))
+    return total

@@ -1,0 +1,297 @@
+"""Results of a training run: information-plane values, training history, provenance; saved as a
+compressed ``.npz`` with a JSON sidecar, written atomically.
+
+A run saved at ``path`` consists of ``path.npz`` (arrays) and ``path.json`` (configuration,
+provenance and the SHA-256 of the ``.npz``). The sidecar is written last, so a run is complete
+exactly when its sidecar exists and the checksum matches: :func:`load_run` refuses anything else
+with :class:`CorruptResultError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import TrainConfig
+
+__all__ = ["RunResult", "load_run", "result_paths", "CorruptResultError", "provenance", "atomic_write_bytes", "RESULT_FORMAT"]
+
+#: Version of the on-disk format; bump it when the meaning of stored arrays changes.
+RESULT_FORMAT = 1
+
+HISTORY_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc")
+
+
+class CorruptResultError(ValueError):
+    """A stored result is incomplete, corrupt, or from another format or configuration."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def result_paths(path) -> tuple[Path, Path]:
+    """``(npz, json)`` paths of a run saved at ``path``, which may end in .npz, .json or nothing
+    (other dots in the name are kept: ``runs/relu_l2-0.01`` -> ``runs/relu_l2-0.01.npz``)."""
+    path = Path(path)
+    if path.suffix in (".npz", ".json"):
+        path = path.with_suffix("")
+    return path.parent / (path.name + ".npz"), path.parent / (path.name + ".json")
+
+
+def _git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance() -> dict:
+    """Package versions, git commit and machine of the current process."""
+    import scipy
+    import torch
+
+    from . import __version__
+
+    return {
+        "ibtools": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch": torch.__version__,
+        "pandas": pd.__version__,
+        "git_commit": _git_commit(),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+@dataclass
+class RunResult:
+    """Everything recorded while training the networks of one :class:`~ibtools.config.TrainConfig`.
+
+    Attributes
+    ----------
+    config : TrainConfig
+    epochs : ndarray (E,)
+        Evaluation epochs (state after that many epochs of training).
+    mi : dict[str, ndarray (E, L, S, 2)]
+        Per estimator label: I(X;T) ([..., 0]) and I(T;Y) ([..., 1]) in bits for every
+        evaluation epoch, layer (hidden layers, then the softmax output) and network. NaN where
+        the estimator was not scheduled or the network had diverged.
+    history : dict[str, ndarray (E, S)]
+        ``train_loss``, ``test_loss`` (mean cross-entropy, nats), ``train_acc``, ``test_acc``,
+        evaluated on the whole split at each evaluation epoch.
+    epoch_loss : ndarray (epochs, S)
+        Mean minibatch training cross-entropy of every epoch.
+    layer_max : ndarray (E, L, S)
+        Largest absolute activity of each layer.
+    diverged : ndarray (S,)
+        First evaluation epoch at which a network's activity or loss was not finite; -1 if never.
+    activations : dict[int, list[ndarray (S, N, width)]]
+        Raw activity at the epochs listed in ``config.record_activations``.
+    meta : dict
+        Provenance: versions, git commit, wall time, device.
+    """
+
+    config: TrainConfig
+    epochs: np.ndarray
+    mi: dict[str, np.ndarray]
+    history: dict[str, np.ndarray]
+    epoch_loss: np.ndarray
+    layer_max: np.ndarray
+    diverged: np.ndarray
+    activations: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    # -- views --------------------------------------------------------------------------------
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.config.seeds
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """``("h1", ..., "h5", "softmax")``."""
+        return tuple(f"h{i + 1}" for i in range(len(self.config.hidden))) + ("softmax",)
+
+    @property
+    def estimator_labels(self) -> tuple[str, ...]:
+        return tuple(self.mi)
+
+    def diverged_seeds(self) -> dict[int, int]:
+        """``{seed: first epoch seen diverged}`` for networks whose training blew up."""
+        return {s: int(e) for s, e in zip(self.seeds, self.diverged) if e >= 0}
+
+    def table(self, estimators=None) -> pd.DataFrame:
+        """The information-plane values as a tidy table.
+
+        Columns: ``activation, l2, seed, epoch, layer, layer_name, estimator, i_xt, i_ty,
+        diverged``; one row per recorded (estimator, epoch, layer, network). ``layer`` counts
+        from 1; the last layer is the softmax output. Rows of diverged networks keep NaN values
+        and ``diverged=True`` so that averages can exclude them knowingly.
+        """
+        labels = list(self.mi) if estimators is None else [estimators] if isinstance(estimators, str) else list(estimators)
+        frames = []
+        E, L, S = len(self.epochs), len(self.layer_names), len(self.seeds)
+        ep, ly, sd = np.meshgrid(self.epochs, np.arange(1, L + 1), np.asarray(self.seeds), indexing="ij")
+        div_epoch = np.where(self.diverged >= 0, self.diverged, np.iinfo(np.int64).max)
+        is_div = (ep >= div_epoch[None, None, :]).ravel()
+        for label in labels:
+            if label not in self.mi:
+                raise KeyError(f"no estimator {label!r} in this result; it has {list(self.mi)}")
+            arr = self.mi[label]
+            recorded = ~np.all(np.isnan(arr[..., 0]), axis=(1, 2))  # epochs where it was scheduled
+            keep = np.repeat(recorded, L * S) & (np.isfinite(arr[..., 0]).ravel() | is_div)
+            frames.append(pd.DataFrame({
+                "epoch": ep.ravel()[keep],
+                "layer": ly.ravel()[keep],
+                "seed": sd.ravel()[keep],
+                "estimator": label,
+                "i_xt": arr[..., 0].ravel()[keep],
+                "i_ty": arr[..., 1].ravel()[keep],
+                "diverged": is_div[keep],
+            }))
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        df.insert(0, "activation", self.config.activation)
+        df.insert(1, "l2", self.config.l2)
+        df["layer_name"] = np.asarray(self.layer_names)[df["layer"].to_numpy() - 1]
+        cols = ["activation", "l2", "seed", "epoch", "layer", "layer_name", "estimator", "i_xt", "i_ty", "diverged"]
+        return df[cols].sort_values(["estimator", "seed", "epoch", "layer"], ignore_index=True)
+
+    def history_table(self) -> pd.DataFrame:
+        """Loss and accuracy at every evaluation epoch: ``activation, l2, seed, epoch,
+        train_loss, test_loss, train_acc, test_acc``."""
+        E, S = len(self.epochs), len(self.seeds)
+        df = pd.DataFrame({
+            "activation": self.config.activation,
+            "l2": self.config.l2,
+            "seed": np.tile(np.asarray(self.seeds), E),
+            "epoch": np.repeat(self.epochs, S),
+        })
+        for name in HISTORY_COLUMNS:
+            df[name] = self.history[name].ravel()
+        return df
+
+    # -- storage ------------------------------------------------------------------------------
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {
+            "epochs": self.epochs,
+            "epoch_loss": self.epoch_loss,
+            "layer_max": self.layer_max,
+            "diverged": self.diverged,
+        }
+        for i, label in enumerate(self.mi):
+            arrays[f"mi_{i}"] = self.mi[label]
+        for name in HISTORY_COLUMNS:
+            arrays[f"history_{name}"] = self.history[name]
+        for epoch, layers in self.activations.items():
+            for j, a in enumerate(layers):
+                arrays[f"act_{epoch}_{j}"] = a
+        return arrays
+
+    def save(self, path) -> Path:
+        """Write ``path.npz`` and then ``path.json`` atomically; returns the sidecar path."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **self._arrays())
+        blob = buffer.getvalue()
+        npz_path, json_path = result_paths(path)
+        atomic_write_bytes(npz_path, blob)
+        sidecar = {
+            "format": RESULT_FORMAT,
+            "config": self.config.to_dict(),
+            "config_key": self.config.key(),
+            "estimators": list(self.mi),
+            "activation_epochs": sorted(int(e) for e in self.activations),
+            "npz_sha256": hashlib.sha256(blob).hexdigest(),
+            "meta": self.meta,
+        }
+        atomic_write_bytes(json_path, json.dumps(sidecar, indent=1, sort_keys=True).encode())
+        return json_path
+
+
+def load_run(path, expected: TrainConfig | None = None) -> RunResult:
+    """Load a run saved with :meth:`RunResult.save` (``path`` with or without a suffix).
+
+    Parameters
+    ----------
+    expected : TrainConfig, optional
+        If given, the stored configuration must equal it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no sidecar (the run never finished saving).
+    CorruptResultError
+        If the sidecar is unreadable, the format or configuration differs, or the ``.npz`` is
+        missing or does not match its recorded checksum.
+    """
+    npz_path, json_path = result_paths(path)
+    if not json_path.exists():
+        raise FileNotFoundError(f"no saved run at {json_path}")
+    try:
+        sidecar = json.loads(json_path.read_text())
+        fmt = sidecar["format"]
+        config = TrainConfig.from_dict(sidecar["config"])
+        labels = list(sidecar["estimators"])
+        act_epochs = [int(e) for e in sidecar["activation_epochs"]]
+        checksum = sidecar["npz_sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptResultError(f"sidecar {json_path} is unreadable: {exc}") from None
+    if fmt != RESULT_FORMAT:
+        raise CorruptResultError(f"{json_path} has result format {fmt}, this ibtools reads {RESULT_FORMAT}")
+    if expected is not None and config != expected:
+        raise CorruptResultError(f"{json_path} holds another configuration than the one expected (stale cache)")
+    try:
+        blob = npz_path.read_bytes()
+    except FileNotFoundError:
+        raise CorruptResultError(f"{npz_path} is missing although its sidecar exists") from None
+    if hashlib.sha256(blob).hexdigest() != checksum:
+        raise CorruptResultError(f"{npz_path} does not match the checksum in its sidecar (corrupt or replaced)")
+    with np.load(io.BytesIO(blob)) as z:
+        arrays = {k: z[k] for k in z.files}
+    L = len(config.hidden) + 1
+    return RunResult(
+        config=config,
+        epochs=arrays["epochs"],
+        mi={label: arrays[f"mi_{i}"] for i, label in enumerate(labels)},
+        history={name: arrays[f"history_{name}"] for name in HISTORY_COLUMNS},
+        epoch_loss=arrays["epoch_loss"],
+        layer_max=arrays["layer_max"],
+        diverged=arrays["diverged"],
+        activations={e: [arrays[f"act_{e}_{j}"] for j in range(L)] for e in act_epochs},
+        meta=sidecar.get("meta", {}),
+    )

@@ -1,0 +1,254 @@
+"""Sweeps over activations x L2 strengths x seeds, cached unit by unit so that they survive
+interruption.
+
+A sweep is cut into *units*: one activation, one L2 strength and one block of seeds, trained
+together by :func:`ibtools.engine.train`. Each finished unit is stored in the cache directory
+under a name that ends in a hash of its full configuration; a unit is finished exactly when its
+result loads and checks out (see :mod:`ibtools.results`). Re-running a sweep skips finished units,
+resumes a unit from its checkpoint, and recomputes anything stale or corrupt (with a warning).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+from tqdm import tqdm
+
+from .activations import get_activation
+from .config import TrainConfig
+from .engine import train
+from .results import CorruptResultError, RunResult, load_run, result_paths
+
+__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary"]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A grid of training runs.
+
+    Attributes
+    ----------
+    base : TrainConfig
+        Everything not swept (epochs, estimators, split, ...). Its ``activation``, ``l2`` and
+        ``seeds`` are the defaults of the three swept fields.
+    activations : tuple of str, optional
+    l2s : tuple of float, optional
+    seeds : tuple of int, optional
+    seeds_per_unit : int
+        Networks trained together in one unit; a unit is also the granule of caching and of
+        distribution over workers.
+    """
+
+    base: TrainConfig = TrainConfig()
+    activations: tuple[str, ...] | None = None
+    l2s: tuple[float, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+    seeds_per_unit: int = 50
+
+    def __post_init__(self):
+        if not isinstance(self.base, TrainConfig):
+            raise ValueError(f"base must be a TrainConfig, got {type(self.base).__name__}")
+        acts = tuple(self.activations) if self.activations is not None else (self.base.activation,)
+        for a in acts:
+            get_activation(a)
+        l2s = tuple(self.l2s) if self.l2s is not None else (self.base.l2,)
+        seeds = tuple(self.seeds) if self.seeds is not None else self.base.seeds
+        if not acts or not l2s or not seeds:
+            raise ValueError("a sweep needs at least one activation, one l2 strength and one seed")
+        for name, values in (("activations", acts), ("l2s", l2s), ("seeds", seeds)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} must be distinct, got {values}")
+        if isinstance(self.seeds_per_unit, bool) or not isinstance(self.seeds_per_unit, int) or self.seeds_per_unit < 1:
+            raise ValueError(f"seeds_per_unit must be a positive integer, got {self.seeds_per_unit!r}")
+        object.__setattr__(self, "activations", acts)
+        object.__setattr__(self, "l2s", l2s)
+        object.__setattr__(self, "seeds", seeds)
+        self.units()  # validates every unit's configuration up front
+
+    def units(self) -> list[TrainConfig]:
+        """The unit configurations, in a fixed order (activation, then l2, then seed block)."""
+        blocks = [self.seeds[i : i + self.seeds_per_unit] for i in range(0, len(self.seeds), self.seeds_per_unit)]
+        return [
+            self.base.replace(activation=a, l2=l2, seeds=tuple(block))
+            for a in self.activations
+            for l2 in self.l2s
+            for block in blocks
+        ]
+
+
+def work_summary(configs: Sequence[TrainConfig]) -> dict[str, int]:
+    """How much work a list of run configurations holds: networks, network-epochs, and
+    estimator evaluations (one estimator on one layer of one network at one epoch)."""
+    networks = sum(len(c.seeds) for c in configs)
+    net_epochs = sum(len(c.seeds) * c.epochs for c in configs)
+    evaluations = sum(
+        len(c.seeds) * c.n_layers * len(c.estimator_schedule(s)) for c in configs for s in c.estimators
+    )
+    return {"units": len(configs), "networks": networks, "network_epochs": net_epochs, "estimator_evaluations": evaluations}
+
+
+class ResultCache:
+    """A directory of finished units, each stored as ``<name>.npz`` + ``<name>.json``."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def name(self, config: TrainConfig) -> str:
+        seeds = config.seeds
+        span = f"s{seeds[0]}" if len(seeds) == 1 else f"s{seeds[0]}-{seeds[-1]}x{len(seeds)}"
+        l2 = f"{config.l2:g}".replace(".", "p")
+        return f"{config.activation}_l2-{l2}_{span}_{config.key()[:12]}"
+
+    def path(self, config: TrainConfig) -> Path:
+        return self.root / self.name(config)
+
+    def checkpoint_path(self, config: TrainConfig) -> Path:
+        return self.root / "checkpoints" / (self.name(config) + ".ckpt")
+
+    def load(self, config: TrainConfig) -> RunResult | None:
+        """The cached result of ``config``, or None if it is missing. A stale or corrupt entry is
+        moved to ``quarantine/`` with a warning and reported as missing."""
+        path = self.path(config)
+        try:
+            return load_run(path, expected=config)
+        except FileNotFoundError:
+            return None
+        except CorruptResultError as exc:
+            self._quarantine(path)
+            warnings.warn(f"cache entry {path.name} is unusable ({exc}); it will be recomputed", RuntimeWarning, stacklevel=2)
+            return None
+
+    def _quarantine(self, path: Path) -> None:
+        target = self.root / "quarantine"
+        target.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for src in result_paths(path)[::-1]:
+            if src.exists():
+                shutil.move(str(src), str(target / f"{src.name}.{stamp}"))
+
+    def store(self, result: RunResult) -> Path:
+        return result.save(self.path(result.config))
+
+    def finished(self) -> list[RunResult]:
+        """Every valid result in the directory (corrupt ones are skipped with a warning)."""
+        runs = []
+        for sidecar in sorted(self.root.glob("*.json")):
+            try:
+                runs.append(load_run(sidecar))
+            except (CorruptResultError, FileNotFoundError) as exc:
+                warnings.warn(f"skipping {sidecar.name}: {exc}", RuntimeWarning, stacklevel=2)
+        return runs
+
+
+@dataclass
+class SweepResult:
+    """The runs of a sweep (one :class:`~ibtools.results.RunResult` per unit)."""
+
+    runs: list[RunResult]
+
+    def table(self, estimators=None) -> pd.DataFrame:
+        """Tidy information-plane table of every run (see :meth:`RunResult.table`)."""
+        return pd.concat([r.table(estimators) for r in self.runs], ignore_index=True)
+
+    def history_table(self) -> pd.DataFrame:
+        return pd.concat([r.history_table() for r in self.runs], ignore_index=True)
+
+    def select(self, **fields) -> "SweepResult":
+        """Runs whose config matches every given field, e.g. ``select(activation="relu")``."""
+        return SweepResult([r for r in self.runs if all(getattr(r.config, k) == v for k, v in fields.items())])
+
+    def diverged(self) -> dict[tuple[str, float, int], int]:
+        return {(r.config.activation, r.config.l2, s): e for r in self.runs for s, e in r.diverged_seeds().items()}
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    cache_dir,
+    *,
+    progress: bool = True,
+    checkpoint_every: float = 120.0,
+    executor=None,
+    log=None,
+) -> SweepResult:
+    """Run every unfinished unit of ``sweep`` and return all units' results.
+
+    Parameters
+    ----------
+    sweep : SweepConfig
+    cache_dir : path
+        Where finished units (and checkpoints of unfinished ones) live.
+    progress : bool
+        Progress bar over network-epochs, with rate and ETA.
+    checkpoint_every : float
+        Seconds between checkpoints inside a unit.
+    executor : optional
+        Where to run units: None runs them here, one after another; a
+        :class:`ibtools.distributed.DaskExecutor` spreads them over Dask workers.
+    log : callable, optional
+        Receives one-line status messages (default: print to stderr when ``progress``).
+    """
+    log = log or ((lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None))
+    cache = ResultCache(cache_dir)
+    units = sweep.units()
+    done: dict[int, RunResult] = {}
+    for i, unit in enumerate(units):
+        cached = cache.load(unit)
+        if cached is not None:
+            done[i] = cached
+    todo = [i for i in range(len(units)) if i not in done]
+    work = work_summary([units[i] for i in todo])
+    log(f"sweep: {len(units)} units, {len(done)} already finished in {cache.root}; "
+        f"to do: {work['networks']} networks, {work['network_epochs']:,} network-epochs, "
+        f"{work['estimator_evaluations']:,} estimator evaluations")
+    if todo:
+        if executor is None:
+            _run_here(units, todo, cache, done, progress, checkpoint_every)
+        else:
+            executor.run(units, todo, cache, done, progress=progress, log=log)
+    return SweepResult([done[i] for i in range(len(units))])
+
+
+def _run_here(units, todo, cache, done, progress, checkpoint_every):
+    total = sum(len(units[i].seeds) * units[i].epochs for i in todo)
+    bar = tqdm(total=total, unit="net-epoch", unit_scale=True, desc="sweep", file=sys.stderr,
+               dynamic_ncols=True, disable=not progress, smoothing=0.05)
+    try:
+        for i in todo:
+            unit = units[i]
+            bar.set_postfix_str(f"{unit.activation} l2={unit.l2:g} seeds {unit.seeds[0]}..{unit.seeds[-1]}")
+            result = train(unit, checkpoint=cache.checkpoint_path(unit), checkpoint_every=checkpoint_every,
+                           progress=bar if progress else False)
+            cache.store(result)
+            done[i] = result
+    finally:
+        bar.close()
+
+
+def load_sweep(cache_dir, configs: Iterable[TrainConfig] | None = None) -> SweepResult:
+    """Load finished units from ``cache_dir``: all of them, or exactly ``configs`` (an error
+    names the first one that is missing)."""
+    cache = ResultCache(cache_dir)
+    if configs is None:
+        return SweepResult(cache.finished())
+    runs = []
+    for c in configs:
+        r = cache.load(c)
+        if r is None:
+            raise FileNotFoundError(f"unit {cache.name(c)} is not in {cache.root}; run the sweep first")
+        runs.append(r)
+    return SweepResult(runs)
+
