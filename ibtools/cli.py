@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ibtools", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ibtools {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{run,sweep}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,sweep,paper}")
     run = sub.add_parser("run", help="train one configuration (one network per seed) and save its results",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_config_options(run, sweep=False)
@@ -96,7 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     dist = sw.add_mutually_exclusive_group()
     dist.add_argument("--workers", type=int, default=None, help="run units on a local Dask cluster of N worker processes")
     dist.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://10.0.0.1:8786")
+    paper = sub.add_parser("paper", help="run or resume the book's full-scale study (results/paper)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    paper.add_argument("--parts", nargs="+", default=["single", "activations", "l2"],
+                       choices=["single", "activations", "l2"], help="which parts of the study to run")
+    paper.add_argument("--cache", type=Path, default=None, help="results directory (default: results/paper in the repository)")
+    paper.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores, at most 4)")
+    paper.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pdist = paper.add_mutually_exclusive_group()
+    pdist.add_argument("--workers", type=int, default=None, help="run units on a local Dask cluster of N worker processes")
+    pdist.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     return parser
+
+
+def _executor(args):
+    if getattr(args, "workers", None) is None and getattr(args, "scheduler", None) is None:
+        return None
+    from .distributed import DaskExecutor
+
+    return DaskExecutor(n_workers=args.workers, address=args.scheduler, threads_per_worker=args.threads or 1)
 
 
 def _config_from(args, **overrides):
@@ -135,6 +153,18 @@ def main(argv=None) -> int:
 
     try:
         set_threads(args.threads)
+        if args.command == "paper":
+            from .study import PAPER_RESULTS, run_paper_study
+
+            executor = _executor(args)
+            try:
+                run_paper_study(args.cache or PAPER_RESULTS, parts=tuple(args.parts), executor=executor,
+                                progress=not args.no_progress)
+            finally:
+                if executor is not None:
+                    executor.close()
+            print(f"study finished: results in {args.cache or PAPER_RESULTS}")
+            return 0
         if args.command == "run":
             config = _config_from(args, activation=args.activation, l2=args.l2)
             _describe([config], args)
@@ -161,11 +191,7 @@ def main(argv=None) -> int:
         _describe(sweep.units(), args)
         if args.dry_run:
             return 0
-        executor = None
-        if args.workers is not None or args.scheduler is not None:
-            from .distributed import DaskExecutor
-
-            executor = DaskExecutor(n_workers=args.workers, address=args.scheduler, threads_per_worker=args.threads or 1)
+        executor = _executor(args)
         try:
             result = run_sweep(sweep, args.cache, progress=not args.no_progress,
                                checkpoint_every=args.checkpoint_every, executor=executor)

@@ -160,6 +160,7 @@ def train(
     progress: bool | tqdm = True,
     dataset: Dataset | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    stop_at: int | None = None,
 ) -> RunResult:
     """Train ``config``'s networks (one per seed, all at once) and record their information planes.
 
@@ -179,6 +180,9 @@ def train(
         Defaults to the Tishby task.
     on_epoch : callable, optional
         Called with the number of epochs completed after every epoch (tests use it to interrupt).
+    stop_at : int, optional
+        Stop after this many epochs instead of ``config.epochs`` (values scheduled later stay
+        NaN). Used to recompute the beginning of a long run cheaply.
 
     Returns
     -------
@@ -190,6 +194,9 @@ def train(
         If some networks diverged (non-finite loss or activity); they are listed in
         ``result.diverged`` and their later values are NaN.
     """
+    if stop_at is not None and not (isinstance(stop_at, int) and 0 <= stop_at <= config.epochs):
+        raise ValueError(f"stop_at must be an integer between 0 and epochs={config.epochs}, got {stop_at!r}")
+    last_epoch = config.epochs if stop_at is None else stop_at
     trainer = EnsembleTrainer(config, dataset)
     recorder = Recorder(config, trainer)
     epoch_loss = torch.full((config.epochs, trainer.S), float("nan"), device=trainer.device)
@@ -204,7 +211,7 @@ def train(
             elapsed_before = float(state["elapsed"])
 
     own_bar = progress is True
-    bar = tqdm(total=config.epochs, initial=trainer.epoch, unit="epoch", desc=f"{config.activation} x{trainer.S}",
+    bar = tqdm(total=last_epoch, initial=trainer.epoch, unit="epoch", desc=f"{config.activation} x{trainer.S}",
                file=sys.stderr, dynamic_ncols=True, leave=False) if own_bar else (progress or None)
     started = time.monotonic()
     last_save = started
@@ -213,7 +220,7 @@ def train(
             e = trainer.epoch
             if recorder.is_due(e):
                 recorder.record(e)
-            if e >= config.epochs:
+            if e >= last_epoch:
                 break
             epoch_loss[e] = trainer.train_epoch()
             if bar is not None:
@@ -231,7 +238,8 @@ def train(
         if own_bar:
             bar.close()
 
-    losses = epoch_loss.cpu().numpy()
+    # kept at the precision it is stored with (float16), so a saved run loads back identical
+    losses = epoch_loss.cpu().numpy().astype(np.float16).astype(np.float32)
     # a network whose training loss became non-finite between evaluations is diverged too
     bad = ~np.isfinite(losses)
     for k in np.flatnonzero(bad.any(0) & (recorder.diverged < 0)):
@@ -244,7 +252,7 @@ def train(
         epoch_loss=losses, layer_max=recorder.layer_max, diverged=recorder.diverged,
         activations=recorder.activations, meta=meta,
     )
-    if ckpt is not None:
+    if ckpt is not None and stop_at is None:
         ckpt.unlink(missing_ok=True)
     diverged = result.diverged_seeds()
     if diverged:

@@ -115,7 +115,8 @@ class RunResult:
         ``train_loss``, ``test_loss`` (mean cross-entropy, nats), ``train_acc``, ``test_acc``,
         evaluated on the whole split at each evaluation epoch.
     epoch_loss : ndarray (epochs, S)
-        Mean minibatch training cross-entropy of every epoch.
+        Mean minibatch training cross-entropy of every epoch (stored as float16 on disk: three
+        significant digits are plenty for curves and keep files small).
     layer_max : ndarray (E, L, S)
         Largest absolute activity of each layer.
     diverged : ndarray (S,)
@@ -210,7 +211,7 @@ class RunResult:
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {
             "epochs": self.epochs,
-            "epoch_loss": self.epoch_loss,
+            "epoch_loss": self.epoch_loss.astype(np.float16),
             "layer_max": self.layer_max,
             "diverged": self.diverged,
         }
@@ -289,7 +290,7 @@ def load_run(path, expected: TrainConfig | None = None) -> RunResult:
         epochs=arrays["epochs"],
         mi={label: arrays[f"mi_{i}"] for i, label in enumerate(labels)},
         history={name: arrays[f"history_{name}"] for name in HISTORY_COLUMNS},
-        epoch_loss=arrays["epoch_loss"],
+        epoch_loss=arrays["epoch_loss"].astype(np.float32),
         layer_max=arrays["layer_max"],
         diverged=arrays["diverged"],
         activations={e: [arrays[f"act_{e}_{j}"] for j in range(L)] for e in act_epochs},

@@ -1,0 +1,155 @@
+"""The paper-scale study behind the book's figures, defined in one place.
+
+Everything the reproduction chapters show at full scale comes from these configurations:
+50 initializations x 8000 epochs for each of the paper's eight activations, an L2 sweep for ReLU,
+and two single networks (ReLU and tanh) recorded with every estimator. Run it with
+``python -m ibtools paper`` (or ``make paper``); finished units land in ``results/paper`` with
+their provenance sidecars and are committed, so the book renders without recomputing.
+
+Chapters call :func:`obtain`: it loads the committed units when a chapter's parameters match
+them exactly, and otherwise computes (in a scratch directory, never touching the committed
+results).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .activations import PAPER_ACTIVATIONS
+from .config import EstimatorSpec, TrainConfig
+from .estimators import AKDE_ALPHA
+from .results import RunResult
+from .sweep import ResultCache, SweepConfig, SweepResult, run_sweep
+
+__all__ = [
+    "PAPER_RESULTS",
+    "PAPER_EPOCHS",
+    "PAPER_SEEDS",
+    "L2_STRENGTHS",
+    "MAIN_ESTIMATORS",
+    "SENSITIVITY_ESTIMATORS",
+    "SINGLE_NETWORK_ESTIMATORS",
+    "study_estimators",
+    "activation_sweep",
+    "l2_sweep",
+    "single_network_config",
+    "global_range_config",
+    "obtain",
+    "obtain_run",
+    "run_paper_study",
+]
+
+#: Where the committed full-scale results live (``results/paper`` at the repository root).
+PAPER_RESULTS = Path(__file__).resolve().parent.parent / "results" / "paper"
+
+PAPER_EPOCHS = 8000
+PAPER_SEEDS = tuple(range(50))
+#: L2 strengths of the sweep; 0.015 is the default of the paper's code.
+L2_STRENGTHS = (0.0, 1e-4, 1e-3, 5e-3, 0.015, 0.05)
+
+#: Recorded for every network of the study: EBAB at all 274 epochs, adaptive KDE at 24
+#: log-spaced epochs (it costs ~100x more per evaluation).
+MAIN_ESTIMATORS = (
+    EstimatorSpec.make("ebab", n_bins=30),
+    EstimatorSpec.make("akde", alpha=AKDE_ALPHA, n_points=25),
+)
+#: Settings for the sensitivity of each verdict: EBAB with 10 and 100 bins (83 epochs), adaptive
+#: KDE with 10x smaller and larger constants (10 epochs).
+SENSITIVITY_ESTIMATORS = (
+    EstimatorSpec.make("ebab", n_bins=10, n_points=100),
+    EstimatorSpec.make("ebab", n_bins=100, n_points=100),
+    EstimatorSpec.make("akde", alpha=AKDE_ALPHA / 10, n_points=10),
+    EstimatorSpec.make("akde", alpha=AKDE_ALPHA * 10, n_points=10),
+)
+#: The single networks of the estimator-comparison chapter get every estimator at every epoch.
+SINGLE_NETWORK_ESTIMATORS = (
+    EstimatorSpec.make("ebab", n_bins=30),
+    EstimatorSpec.make("fixed", lo=-1.0, hi=1.0, n_edges=30),
+    EstimatorSpec.make("binsize", bin_size=0.07),
+    EstimatorSpec.make("max", n_bins=30),
+    EstimatorSpec.make("max", n_bins=30, max_value="network"),
+    EstimatorSpec.make("kde", noise_var=1e-3),
+    EstimatorSpec.make("akde", alpha=AKDE_ALPHA),
+)
+
+
+def study_estimators(sensitivity: bool = True) -> tuple[EstimatorSpec, ...]:
+    return MAIN_ESTIMATORS + (SENSITIVITY_ESTIMATORS if sensitivity else ())
+
+
+def _base(epochs: int, seeds, estimators) -> TrainConfig:
+    return TrainConfig(epochs=epochs, seeds=tuple(seeds), estimators=tuple(estimators))
+
+
+def activation_sweep(activations=PAPER_ACTIVATIONS, epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS,
+                     estimators=None, seeds_per_unit: int = 50) -> SweepConfig:
+    """The paper's eight activations without regularization (Figs. 5-7)."""
+    estimators = study_estimators() if estimators is None else estimators
+    return SweepConfig(_base(epochs, seeds, estimators), activations=tuple(activations), l2s=(0.0,),
+                       seeds=tuple(seeds), seeds_per_unit=seeds_per_unit)
+
+
+def l2_sweep(l2s=L2_STRENGTHS, activation: str = "relu", epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS,
+             estimators=None, seeds_per_unit: int = 50) -> SweepConfig:
+    """ReLU networks at several L2 strengths (0 is shared with :func:`activation_sweep`)."""
+    estimators = study_estimators() if estimators is None else estimators
+    return SweepConfig(_base(epochs, seeds, estimators), activations=(activation,), l2s=tuple(l2s),
+                       seeds=tuple(seeds), seeds_per_unit=seeds_per_unit)
+
+
+def single_network_config(activation: str, seed: int = 0, epochs: int = PAPER_EPOCHS,
+                          estimators=SINGLE_NETWORK_ESTIMATORS) -> TrainConfig:
+    """One network recorded with every estimator at every scheduled epoch."""
+    return _base(epochs, (seed,), estimators).replace(activation=activation)
+
+
+def global_range_config(first: RunResult) -> TrainConfig:
+    """Re-run of a single network with the binning range the paper criticizes: equal-width bins
+    from 0 to the largest activity of *any* layer over *all* of training (known only after
+    training once; training is deterministic, so the re-run is the same network)."""
+    global_max = float(np.nanmax(first.layer_max[:, :-1]))  # hidden layers
+    spec = EstimatorSpec.make("max", n_bins=30, max_value=round(global_max, 6))
+    return first.config.replace(estimators=(spec,))
+
+
+def _scratch(scratch_dir) -> Path:
+    return Path(scratch_dir) if scratch_dir is not None else Path.cwd() / "_scratch_results"
+
+
+def obtain(sweep: SweepConfig, results_dir=PAPER_RESULTS, scratch_dir=None, progress: bool = True) -> SweepResult:
+    """Results of ``sweep``: loaded from ``results_dir`` if every unit is there (the committed
+    study), otherwise computed in ``scratch_dir`` (resumable; default ``./_scratch_results``).
+
+    The committed directory is only ever read.
+    """
+    committed = ResultCache(results_dir)
+    runs = [committed.load(u) for u in sweep.units()]
+    if all(r is not None for r in runs):
+        return SweepResult(runs)
+    return run_sweep(sweep, _scratch(scratch_dir), progress=progress)
+
+
+def obtain_run(config: TrainConfig, results_dir=PAPER_RESULTS, scratch_dir=None, progress: bool = True) -> RunResult:
+    """One run's results, loaded if committed, otherwise computed (see :func:`obtain`)."""
+    return obtain(SweepConfig(config, seeds_per_unit=len(config.seeds)), results_dir, scratch_dir, progress).runs[0]
+
+
+PARTS = ("single", "activations", "l2")
+
+
+def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: bool = True) -> None:
+    """Run (or resume) the full study into ``cache``. ``parts`` selects among ``"single"``,
+    ``"activations"`` and ``"l2"``."""
+    for part in parts:
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r}; choose from {PARTS}")
+    if "single" in parts:
+        for activation in ("relu", "tanh"):
+            first = obtain_run(single_network_config(activation), cache, cache, progress)
+            obtain_run(global_range_config(first), cache, cache, progress)
+    if "activations" in parts:
+        run_sweep(activation_sweep(), cache, progress=progress, executor=executor)
+    if "l2" in parts:
+        run_sweep(l2_sweep(), cache, progress=progress, executor=executor)
