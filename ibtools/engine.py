@@ -241,7 +241,7 @@ def train(
     # kept at the precision it is stored with (float16), so a saved run loads back identical
     losses = epoch_loss.cpu().numpy().astype(np.float16).astype(np.float32)
     # a network whose training loss became non-finite between evaluations is diverged too
-    bad = ~np.isfinite(losses)
+    bad = ~np.isfinite(losses[:last_epoch])
     for k in np.flatnonzero(bad.any(0) & (recorder.diverged < 0)):
         recorder.diverged[k] = int(np.argmax(bad[:, k]))
     meta = provenance()
