@@ -188,13 +188,16 @@ def main(argv=None) -> int:
         base = _config_from(args)
         sweep = SweepConfig(base=base, activations=tuple(args.activations), l2s=tuple(args.l2),
                             seeds=tuple(args.seeds), seeds_per_unit=args.seeds_per_unit)
-        _describe(sweep.units(), args)
+        from .sweep import pending_units
+
+        _describe(pending_units(sweep, args.cache), args)
         if args.dry_run:
             return 0
         executor = _executor(args)
         try:
             result = run_sweep(sweep, args.cache, progress=not args.no_progress,
-                               checkpoint_every=args.checkpoint_every, executor=executor)
+                               checkpoint_every=args.checkpoint_every, executor=executor,
+                               log=lambda msg: print(msg, file=sys.stderr))
         finally:
             if executor is not None:
                 executor.close()

@@ -26,7 +26,7 @@ from .config import TrainConfig
 from .engine import train
 from .results import CorruptResultError, RunResult, load_run, result_paths
 
-__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary"]
+__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary", "pending_units"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,22 @@ def _format_seconds(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def pending_units(sweep: SweepConfig, cache_dir) -> list[TrainConfig]:
+    """Units of ``sweep`` that have no valid result in ``cache_dir`` yet."""
+    cache = ResultCache(cache_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # run_sweep reports unusable entries when it meets them
+        return [u for u in sweep.units() if not _is_finished(cache, u)]
+
+
+def _is_finished(cache: ResultCache, unit: TrainConfig) -> bool:
+    try:
+        load_run(cache.path(unit), expected=unit)
+        return True
+    except (FileNotFoundError, CorruptResultError):
+        return False
 
 
 def run_sweep(
