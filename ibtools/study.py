@@ -13,6 +13,7 @@ results).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,17 @@ __all__ = [
     "l2_sweep",
     "single_network_config",
     "global_range_config",
+    "snapshot_config",
+    "snapshot_epochs",
     "obtain",
     "obtain_run",
     "run_paper_study",
 ]
 
-#: Where the committed full-scale results live (``results/paper`` at the repository root).
-PAPER_RESULTS = Path(__file__).resolve().parent.parent / "results" / "paper"
+#: Where the committed full-scale results live: ``results/paper`` at the repository root, or
+#: the directory in the environment variable ``IBTOOLS_RESULTS`` (set by the chapters' Colab
+#: setup cell, which clones the repository).
+PAPER_RESULTS = Path(os.environ.get("IBTOOLS_RESULTS") or Path(__file__).resolve().parent.parent / "results" / "paper")
 
 PAPER_EPOCHS = 8000
 PAPER_SEEDS = tuple(range(50))
@@ -105,6 +110,17 @@ def single_network_config(activation: str, seed: int = 0, epochs: int = PAPER_EP
     return _base(epochs, (seed,), estimators).replace(activation=activation)
 
 
+def snapshot_epochs(epochs: int = PAPER_EPOCHS) -> tuple[int, ...]:
+    """Epochs at which :func:`snapshot_config` keeps raw activity: start, 1/80, 1/8, end."""
+    return tuple(sorted({0, epochs // 80, epochs // 8, epochs - 1}))
+
+
+def snapshot_config(activation: str = "relu", seed: int = 0, epochs: int = PAPER_EPOCHS) -> TrainConfig:
+    """One network whose raw activity is kept at a few epochs (for figures of the binning)."""
+    return _base(epochs, (seed,), (EstimatorSpec.make("ebab", n_bins=30),)).replace(
+        activation=activation, record_activations=snapshot_epochs(epochs))
+
+
 def global_range_config(first: RunResult) -> TrainConfig:
     """Re-run of a single network with the binning range the paper criticizes: equal-width bins
     from 0 to the largest activity of *any* layer over *all* of training (known only after
@@ -149,6 +165,7 @@ def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: b
         for activation in ("relu", "tanh"):
             first = obtain_run(single_network_config(activation), cache, cache, progress)
             obtain_run(global_range_config(first), cache, cache, progress)
+            obtain_run(snapshot_config(activation), cache, cache, progress)
     if "activations" in parts:
         run_sweep(activation_sweep(), cache, progress=progress, executor=executor)
     if "l2" in parts:

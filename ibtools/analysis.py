@@ -1,0 +1,165 @@
+"""Summaries of information-plane tables: averages over initializations, compression scores,
+generalization, correlations, each with its uncertainty.
+
+All functions take the tidy tables of :meth:`ibtools.results.RunResult.table` /
+:meth:`~ibtools.results.RunResult.history_table` (or their concatenation over runs). Networks
+that diverged are never averaged silently: they are dropped, and the number of networks behind
+every value is returned in a column ``n``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "plane_arrays",
+    "mean_over_seeds",
+    "compression_scores",
+    "COMPRESSION_DEFINITIONS",
+    "final_generalization",
+    "mean_ci",
+    "correlate",
+]
+
+GROUP = ["activation", "l2", "estimator"]
+
+
+def _one_estimator(table: pd.DataFrame, estimator: str) -> pd.DataFrame:
+    sub = table[table["estimator"] == estimator]
+    if sub.empty:
+        raise ValueError(f"no rows for estimator {estimator!r}; the table has {sorted(table['estimator'].unique())}")
+    return sub
+
+
+def plane_arrays(table: pd.DataFrame, estimator: str, seed: int | None = None):
+    """``(epochs, i_xt, i_ty)`` with (E, L) arrays for one network (``seed``) or the mean over
+    all non-diverged networks (``seed=None``), from a table holding one activation and l2."""
+    sub = _one_estimator(table, estimator)
+    if sub[["activation", "l2"]].drop_duplicates().shape[0] != 1:
+        raise ValueError("plane_arrays needs a table of one activation and one l2; select first")
+    sub = sub[~sub["diverged"]]
+    if seed is not None:
+        sub = sub[sub["seed"] == seed]
+        if sub.empty:
+            raise ValueError(f"no (non-diverged) network with seed {seed}")
+    mean = sub.groupby(["epoch", "layer"])[["i_xt", "i_ty"]].mean()
+    xt = mean["i_xt"].unstack("layer")
+    ty = mean["i_ty"].unstack("layer")
+    return xt.index.to_numpy(), xt.to_numpy(), ty.to_numpy()
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and its Student-t confidence interval, ignoring NaN. ``(mean, low, high)``."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (np.nan, np.nan, np.nan)
+    m = float(v.mean())
+    if v.size < 2:
+        return (m, np.nan, np.nan)
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return (m, m - half, m + half)
+
+
+def mean_over_seeds(table: pd.DataFrame, estimator: str, level: float = 0.95) -> pd.DataFrame:
+    """Average I(X;T) and I(T;Y) over networks per (activation, l2, epoch, layer).
+
+    Returns columns ``i_xt, i_xt_low, i_xt_high, i_ty, i_ty_low, i_ty_high, n``: means with
+    Student-t confidence intervals at ``level`` over the ``n`` non-diverged networks.
+    """
+    sub = _one_estimator(table, estimator)
+    sub = sub[~sub["diverged"]]
+    rows = []
+    for key, g in sub.groupby(GROUP + ["epoch", "layer"], sort=True):
+        xt, ty = mean_ci(g["i_xt"], level), mean_ci(g["i_ty"], level)
+        rows.append((*key, *xt, *ty, len(g)))
+    cols = GROUP + ["epoch", "layer", "i_xt", "i_xt_low", "i_xt_high", "i_ty", "i_ty_low", "i_ty_high", "n"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+#: Compression scores (bits, or a fraction for "relative"), computed per network and layer from
+#: its I(X;T) curve. The paper's own formula is not known.
+COMPRESSION_DEFINITIONS = {
+    "absolute": "peak I(X;T) over training minus final I(X;T) (mean over the last 10 % of epochs), bits",
+    "relative": "the absolute score divided by the peak I(X;T): the fraction of the peak given up",
+    "slope": "minus the least-squares slope of I(X;T) against log10(epoch) over the second half of "
+             "training in log time (epochs >= sqrt(last epoch)), bits per decade",
+}
+
+
+def compression_scores(table: pd.DataFrame, estimator: str) -> pd.DataFrame:
+    """Compression of every network's every layer, by the three definitions of
+    :data:`COMPRESSION_DEFINITIONS`.
+
+    Returns one row per (activation, l2, seed, layer) with ``peak, peak_epoch, final,
+    absolute, relative, slope``. Positive means compression. The absolute and relative scores
+    are biased upward by epoch-to-epoch jitter (a maximum of noisy values exceeds their mean);
+    the slope score has no such bias but only sees the late phase.
+    """
+    sub = _one_estimator(table, estimator)
+    sub = sub[~sub["diverged"]]
+    rows = []
+    for (activation, l2, seed, layer), g in sub.groupby(["activation", "l2", "seed", "layer"], sort=True):
+        g = g.sort_values("epoch")
+        e = g["epoch"].to_numpy(float)
+        v = g["i_xt"].to_numpy(float)
+        last = e.max()
+        final = v[e >= 0.9 * last].mean()
+        peak_i = int(np.argmax(v))
+        late = e >= np.sqrt(max(last, 1.0))
+        if late.sum() >= 3:
+            slope = -np.polyfit(np.log10(e[late] + 1), v[late], 1)[0]
+        else:
+            slope = np.nan
+        peak = v[peak_i]
+        rows.append((activation, l2, seed, layer, peak, int(e[peak_i]), final, peak - final,
+                     (peak - final) / peak if peak > 0 else np.nan, slope))
+    return pd.DataFrame(rows, columns=["activation", "l2", "seed", "layer", "peak", "peak_epoch", "final",
+                                       "absolute", "relative", "slope"])
+
+
+def final_generalization(history: pd.DataFrame, last_fraction: float = 0.1) -> pd.DataFrame:
+    """Per network: train and test accuracy and loss averaged over the last ``last_fraction`` of
+    its evaluation epochs, and the generalization gap ``train_acc - test_acc``."""
+    rows = []
+    for (activation, l2, seed), g in history.groupby(["activation", "l2", "seed"], sort=True):
+        last = g["epoch"].max()
+        tail = g[g["epoch"] >= (1 - last_fraction) * last]
+        m = tail[["train_acc", "test_acc", "train_loss", "test_loss"]].mean()
+        rows.append((activation, l2, seed, m.train_acc, m.test_acc, m.train_loss, m.test_loss,
+                     m.train_acc - m.test_acc, m.test_loss - m.train_loss))
+    return pd.DataFrame(rows, columns=["activation", "l2", "seed", "train_acc", "test_acc", "train_loss",
+                                       "test_loss", "gap", "loss_gap"])
+
+
+def correlate(x, y, *, level: float = 0.95, n_boot: int = 2000, rng=None) -> dict:
+    """Pearson and Spearman correlation of paired samples, with p-values and intervals.
+
+    Pearson's interval uses Fisher's z transform; Spearman's a percentile bootstrap over pairs
+    (``rng``: numpy Generator or seed). Pairs with a NaN are dropped; ``n`` is what is left.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = int(x.size)
+    out = {"n": n}
+    if n < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out | {k: np.nan for k in ("pearson_r", "pearson_p", "pearson_low", "pearson_high",
+                                          "spearman_rho", "spearman_p", "spearman_low", "spearman_high")}
+    r, p = stats.pearsonr(x, y)
+    z, se = np.arctanh(np.clip(r, -0.999999, 0.999999)), 1 / np.sqrt(n - 3)
+    zc = stats.norm.ppf(0.5 + level / 2)
+    rho, p_s = stats.spearmanr(x, y)
+    rng = np.random.default_rng(rng)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boot = np.array([stats.spearmanr(x[i], y[i])[0] for i in idx])
+    boot = boot[np.isfinite(boot)]
+    lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2]) if boot.size else (np.nan, np.nan)
+    return out | {
+        "pearson_r": float(r), "pearson_p": float(p),
+        "pearson_low": float(np.tanh(z - zc * se)), "pearson_high": float(np.tanh(z + zc * se)),
+        "spearman_rho": float(rho), "spearman_p": float(p_s),
+        "spearman_low": float(lo), "spearman_high": float(hi),
+    }

@@ -1,0 +1,57 @@
+"""Helpers for the book's chapters: one setup call, and parameter errors shown as one clear line.
+
+A chapter re-run with papermill and a bad parameter (an unknown activation, negative epochs, an
+unknown estimator) should stop in its first cells with a message that says what is wrong and
+what is allowed, not with a traceback from deep inside the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+__all__ = ["ParameterError", "setup", "checking_parameters", "positive_int"]
+
+
+class ParameterError(ValueError):
+    """A chapter parameter is invalid; the message says which and what is allowed."""
+
+
+def _short_handler(shell, etype, value, tb, tb_offset=None):
+    # an error output with one line instead of a traceback (nbclient/papermill still stop)
+    shell._showtraceback(etype, value, [f"\033[0;31m{etype.__name__}\033[0m: {value}"])
+
+
+def setup(threads: int | None = None):
+    """Apply the book's figure style, show :class:`ParameterError` as one line in notebooks,
+    and set torch's CPU threads. Returns nothing; call it once in a chapter's setup cell."""
+    from .engine import set_threads
+    from .plotting import use_style
+
+    use_style()
+    set_threads(threads)
+    try:
+        shell = get_ipython()  # noqa: F821 - defined inside IPython only
+    except NameError:
+        return
+    shell.set_custom_exc((ParameterError,), _short_handler)
+
+
+@contextlib.contextmanager
+def checking_parameters():
+    """Turn any ``ValueError`` raised while building a chapter's configuration from its
+    parameters into a :class:`ParameterError` with the same message."""
+    try:
+        yield
+    except ParameterError:
+        raise
+    except ValueError as exc:
+        raise ParameterError(f"bad chapter parameter: {exc}") from None
+
+
+def positive_int(value, name: str) -> int:
+    """Check a count-like chapter parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ParameterError(f"bad chapter parameter: {name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,167 @@
+"""Figures of the book, in one style. Every helper takes ``ax=None`` and returns the axes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+
+__all__ = [
+    "use_style",
+    "epoch_norm",
+    "epoch_colorbar",
+    "plot_information_plane",
+    "plot_layer_curves",
+    "plot_history",
+    "plot_band",
+    "EPOCH_CMAP",
+]
+
+STYLE = Path(__file__).with_name("ibtools.mplstyle")
+#: Colour map of epochs in information planes (the one of Shwartz-Ziv & Tishby's figures).
+EPOCH_CMAP = "gnuplot"
+#: Axis labels used throughout.
+IXT_LABEL = "I(X;T) (bits)"
+ITY_LABEL = "I(T;Y) (bits)"
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style (no effect on import; call it in a setup cell)."""
+    plt.style.use(str(STYLE))
+
+
+def epoch_norm(max_epoch: int) -> LogNorm:
+    """Logarithmic colour scale for epochs 0..max_epoch (epoch e is drawn at e + 1)."""
+    return LogNorm(vmin=1, vmax=max(2, int(max_epoch) + 1))
+
+
+def epoch_colorbar(ax, max_epoch: int, cmap: str = EPOCH_CMAP, label: str = "epoch"):
+    """Add an epoch colour bar next to ``ax`` (or a list of axes); returns the colour bar."""
+    sm = mpl.cm.ScalarMappable(norm=epoch_norm(max_epoch), cmap=cmap)
+    fig = (ax[0] if isinstance(ax, (list, tuple, np.ndarray)) else ax).figure
+    cbar = fig.colorbar(sm, ax=ax, pad=0.02)
+    ticks = [t for t in (1, 10, 100, 1000, 10000) if t <= max_epoch + 1]
+    cbar.set_ticks(ticks)
+    cbar.set_ticklabels([str(t - 1) if t == 1 else str(t) for t in ticks])
+    cbar.set_label(label + " (log scale)")
+    return cbar
+
+
+def plot_information_plane(
+    epochs,
+    i_xt,
+    i_ty,
+    ax=None,
+    *,
+    layer_names=None,
+    cmap: str = EPOCH_CMAP,
+    max_epoch: int | None = None,
+    connect_layers: bool = True,
+    colorbar: bool = True,
+    marker_size: float = 14,
+    title: str | None = None,
+):
+    """Information plane: one point per (epoch, layer), coloured by epoch.
+
+    Parameters
+    ----------
+    epochs : array (E,)
+    i_xt, i_ty : arrays (E, L)
+        I(X;T) and I(T;Y) in bits for E epochs and L layers; NaN entries are skipped.
+    layer_names : sequence of str, optional
+        Labels written next to each layer's last point.
+    connect_layers : bool
+        Join the layers of each epoch with a faint line (as in Shwartz-Ziv & Tishby).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = ax or plt.gca()
+    epochs = np.asarray(epochs)
+    i_xt, i_ty = np.atleast_2d(np.asarray(i_xt, float)), np.atleast_2d(np.asarray(i_ty, float))
+    if i_xt.shape != i_ty.shape or i_xt.shape[0] != epochs.size:
+        raise ValueError(f"i_xt {i_xt.shape} and i_ty {i_ty.shape} must both be (len(epochs)={epochs.size}, n_layers)")
+    max_epoch = int(epochs.max()) if max_epoch is None else max_epoch
+    norm = epoch_norm(max_epoch)
+    colours = plt.get_cmap(cmap)(norm(epochs + 1))
+    if connect_layers:
+        step = max(1, epochs.size // 60)
+        for e in range(0, epochs.size, step):
+            ok = np.isfinite(i_xt[e]) & np.isfinite(i_ty[e])
+            ax.plot(i_xt[e, ok], i_ty[e, ok], color=colours[e], alpha=0.12, lw=0.8, zorder=1)
+    for layer in range(i_xt.shape[1]):
+        ok = np.isfinite(i_xt[:, layer]) & np.isfinite(i_ty[:, layer])
+        ax.scatter(i_xt[ok, layer], i_ty[ok, layer], c=colours[ok], s=marker_size, edgecolors="none", zorder=2)
+        if layer_names is not None and ok.any():
+            last = np.flatnonzero(ok)[-1]
+            ax.annotate(layer_names[layer], (i_xt[last, layer], i_ty[last, layer]), xytext=(4, -10),
+                        textcoords="offset points", fontsize=8, color="0.25")
+    ax.set_xlabel(IXT_LABEL)
+    ax.set_ylabel(ITY_LABEL)
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        epoch_colorbar(ax, max_epoch, cmap)
+    return ax
+
+
+def plot_band(x, mean, low, high, ax=None, *, label=None, color=None, logx: bool = True, **line_kw):
+    """A mean curve with a shaded band (e.g. a 95 % confidence interval)."""
+    ax = ax or plt.gca()
+    x = np.asarray(x, float)
+    xs = x + 1 if logx else x
+    (line,) = ax.plot(xs, mean, label=label, color=color, **line_kw)
+    ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
+    if logx:
+        ax.set_xscale("log")
+    return ax
+
+
+def plot_layer_curves(epochs, values, ax=None, *, layer_names=None, ylabel: str = IXT_LABEL, low=None, high=None,
+                      logx: bool = True, cmap: str = "viridis"):
+    """One curve per layer against epoch (log axis at epoch + 1), with optional bands.
+
+    ``values``, ``low`` and ``high`` are (E, L) arrays.
+    """
+    ax = ax or plt.gca()
+    values = np.asarray(values, float)
+    L = values.shape[1]
+    colours = plt.get_cmap(cmap)(np.linspace(0, 0.9, L))
+    for layer in range(L):
+        name = layer_names[layer] if layer_names is not None else f"layer {layer + 1}"
+        if low is not None:
+            plot_band(epochs, values[:, layer], low[:, layer], high[:, layer], ax, label=name, color=colours[layer], logx=logx)
+        else:
+            xs = np.asarray(epochs, float) + (1 if logx else 0)
+            ax.plot(xs, values[:, layer], label=name, color=colours[layer])
+            if logx:
+                ax.set_xscale("log")
+    ax.set_xlabel("epoch + 1" if logx else "epoch")
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def plot_history(history, ax=None, *, metric: str = "acc", logx: bool = True):
+    """Train and test curves (mean over networks with min-max range) from a history table
+    (:meth:`ibtools.results.RunResult.history_table`). ``metric`` is ``"acc"`` or ``"loss"``."""
+    if metric not in ("acc", "loss"):
+        raise ValueError(f"metric must be 'acc' or 'loss', got {metric!r}")
+    ax = ax or plt.gca()
+    for part, colour in (("train", "C0"), ("test", "C3")):
+        col = f"{part}_{metric}"
+        g = history.groupby("epoch")[col]
+        mean = g.mean()
+        if g.size().max() > 1:
+            plot_band(mean.index, mean.values, g.min().values, g.max().values, ax, label=part, color=colour, logx=logx)
+        else:
+            ax.plot(mean.index + (1 if logx else 0), mean.values, label=part, color=colour)
+            if logx:
+                ax.set_xscale("log")
+    ax.set_xlabel("epoch + 1" if logx else "epoch")
+    ax.set_ylabel("accuracy" if metric == "acc" else "cross-entropy (nats)")
+    ax.legend()
+    return ax
