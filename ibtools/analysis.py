@@ -79,24 +79,37 @@ def mean_over_seeds(table: pd.DataFrame, estimator: str, level: float = 0.95) ->
     return pd.DataFrame(rows, columns=cols)
 
 
-#: Compression scores (bits, or a fraction for "relative"), computed per network and layer from
-#: its I(X;T) curve. The paper's own formula is not known.
+#: Compression scores, computed per network and layer from its I(X;T) and I(T;Y) curves (bits,
+#: except "relative"). Positive means compression. The paper's own formula is not known.
 COMPRESSION_DEFINITIONS = {
-    "absolute": "peak I(X;T) over training minus final I(X;T) (mean over the last 10 % of epochs), bits",
-    "relative": "the absolute score divided by the peak I(X;T): the fraction of the peak given up",
-    "slope": "minus the least-squares slope of I(X;T) against log10(epoch) over the second half of "
-             "training in log time (epochs >= sqrt(last epoch)), bits per decade",
+    "absolute": "peak of I(X;T) over training minus its final value (mean over the last 10 % of epochs); "
+                "curves are first smoothed by a running median over 5 recorded epochs. Never negative.",
+    "relative": "the absolute score divided by the peak: the share of the peak given up",
+    "post_fit": "I(X;T) when fitting ends (the first epoch where I(T;Y) reaches 95 % of its final value) "
+                "minus its final value; signed: negative when the layer gains information after fitting",
+    "slope": "minus the least-squares slope of I(X;T) against log10(epoch + 1) over the second half of "
+             "training in log time (epochs >= sqrt(last epoch)), bits per decade; signed",
 }
 
 
-def compression_scores(table: pd.DataFrame, estimator: str) -> pd.DataFrame:
-    """Compression of every network's every layer, by the three definitions of
+def _running_median(v: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1 or v.size < width:
+        return v
+    half = width // 2
+    padded = np.pad(v, half, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width)
+    return np.median(windows, axis=1)
+
+
+def compression_scores(table: pd.DataFrame, estimator: str, smooth: int = 5) -> pd.DataFrame:
+    """Compression of every network's every layer, by the definitions of
     :data:`COMPRESSION_DEFINITIONS`.
 
     Returns one row per (activation, l2, seed, layer) with ``peak, peak_epoch, final,
-    absolute, relative, slope``. Positive means compression. The absolute and relative scores
-    are biased upward by epoch-to-epoch jitter (a maximum of noisy values exceeds their mean);
-    the slope score has no such bias but only sees the late phase.
+    fit_epoch, absolute, relative, post_fit, slope``. The absolute and relative scores cannot be
+    negative and are biased upward by epoch-to-epoch jitter (smoothing reduces this); use the
+    signed ``post_fit`` or ``slope`` scores to ask whether compression is distinguishable from
+    none.
     """
     sub = _one_estimator(table, estimator)
     sub = sub[~sub["diverged"]]
@@ -104,20 +117,21 @@ def compression_scores(table: pd.DataFrame, estimator: str) -> pd.DataFrame:
     for (activation, l2, seed, layer), g in sub.groupby(["activation", "l2", "seed", "layer"], sort=True):
         g = g.sort_values("epoch")
         e = g["epoch"].to_numpy(float)
-        v = g["i_xt"].to_numpy(float)
+        xt = _running_median(g["i_xt"].to_numpy(float), smooth)
+        ty = _running_median(g["i_ty"].to_numpy(float), smooth)
         last = e.max()
-        final = v[e >= 0.9 * last].mean()
-        peak_i = int(np.argmax(v))
+        tail = e >= 0.9 * last
+        final, final_ty = xt[tail].mean(), ty[tail].mean()
+        peak_i = int(np.argmax(xt))
+        peak = xt[peak_i]
+        fitted = np.flatnonzero(ty >= 0.95 * final_ty) if final_ty > 0 else np.array([0])
+        fit_i = int(fitted[0]) if fitted.size else len(e) - 1
         late = e >= np.sqrt(max(last, 1.0))
-        if late.sum() >= 3:
-            slope = -np.polyfit(np.log10(e[late] + 1), v[late], 1)[0]
-        else:
-            slope = np.nan
-        peak = v[peak_i]
-        rows.append((activation, l2, seed, layer, peak, int(e[peak_i]), final, peak - final,
-                     (peak - final) / peak if peak > 0 else np.nan, slope))
+        slope = -np.polyfit(np.log10(e[late] + 1), xt[late], 1)[0] if late.sum() >= 3 else np.nan
+        rows.append((activation, l2, seed, layer, peak, int(e[peak_i]), final, int(e[fit_i]), peak - final,
+                     (peak - final) / peak if peak > 0 else np.nan, xt[fit_i] - final, slope))
     return pd.DataFrame(rows, columns=["activation", "l2", "seed", "layer", "peak", "peak_epoch", "final",
-                                       "absolute", "relative", "slope"])
+                                       "fit_epoch", "absolute", "relative", "post_fit", "slope"])
 
 
 def final_generalization(history: pd.DataFrame, last_fraction: float = 0.1) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import contextlib
 
 import numpy as np
 
-__all__ = ["ParameterError", "setup", "checking_parameters", "positive_int"]
+__all__ = ["ParameterError", "setup", "checking_parameters", "positive_int", "as_list"]
 
 
 class ParameterError(ValueError):
@@ -55,3 +55,21 @@ def positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ParameterError(f"bad chapter parameter: {name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def as_list(value, name: str, cast=str) -> list:
+    """A list parameter given as a list, or as a comma-separated string (what ``papermill -p``
+    passes): ``"tanh,relu"`` -> ``["tanh", "relu"]``. Each item goes through ``cast``."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.strip("[]").split(",") if v.strip()]
+        items = [v.strip("'\"") for v in items]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ParameterError(f"bad chapter parameter: {name} must be a list or a comma-separated string, got {value!r}")
+    if not items:
+        raise ParameterError(f"bad chapter parameter: {name} must not be empty")
+    try:
+        return [cast(v) for v in items]
+    except (TypeError, ValueError):
+        raise ParameterError(f"bad chapter parameter: {name} holds {value!r}, which are not all {cast.__name__}") from None

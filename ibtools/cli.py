@@ -39,6 +39,10 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 def _estimator(text: str):
     from .config import EstimatorSpec
 
+    if text == "study":  # the study's main estimators, so that chapters find the results
+        from .study import MAIN_ESTIMATORS
+
+        return MAIN_ESTIMATORS
     try:
         return EstimatorSpec.parse(text)
     except ValueError as exc:
@@ -65,7 +69,8 @@ def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     g.add_argument("--seeds", type=parse_seeds, default=d.seeds, help="network seeds, e.g. 0-49 or 0,3,7 (default: 0)")
     r = p.add_argument_group("recording")
     r.add_argument("--estimators", type=_estimator, nargs="+", default=list(d.estimators), metavar="SPEC",
-                   help='estimators as name[:key=value,...], e.g. ebab "akde:alpha=0.01,n_points=40" (default: ebab)')
+                   help='estimators as name[:key=value,...], e.g. ebab "akde:alpha=0.01,n_points=40"; '
+                        '"study" = the book study\'s ebab and akde, as chapters expect them (default: ebab)')
     r.add_argument("--n-log-points", type=int, default=d.n_log_points, help="points of the log-spaced schedule (default: 400 -> 274 epochs of 8000)")
     r.add_argument("--record-activations", type=int, nargs="*", default=[], metavar="EPOCH", help="epochs at which to keep raw activity")
     x = p.add_argument_group("execution")
@@ -117,6 +122,13 @@ def _executor(args):
     return DaskExecutor(n_workers=args.workers, address=args.scheduler, threads_per_worker=args.threads or 1)
 
 
+def _flatten(specs) -> tuple:
+    out = []
+    for s in specs:
+        out.extend(s if isinstance(s, tuple) else (s,))
+    return tuple(out)
+
+
 def _config_from(args, **overrides):
     from .config import TrainConfig
 
@@ -124,7 +136,7 @@ def _config_from(args, **overrides):
         hidden=tuple(args.hidden), init=args.init, lr=args.lr, batch_size=args.batch_size,
         epochs=args.epochs, split=args.split, train_fraction=args.train_fraction, split_seed=args.split_seed,
         shuffle_batches=args.shuffle_batches, seeds=tuple(args.seeds), n_log_points=args.n_log_points,
-        estimators=tuple(args.estimators), record_activations=tuple(args.record_activations), device=args.device,
+        estimators=_flatten(args.estimators), record_activations=tuple(args.record_activations), device=args.device,
     )
     kwargs.update(overrides)
     return TrainConfig(**kwargs)
@@ -208,6 +220,14 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from .distributed import SweepFailed
+
+        if not isinstance(exc, SweepFailed):
+            raise
+        print(f"{parser.prog} {args.command}: {exc}\nthe other units are stored; re-run to retry the failed ones",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; finished work is saved and the next run resumes from it", file=sys.stderr)
         return 130

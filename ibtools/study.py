@@ -33,6 +33,8 @@ __all__ = [
     "SENSITIVITY_ESTIMATORS",
     "SINGLE_NETWORK_ESTIMATORS",
     "study_estimators",
+    "ESTIMATOR_NAMES",
+    "estimator_label",
     "activation_sweep",
     "l2_sweep",
     "single_network_config",
@@ -81,7 +83,29 @@ SINGLE_NETWORK_ESTIMATORS = (
 
 
 def study_estimators(sensitivity: bool = True) -> tuple[EstimatorSpec, ...]:
+    """The estimators recorded for every network of the study (without the sensitivity set:
+    a cheaper study whose main results are the same)."""
     return MAIN_ESTIMATORS + (SENSITIVITY_ESTIMATORS if sensitivity else ())
+
+
+#: Short names of the study's estimators, as chapters' parameters use them.
+ESTIMATOR_NAMES = {
+    "ebab": MAIN_ESTIMATORS[0].label,
+    "akde": MAIN_ESTIMATORS[1].label,
+    "ebab_10bins": SENSITIVITY_ESTIMATORS[0].label,
+    "ebab_100bins": SENSITIVITY_ESTIMATORS[1].label,
+    "akde_small_alpha": SENSITIVITY_ESTIMATORS[2].label,
+    "akde_large_alpha": SENSITIVITY_ESTIMATORS[3].label,
+}
+
+
+def estimator_label(name: str, sensitivity: bool = True) -> str:
+    """The result-table label of a study estimator given by its short name (``"ebab"``,
+    ``"akde"``, ``"ebab_10bins"``...)."""
+    allowed = list(ESTIMATOR_NAMES) if sensitivity else ["ebab", "akde"]
+    if name not in allowed:
+        raise ValueError(f"unknown study estimator {name!r}; choose one of {allowed}")
+    return ESTIMATOR_NAMES[name]
 
 
 def _base(epochs: int, seeds, estimators) -> TrainConfig:
@@ -89,17 +113,17 @@ def _base(epochs: int, seeds, estimators) -> TrainConfig:
 
 
 def activation_sweep(activations=PAPER_ACTIVATIONS, epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS,
-                     estimators=None, seeds_per_unit: int = 50) -> SweepConfig:
+                     estimators=None, seeds_per_unit: int = 50, sensitivity: bool = True) -> SweepConfig:
     """The paper's eight activations without regularization (Figs. 5-7)."""
-    estimators = study_estimators() if estimators is None else estimators
+    estimators = study_estimators(sensitivity) if estimators is None else estimators
     return SweepConfig(_base(epochs, seeds, estimators), activations=tuple(activations), l2s=(0.0,),
                        seeds=tuple(seeds), seeds_per_unit=seeds_per_unit)
 
 
 def l2_sweep(l2s=L2_STRENGTHS, activation: str = "relu", epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS,
-             estimators=None, seeds_per_unit: int = 50) -> SweepConfig:
+             estimators=None, seeds_per_unit: int = 50, sensitivity: bool = True) -> SweepConfig:
     """ReLU networks at several L2 strengths (0 is shared with :func:`activation_sweep`)."""
-    estimators = study_estimators() if estimators is None else estimators
+    estimators = study_estimators(sensitivity) if estimators is None else estimators
     return SweepConfig(_base(epochs, seeds, estimators), activations=(activation,), l2s=tuple(l2s),
                        seeds=tuple(seeds), seeds_per_unit=seeds_per_unit)
 

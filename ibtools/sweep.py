@@ -245,6 +245,11 @@ def _run_here(units, todo, cache, done, progress, checkpoint_every):
     try:
         for i in todo:
             unit = units[i]
+            finished_elsewhere = cache.load(unit)  # another process sharing the cache may have done it
+            if finished_elsewhere is not None:
+                done[i] = finished_elsewhere
+                bar.update(len(unit.seeds) * unit.epochs)
+                continue
             bar.set_postfix_str(f"{unit.activation} l2={unit.l2:g} seeds {unit.seeds[0]}..{unit.seeds[-1]}")
             result = train(unit, checkpoint=cache.checkpoint_path(unit), checkpoint_every=checkpoint_every,
                            progress=bar if progress else False)

@@ -20,17 +20,27 @@ akde     :func:`akde`                 the same with noise variance scaled to the
 """
 
 from ._core import InformationEstimate
-from .binning import binsize_binning, ebab, ebab_bin_indices, fixed_binning, max_binning
+from .binning import (
+    binsize_binning,
+    ebab,
+    ebab_bin_indices,
+    ebab_edges,
+    fixed_binning,
+    information_from_bins,
+    max_binning,
+)
 from .kde import AKDE_ALPHA, akde, akde_noise_var, kde
 from .registry import ESTIMATORS, check_params, estimator_names, get_estimator, register_estimator
 
 __all__ = [
     "InformationEstimate",
+    "information_from_bins",
     "fixed_binning",
     "binsize_binning",
     "max_binning",
     "ebab",
     "ebab_bin_indices",
+    "ebab_edges",
     "kde",
     "akde",
     "akde_noise_var",

@@ -22,13 +22,27 @@ from ._core import (
     row_codes,
 )
 
-__all__ = ["fixed_binning", "binsize_binning", "max_binning", "ebab", "ebab_edges", "ebab_bin_indices", "digitize"]
+__all__ = ["information_from_bins", "fixed_binning", "binsize_binning", "max_binning", "ebab", "ebab_edges", "ebab_bin_indices", "digitize"]
 
 
 def _from_bins(prepared, bins: np.ndarray) -> InformationEstimate:
     labels = prepared.labels.cpu().numpy()
     i_xt, i_ty = plugin_information(row_codes(bins), labels, prepared.n_classes)
     return finish(prepared, i_xt, i_ty)
+
+
+def information_from_bins(bins, labels) -> InformationEstimate:
+    """Plug-in I(X;T) and I(T;Y), in bits, of a layer already replaced by integer bin indices.
+
+    The building block of every binning estimator, public so that new ones can be written in a
+    few lines: compute bins of shape (n_samples, n_units) (or (n_networks, n_samples, n_units))
+    any way you like and pass them here. Rows with equal bins are the same layer state.
+    """
+    bins = np.asarray(bins)
+    if bins.dtype.kind not in "iub":
+        raise ValueError(f"bins must be integers, got dtype {bins.dtype}")
+    p = prepare(bins, labels)
+    return _from_bins(p, bins if bins.ndim == 3 else bins[None])
 
 
 def _numpy(prepared) -> np.ndarray:

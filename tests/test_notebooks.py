@@ -1,0 +1,91 @@
+"""Every chapter executes under papermill with cheap parameters; bad parameters stop a chapter
+in its first cells with one clear message."""
+
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+CHAPTERS = sorted(p for p in BOOK.glob("*.ipynb"))
+
+# Cheap settings: small networks counts and epochs. Chapters 4-8 share the same sweep settings so
+# that later chapters reuse the units computed by earlier ones (one scratch directory per session).
+SWEEP = {"SEEDS": 3, "EPOCHS": 12, "SENSITIVITY": False}
+CHEAP = {
+    "01_task_and_network": {"EPOCHS": 15, "SEEDS": 2},
+    "02_estimators": {"EPOCHS": 10, "GAUSSIAN_SAMPLES": 512},
+    "03_one_network": {"EPOCHS": 10},
+    "04_initializations": {**SWEEP, "SHOWN": 2},
+    "05_activations": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus"},
+    "06_l2_regularization": {**SWEEP, "L2S": "0,0.015"},
+    "07_generalization": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015"},
+    "08_summary": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015"},
+}
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    return tmp_path_factory.mktemp("scratch_results")
+
+
+def _run(path, out, parameters):
+    return pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
+                               cwd=str(path.parent), progress_bar=False, log_output=False)
+
+
+def test_every_chapter_has_cheap_parameters():
+    assert {p.stem for p in CHAPTERS} == set(CHEAP)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_executes(path, tmp_path, scratch):
+    params = dict(CHEAP[path.stem])
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    if "SCRATCH_DIR" in cell.source:
+        params["SCRATCH_DIR"] = str(scratch)
+    for name in params:  # every override must be a knob of the chapter's parameters cell
+        assert f"\n{name} =" in "\n" + cell.source, f"{name} is not a parameter of {path.name}"
+    out = _run(path, tmp_path / path.name, params)
+    errors = [o for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    images = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert images >= 1, "every chapter draws figures"
+
+
+def test_notebook_skeleton():
+    for path in CHAPTERS:
+        nb = nbformat.read(path, as_version=4)
+        first = nb.cells[0]
+        assert first.cell_type == "markdown" and first.source.startswith("# "), path.name
+        assert "colab.research.google.com/github/" in first.source and path.name in first.source
+        tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and tagged[0] <= 3, f"{path.name}: one parameters cell, right after setup"
+        setup = nb.cells[tagged[0] - 1].source
+        assert "google.colab" in setup and "REPO_URL" in setup
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs must be stripped"
+        assert nb.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.parametrize(
+    "chapter, params, message",
+    [
+        ("05_activations", {"ACTIVATIONS": "tanh,gelu"}, "unknown activation 'gelu'"),
+        ("04_initializations", {"EPOCHS": -3}, "epochs must be an integer >= 1"),
+        ("04_initializations", {"ESTIMATOR": "ksg"}, "unknown study estimator 'ksg'"),
+        ("01_task_and_network", {"SEEDS": 0}, "SEEDS must be a positive integer"),
+        ("06_l2_regularization", {"L2S": "0.01,0.1"}, "L2S must include 0"),
+    ],
+)
+def test_bad_parameters_stop_early_with_one_message(chapter, params, message, tmp_path):
+    path = BOOK / f"{chapter}.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        _run(path, tmp_path / "out.ipynb", params)
+    err = info.value
+    assert err.ename == "ParameterError" and message in err.evalue
+    assert len(err.traceback) == 1, "the message, not a traceback"
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    failed = next(i for i, c in enumerate(nb.cells) if any(o.output_type == "error" for o in c.get("outputs", [])))
+    assert failed <= 5, "stops in its first cells"
