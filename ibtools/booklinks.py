@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"']+?/blob/[^/]+/book/[\w.-]+\.ipynb")
+BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"']+?/blob/[^/]+/book/([\w.-]+\.ipynb)")
 REPO_LINE = re.compile(r'^REPO_URL = ".*"(  #.*)?$', re.M)
 
 
@@ -36,24 +36,25 @@ def colab_url(url: str, branch: str, notebook: str) -> str:
     return f"https://colab.research.google.com/github/{path}/blob/{branch}/book/{notebook}"
 
 
-def _expected(nb_path: Path, url: str, branch: str) -> tuple[str, str]:
-    return colab_url(url, branch, nb_path.name), f'REPO_URL = "{url}"  # from _config.yml: python -m ibtools.booklinks'
+def _rewrite(text: str, url: str, branch: str, code: bool) -> str:
+    text = BADGE.sub(lambda m: colab_url(url, branch, m.group(1)), text)
+    if code:
+        text = REPO_LINE.sub(f'REPO_URL = "{url}"  # from _config.yml: python -m ibtools.booklinks', text)
+    return text
 
 
 def sync(book: Path = ROOT / "book", check: bool = False) -> list[str]:
-    """Rewrite (or with ``check``, only compare) every chapter's Colab link and install cell.
-    Returns the notebooks that were (or would be) changed."""
+    """Rewrite (or with ``check``, only compare) the Colab links and install cells of every
+    chapter, and the Colab links of ``README.md``. Returns the files that were (or would be)
+    changed."""
     url, branch = repository(book.parent / "_config.yml")
     changed = []
     for nb_path in sorted(book.glob("*.ipynb")):
         nb = json.loads(nb_path.read_text())
-        badge, repo_line = _expected(nb_path, url, branch)
         dirty = False
         for cell in nb["cells"]:
             src = "".join(cell["source"])
-            new = BADGE.sub(badge, src)
-            if cell["cell_type"] == "code":
-                new = REPO_LINE.sub(repo_line, new)
+            new = _rewrite(src, url, branch, cell["cell_type"] == "code")
             if new != src:
                 dirty = True
                 cell["source"] = new.splitlines(keepends=True)
@@ -61,6 +62,14 @@ def sync(book: Path = ROOT / "book", check: bool = False) -> list[str]:
             changed.append(nb_path.name)
             if not check:
                 nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    readme = book.parent / "README.md"
+    if readme.exists():
+        text = readme.read_text()
+        new = _rewrite(text, url, branch, code=False)
+        if new != text:
+            changed.append(readme.name)
+            if not check:
+                readme.write_text(new)
     return changed
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "generalization_claim",
     "network_scores",
     "SIGNIFICANCE",
+    "claims_markdown",
 ]
 
 REPRODUCED, PARTLY, NOT = "reproduced", "partly reproduced", "not reproduced"
@@ -299,3 +300,19 @@ def generalization_claim(table: pd.DataFrame, history: pd.DataFrame, estimator: 
         verdict,
         f"reproduced if the last layer correlates positively (p < {SIGNIFICANCE}) and no hidden layer does",
     ), res
+
+
+def claims_markdown(claims, extra: dict | None = None, links: dict | None = None) -> str:
+    """A Markdown table of claims (for ``IPython.display.Markdown``): key, claim, measurement,
+    verdict in bold, the decision rule, and optional extra columns (``{"estimator": [...]}``) or
+    links (``{key: "chapter"}``)."""
+    extra = extra or {}
+    head = ["", "claim", *extra, "what we measured", "verdict", "rule"] + (["figures"] if links else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, c in enumerate(claims):
+        cells = [c.key, c.claim, *(str(v[i]) for v in extra.values()), c.measured, f"**{c.verdict}**", c.rule]
+        if links:
+            target = links.get(c.key, "")
+            cells.append(f"[{target}]({target})" if target else "")
+        lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
+    return "\n".join(lines)

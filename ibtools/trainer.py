@@ -12,6 +12,7 @@ element-wise. ``tests/test_trainer.py`` checks this against ``torch.optim.Adam``
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -118,9 +119,31 @@ class EnsembleTrainer:
             xb = self.X_train[idx]  # (S, b, n_in)
             yield xb.transpose(1, 2).contiguous(), xb, self.y_train[idx], self.onehot_train[idx].transpose(1, 2).contiguous()
 
+    #: Ensembles below this size run on one CPU thread: MKL splits their tiny matrix products
+    #: across threads in ways that change the rounding with the thread count (and EBAB's edges,
+    #: which are data values, notice 1-ulp changes). They gain nothing from more threads anyway;
+    #: larger ensembles give identical numbers with any number of threads (tests/test_trainer.py).
+    SINGLE_THREAD_BELOW = 5
+
+    @contextlib.contextmanager
+    def _thread_invariant(self):
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.S < self.SINGLE_THREAD_BELOW and threads > 1:
+            torch.set_num_threads(1)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            yield
+
     def train_epoch(self) -> torch.Tensor:
         """Train every network for one epoch; returns each network's mean minibatch
         cross-entropy (nats), shape (S,), on the training device."""
+        with self._thread_invariant():
+            return self._train_epoch()
+
+    def _train_epoch(self) -> torch.Tensor:
         total = torch.zeros(self.S, dtype=torch.float32, device=self.device)
         n_batches = 0
         for x_t, x, y, onehot_t in self._batches():
@@ -232,7 +255,8 @@ class EnsembleTrainer:
     def evaluate(self) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Activity of every layer on all inputs, (S, N, width) each, the last one the softmax
         output; and the logits (S, N, n_classes)."""
-        out = self.model.forward_t(self.X_all_t)
+        with self._thread_invariant():
+            out = self.model.forward_t(self.X_all_t)
         logits = out[-1].transpose(1, 2).contiguous()
         acts = [h.transpose(1, 2).contiguous() for h in out[:-1]] + [torch.softmax(logits, dim=2)]
         return acts, logits

@@ -89,3 +89,20 @@ def test_cuda_request_without_cuda_is_an_error():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="no CUDA device"):
         EnsembleTrainer(TrainConfig(device="cuda"))
+
+
+@pytest.mark.parametrize("n_networks", [1, 2, 5, 12])
+def test_numbers_do_not_depend_on_the_number_of_threads(n_networks):
+    before = torch.get_num_threads()
+    flats = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            tr = EnsembleTrainer(TrainConfig(activation="tanh", seeds=tuple(range(n_networks))))
+            for _ in range(8):
+                tr.train_epoch()
+            flats.append((tr.model.flat.detach().clone(), tr.evaluate()[0]))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(flats[0][0], flats[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(flats[0][1], flats[1][1]))  # evaluation too
