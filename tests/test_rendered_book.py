@@ -1,0 +1,132 @@
+"""The rendered book, as a reader sees it: build it, serve it on localhost, open every page of the
+table of contents in headless Chromium, and check that it loads, shows its figures, has no error
+output, and has the navigation and the launch/Colab buttons. Screenshots of every page are kept
+in ``_build/screenshots`` (a build artifact, not committed).
+
+Needs Chromium and chromedriver (Debian: ``apt-get install chromium chromium-driver``). Outside CI
+the test is skipped, with that reason, where they are absent; in CI (``CI`` set) it fails instead.
+Set ``IBTOOLS_BOOK_HTML`` to an existing ``_build/html`` to check it without rebuilding.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ibtools import booklinks
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+DRIVER = shutil.which("chromedriver")
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+
+
+def _toc_pages() -> list[str]:
+    text = (ROOT / "_toc.yml").read_text()
+    root = re.search(r"^root:\s*(\S+)", text, re.M).group(1)
+    return [root] + re.findall(r"-\s*file:\s*(\S+)", text)
+
+
+@pytest.fixture(scope="module")
+def html_dir(tmp_path_factory):
+    if not (CHROMIUM and DRIVER):
+        reason = "Chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; .ci/run installs them")
+        pytest.skip(reason)
+    pytest.importorskip("selenium")
+    given = os.environ.get("IBTOOLS_BOOK_HTML")
+    if given:
+        return Path(given)
+    out = tmp_path_factory.mktemp("book")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    build = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-2000:]
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def server(html_dir):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(html_dir))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # Selenium must not try to download drivers
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--window-size=1280,1800",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+PAGES = _toc_pages()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_for_a_reader(page, server, browser, html_dir):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server}/{page}.html")
+    assert browser.find_elements(By.CSS_SELECTOR, "article h1"), "the page has a title"
+    body = browser.find_element(By.TAG_NAME, "article").text
+    for marker in ("Traceback (most recent call last)", "CellExecutionError", "ModuleNotFoundError"):
+        assert marker not in body, f"error output on {page}: {marker}"
+    assert not browser.find_elements(By.CSS_SELECTOR, ".output.traceback, .output.error")
+    # figures: every image served by the book has loaded and has pixels (the browser is kept
+    # offline, so remote images such as the Colab badge's SVG are not expected to load)
+    broken = browser.execute_script(
+        "return Array.from(document.images).filter(i => i.src.startsWith(location.origin))"
+        ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);")
+    assert broken == [], f"images that did not load on {page}: {broken}"
+    is_chapter = (ROOT / f"{page}.ipynb").exists()
+    if is_chapter:
+        figures = browser.find_elements(By.CSS_SELECTOR, "article .cell_output img")
+        assert figures, f"{page} shows no figures"
+    # navigation to every page of the table of contents
+    links = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "nav.bd-docs-nav a")}
+    others = [p for p in PAGES[1:] if p != page]  # the current page is not linked to itself
+    missing = [p for p in others if not any(h and h.endswith(f"{Path(p).name}.html") for h in links)]
+    assert not missing, f"navigation of {page} lacks {missing}"
+    # repository and launch buttons (chapters: Colab on the .ipynb of this page)
+    url, branch = booklinks.repository()
+    hrefs = [a.get_attribute("href") or "" for a in browser.find_elements(By.CSS_SELECTOR, "a")]
+    assert any(h.rstrip("/") == url for h in hrefs), "repository button"
+    if is_chapter:
+        colab = booklinks.colab_url(url, branch, Path(page).name + ".ipynb")
+        launch = browser.find_elements(By.CSS_SELECTOR, f'a.dropdown-item[href="{colab}"]')
+        assert launch, f"Colab launch button of {page} (expected {colab})"
+        assert colab in hrefs, "Open-in-Colab badge"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    height = browser.execute_script("return document.body.scrollHeight")
+    browser.set_window_size(1280, min(max(int(height), 900), 12000))
+    browser.save_screenshot(str(SCREENSHOTS / f"{Path(page).name}.png"))
+    browser.set_window_size(1280, 1800)
