@@ -238,7 +238,7 @@ def l2_claims(table: pd.DataFrame, history: pd.DataFrame, estimator: str, refere
         ClaimResult(
             "R6a",
             "L2 regularization increases compression",
-            f"hidden-layer peak-final compression by L2 strength: " + ", ".join(f"{k:g}: {v:.2f}" for k, v in means.items())
+            "hidden-layer peak-final compression by L2 strength: " + ", ".join(f"{k:g}: {v:.2f}" for k, v in means.items())
             + f" bits; Spearman rho = {rho:+.2f} (p = {p:.2g}, N = {len(ns)})",
             REPRODUCED if more else NOT,
             f"reproduced if compression increases with L2 strength (Spearman rho > 0, p < {SIGNIFICANCE})",

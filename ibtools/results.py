@@ -169,7 +169,7 @@ class RunResult:
         """
         labels = list(self.mi) if estimators is None else [estimators] if isinstance(estimators, str) else list(estimators)
         frames = []
-        E, L, S = len(self.epochs), len(self.layer_names), len(self.seeds)
+        L, S = len(self.layer_names), len(self.seeds)
         ep, ly, sd = np.meshgrid(self.epochs, np.arange(1, L + 1), np.asarray(self.seeds), indexing="ij")
         div_epoch = np.where(self.diverged >= 0, self.diverged, np.iinfo(np.int64).max)
         is_div = (ep >= div_epoch[None, None, :]).ravel()

@@ -121,7 +121,7 @@ def test_ebab_makes_equal_count_bins(rng):
 
 
 def test_information_inequalities_on_random_layers(task, rng):
-    for trial in range(4):
+    for _ in range(4):
         W = rng.normal(scale=rng.uniform(0.3, 3), size=(12, rng.integers(1, 6)))
         for act in (np.tanh, lambda z: np.maximum(z, 0)):
             a = act(task.X @ W - 1)

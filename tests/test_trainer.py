@@ -1,6 +1,5 @@
 """The batched trainer: every network behaves exactly as if trained alone."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
