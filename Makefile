@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test paper bench sync-links clean
+.PHONY: setup book test paper bench overview sync-links clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test: $(STAMP)
 # The full-scale study behind the book's figures (hours on 2 CPU cores; resumable).
 paper: $(STAMP)
 	$(PY) -m ibtools paper
+
+overview: $(STAMP)
+	$(PY) scripts/make_overview_figure.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

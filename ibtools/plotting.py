@@ -18,6 +18,7 @@ __all__ = [
     "plot_history",
     "plot_band",
     "EPOCH_CMAP",
+    "plot_estimator_grid",
 ]
 
 STYLE = Path(__file__).with_name("ibtools.mplstyle")
@@ -165,3 +166,51 @@ def plot_history(history, ax=None, *, metric: str = "acc", logx: bool = True):
     ax.set_ylabel("accuracy" if metric == "acc" else "cross-entropy (nats)")
     ax.legend()
     return ax
+
+
+def plot_estimator_grid(runs: dict, panels: dict, *, max_epoch: int | None = None, network: int = 0):
+    """Information planes of single networks (rows) under several estimators (columns).
+
+    Parameters
+    ----------
+    runs : dict
+        Row title -> :class:`~ibtools.results.RunResult`, or -> a tuple of results searched in
+        order for each panel's estimator label.
+    panels : dict
+        Column title -> estimator label of the result tables, or a dict row title -> label when
+        the label differs between rows.
+    network : int
+        Which network of each run (index into its seeds).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    def find(results, label):
+        for r in results if isinstance(results, tuple) else (results,):
+            if label in r.mi:
+                return r
+        raise KeyError(f"no result records {label!r}")
+
+    first = next(iter(runs.values()))
+    first = first[0] if isinstance(first, tuple) else first
+    max_epoch = int(first.epochs.max()) if max_epoch is None else max_epoch
+    fig, axes = plt.subplots(len(runs), len(panels), figsize=(3.1 * len(panels) + 1, 3.0 * len(runs)),
+                             squeeze=False, sharey=True)
+    for row, (name, results) in enumerate(runs.items()):
+        for col, (title, label) in enumerate(panels.items()):
+            if isinstance(label, dict):
+                label = label[name]
+            r = find(results, label)
+            values = r.mi[label][:, :, network, :]
+            keep = np.isfinite(values[:, 0, 0])
+            ax = axes[row, col]
+            plot_information_plane(r.epochs[keep], values[keep, :, 0], values[keep, :, 1], ax, colorbar=False,
+                                   max_epoch=max_epoch, marker_size=8,
+                                   layer_names=r.layer_names if col == len(panels) - 2 else None)
+            ax.set_title(f"{name}: {title}", fontsize=9)
+            ax.set_xlim(-0.3, 12.3)
+            if col:
+                ax.set_ylabel("")
+    epoch_colorbar(axes.ravel().tolist(), max_epoch)
+    return fig
