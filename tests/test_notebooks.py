@@ -22,6 +22,7 @@ CHEAP = {
     "06_l2_regularization": {**SWEEP, "L2S": "0,0.015"},
     "07_generalization": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015"},
     "08_summary": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015"},
+    "09_your_own_experiment": {"EPOCHS": 12, "SEEDS": 2},
 }
 
 
