@@ -19,6 +19,7 @@ __all__ = [
     "plot_band",
     "EPOCH_CMAP",
     "plot_estimator_grid",
+    "plot_plane_grid",
 ]
 
 STYLE = Path(__file__).with_name("ibtools.mplstyle")
@@ -213,4 +214,44 @@ def plot_estimator_grid(runs: dict, panels: dict, *, max_epoch: int | None = Non
             if col:
                 ax.set_ylabel("")
     epoch_colorbar(axes.ravel().tolist(), max_epoch)
+    return fig
+
+
+def plot_plane_grid(planes: dict, *, max_epoch: int, cols: int = 4, title: str | None = None,
+                    layer_names=None, panel_size=(3.2, 3.0)):
+    """A grid of information planes sharing axes and one epoch colour bar.
+
+    Parameters
+    ----------
+    planes : dict
+        Panel title -> ``(epochs, i_xt, i_ty)`` with (E, L) arrays (as from
+        :func:`ibtools.analysis.plane_arrays`).
+    max_epoch : int
+        Top of the epoch colour scale.
+    cols : int
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    cols = max(1, min(cols, len(planes)))
+    rows = int(np.ceil(len(planes) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols + 1, panel_size[1] * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax, (name, (epochs, xt, ty)) in zip(axes.flat, planes.items()):
+        plot_information_plane(epochs, xt, ty, ax, colorbar=False, max_epoch=max_epoch, marker_size=6,
+                               layer_names=layer_names)
+        ax.set_title(name, fontsize=9)
+    for ax in axes.flat[len(planes):]:
+        ax.set_axis_off()
+    for ax in axes.flat:
+        spec = ax.get_subplotspec()
+        if spec.colspan.start:
+            ax.set_ylabel("")
+        if spec.rowspan.stop < rows:
+            ax.set_xlabel("")
+    epoch_colorbar(axes.ravel().tolist(), max_epoch)
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig
