@@ -26,7 +26,7 @@ book: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/nbstripout --verify book/*.ipynb
 	$(PY) -m ibtools.booklinks --check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 # The full-scale study behind the book's figures (hours on 2 CPU cores; resumable).
 paper: $(STAMP)

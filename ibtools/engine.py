@@ -31,11 +31,16 @@ __all__ = ["train", "Recorder", "set_threads"]
 
 
 def set_threads(n: int | None = None) -> int:
-    """Set torch's CPU threads (default: all cores, at most 4; tiny layers gain nothing from
-    more). Returns the number set."""
+    """Set torch's CPU threads. Default: the environment variable ``IBTOOLS_THREADS`` if set,
+    else all cores, at most 4 (tiny layers gain nothing from more). Returns the number set.
+
+    Run one thread per process when several processes share the cores (parallel tests, Dask
+    workers): OpenMP threads waiting for each other on an oversubscribed machine make every
+    operation many times slower.
+    """
     import os
 
-    n = n or min(4, os.cpu_count() or 1)
+    n = n or int(os.environ.get("IBTOOLS_THREADS") or 0) or min(4, os.cpu_count() or 1)
     torch.set_num_threads(int(n))
     return int(n)
 

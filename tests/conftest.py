@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-# Small, deterministic, and polite to a 2-core machine.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist (make test runs two workers on two cores) every process, and every notebook
+# kernel it starts, computes with one thread: oversubscribed OpenMP threads wait for each other.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["IBTOOLS_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")
