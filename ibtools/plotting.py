@@ -20,6 +20,7 @@ __all__ = [
     "EPOCH_CMAP",
     "plot_estimator_grid",
     "plot_plane_grid",
+    "plot_verdicts",
 ]
 
 STYLE = Path(__file__).with_name("ibtools.mplstyle")
@@ -255,3 +256,28 @@ def plot_plane_grid(planes: dict, *, max_epoch: int, cols: int = 4, title: str |
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+VERDICT_COLOURS = {"reproduced": "#2a9d5c", "partly reproduced": "#e9b949", "not reproduced": "#d1495b"}
+
+
+def plot_verdicts(verdicts, ax=None):
+    """A map of verdicts: rows are claims, columns are estimator settings (a DataFrame of
+    verdict strings, as from :mod:`ibtools.claims`), cells coloured green / amber / red."""
+    ax = ax or plt.gca()
+    rows, cols = list(verdicts.index), list(verdicts.columns)
+    for i, claim in enumerate(rows):
+        for j, col in enumerate(cols):
+            v = verdicts.loc[claim, col]
+            ax.add_patch(mpl.patches.Rectangle((j, i), 0.95, 0.9, color=VERDICT_COLOURS.get(v, "0.85")))
+            short = {"reproduced": "yes", "partly reproduced": "partly", "not reproduced": "no"}.get(v, "?")
+            ax.text(j + 0.475, i + 0.45, short, ha="center", va="center", fontsize=8, color="white")
+    ax.set_xlim(0, len(cols))
+    ax.set_ylim(len(rows), 0)
+    ax.set_xticks(np.arange(len(cols)) + 0.475, cols, rotation=30, ha="right")
+    ax.set_yticks(np.arange(len(rows)) + 0.45, rows)
+    ax.tick_params(length=0)
+    ax.grid(False)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return ax
