@@ -94,6 +94,7 @@ PAGES = _toc_pages()
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_for_a_reader(page, server, browser, html_dir):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{server}/{page}.html")
     assert browser.find_elements(By.CSS_SELECTOR, "article h1"), "the page has a title"
@@ -101,8 +102,14 @@ def test_page_renders_for_a_reader(page, server, browser, html_dir):
     for marker in ("Traceback (most recent call last)", "CellExecutionError", "ModuleNotFoundError"):
         assert marker not in body, f"error output on {page}: {marker}"
     assert not browser.find_elements(By.CSS_SELECTOR, ".output.traceback, .output.error")
+    # Markdown that a chapter displays (the claims tables) is rendered, not shown as raw text
+    raw = [line for line in body.splitlines() if re.search(r"\|\s*(-{3,}|—)\s*\|", line) or line.count(" | ") >= 3]
+    assert not raw, f"unrendered Markdown table on {page}: {raw[0][:120]}"
     # figures: every image served by the book has loaded and has pixels (the browser is kept
     # offline, so remote images such as the Colab badge's SVG are not expected to load)
+    pending = ("return Array.from(document.images).filter(i => i.src.startsWith(location.origin))"
+               ".filter(i => !i.complete).length;")
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script(pending) == 0)  # decoding can lag the load event
     broken = browser.execute_script(
         "return Array.from(document.images).filter(i => i.src.startsWith(location.origin))"
         ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);")
