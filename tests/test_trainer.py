@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ibtools.activations import ACTIVATIONS, ActivationSpec, register_activation
+from ibtools.activations import ACTIVATIONS, PAPER_ACTIVATIONS, ActivationSpec, register_activation
 from ibtools.config import TrainConfig
 from ibtools.networks import MLP
 from ibtools.trainer import EnsembleTrainer
@@ -90,14 +90,20 @@ def test_cuda_request_without_cuda_is_an_error():
         EnsembleTrainer(TrainConfig(device="cuda"))
 
 
-@pytest.mark.parametrize("n_networks", [1, 2, 5, 12])
-def test_numbers_do_not_depend_on_the_number_of_threads(n_networks):
+# 20 networks make tensors large enough (20 x 256 x 10 > 32768 elements) for torch to split
+# element-wise operations across threads: exp-based activations then differ in the last bit unless
+# ibtools.activations.thread_invariant is doing its job (ELU drifted by 0.07 bits without it).
+THREAD_CASES = [("tanh", n) for n in (1, 2, 5, 12)] + [(a, 20) for a in PAPER_ACTIVATIONS + ("sigmoid",)]
+
+
+@pytest.mark.parametrize("activation,n_networks", THREAD_CASES)
+def test_numbers_do_not_depend_on_the_number_of_threads(activation, n_networks):
     before = torch.get_num_threads()
     flats = []
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            tr = EnsembleTrainer(TrainConfig(activation="tanh", seeds=tuple(range(n_networks))))
+            tr = EnsembleTrainer(TrainConfig(activation=activation, seeds=tuple(range(n_networks))))
             for _ in range(8):
                 tr.train_epoch()
             flats.append((tr.model.flat.detach().clone(), tr.evaluate()[0]))
@@ -105,3 +111,21 @@ def test_numbers_do_not_depend_on_the_number_of_threads(n_networks):
         torch.set_num_threads(before)
     assert torch.equal(flats[0][0], flats[1][0])
     assert all(torch.equal(a, b) for a, b in zip(flats[0][1], flats[1][1]))  # evaluation too
+
+
+@pytest.mark.parametrize("f", [F.elu, F.softplus, F.silu, torch.sigmoid, torch.tanh], ids=lambda f: f.__name__)
+def test_thread_invariant_elementwise_matches_one_thread(f):
+    # Raw, 1 vs 8 threads on these inputs differ in 2-16 elements for elu, softplus, silu and
+    # sigmoid on this machine's CPU (vectorized vs scalar code at the threads' range ends).
+    from ibtools.activations import thread_invariant
+
+    x = 3 * torch.randn(1_000_003, generator=torch.Generator().manual_seed(0))  # odd length
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = f(x)
+        torch.set_num_threads(8)
+        many = thread_invariant(f)(x)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, many)
