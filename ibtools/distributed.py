@@ -43,6 +43,28 @@ class SweepFailed(RuntimeError):
         super().__init__(f"{len(failures)} unit(s) failed:\n" + "\n".join(f"  - {f}" for f in failures))
 
 
+def _undo_dask_malloc_trim() -> None:
+    """Give glibc's allocator back its usual thresholds in a Dask worker.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also switches off
+    glibc's adaptive mmap threshold: every tensor above 128 kB (a 50-network batch is 0.5 MB) is
+    then mmap-ed and unmapped anew, and a unit ran about twice as slowly on a worker as in a plain
+    process (measured: 32 s instead of 17 s of CPU for the same loop). Raising both thresholds
+    restores plain-process speed; units are small (under 0.4 GB), so returning memory to the
+    system later costs nothing here. No-op outside glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 1 << 27)  # M_TRIM_THRESHOLD: 128 MB
+        libc.mallopt(-3, 1 << 25)  # M_MMAP_THRESHOLD: 32 MB, glibc's maximum
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
 def compute_unit(config_dict: dict, checkpoint: str | None, threads: int):
     """Train one unit on a worker and return its :class:`~ibtools.results.RunResult`.
 
@@ -53,6 +75,7 @@ def compute_unit(config_dict: dict, checkpoint: str | None, threads: int):
 
     from .engine import train
 
+    _undo_dask_malloc_trim()
     torch.set_num_threads(max(1, int(threads)))
     config = TrainConfig.from_dict(config_dict)
     ckpt = None
