@@ -107,12 +107,10 @@ def test_page_renders_for_a_reader(page, server, browser, html_dir):
     assert not raw, f"unrendered Markdown table on {page}: {raw[0][:120]}"
     # figures: every image served by the book has loaded and has pixels (the browser is kept
     # offline, so remote images such as the Colab badge's SVG are not expected to load)
-    pending = ("return Array.from(document.images).filter(i => i.src.startsWith(location.origin))"
-               ".filter(i => !i.complete).length;")
+    local_images = "Array.from(document.images).filter(i => i.src.startsWith(location.origin))"
+    pending = f"return {local_images}.filter(i => !i.complete).length;"
     WebDriverWait(browser, 30).until(lambda b: b.execute_script(pending) == 0)  # decoding can lag the load event
-    broken = browser.execute_script(
-        "return Array.from(document.images).filter(i => i.src.startsWith(location.origin))"
-        ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);")
+    broken = browser.execute_script(f"return {local_images}.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);")
     assert broken == [], f"images that did not load on {page}: {broken}"
     is_chapter = (ROOT / f"{page}.ipynb").exists()
     if is_chapter:
