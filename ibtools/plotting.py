@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 
+from .claims import NOT, PARTLY, REPRODUCED
+
 __all__ = [
     "use_style",
     "epoch_norm",
@@ -258,7 +260,8 @@ def plot_plane_grid(planes: dict, *, max_epoch: int, cols: int = 4, title: str |
     return fig
 
 
-VERDICT_COLOURS = {"reproduced": "#2a9d5c", "partly reproduced": "#e9b949", "not reproduced": "#d1495b"}
+#: Colour and short text of each verdict of :mod:`ibtools.claims`.
+VERDICT_STYLE = {REPRODUCED: ("#2a9d5c", "yes"), PARTLY: ("#e9b949", "partly"), NOT: ("#d1495b", "no")}
 
 
 def plot_verdicts(verdicts, ax=None):
@@ -268,9 +271,8 @@ def plot_verdicts(verdicts, ax=None):
     rows, cols = list(verdicts.index), list(verdicts.columns)
     for i, claim in enumerate(rows):
         for j, col in enumerate(cols):
-            v = verdicts.loc[claim, col]
-            ax.add_patch(mpl.patches.Rectangle((j, i), 0.95, 0.9, color=VERDICT_COLOURS.get(v, "0.85")))
-            short = {"reproduced": "yes", "partly reproduced": "partly", "not reproduced": "no"}.get(v, "?")
+            colour, short = VERDICT_STYLE.get(verdicts.loc[claim, col], ("0.85", "?"))
+            ax.add_patch(mpl.patches.Rectangle((j, i), 0.95, 0.9, color=colour))
             ax.text(j + 0.475, i + 0.45, short, ha="center", va="center", fontsize=8, color="white")
     ax.set_xlim(0, len(cols))
     ax.set_ylim(len(rows), 0)

@@ -121,8 +121,9 @@ class EnsembleTrainer:
 
     #: Ensembles below this size run on one CPU thread: MKL splits their tiny matrix products
     #: across threads in ways that change the rounding with the thread count (and EBAB's edges,
-    #: which are data values, notice 1-ulp changes). They gain nothing from more threads anyway;
-    #: larger ensembles give identical numbers with any number of threads (tests/test_trainer.py).
+    #: which are data values, notice 1-ulp changes). They gain nothing from more threads anyway.
+    #: Larger ensembles give identical numbers with any number of threads (tests/test_trainer.py);
+    #: their exp-based activations get that from ibtools.activations.thread_invariant.
     SINGLE_THREAD_BELOW = 5
 
     @contextlib.contextmanager
