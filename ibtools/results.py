@@ -14,7 +14,6 @@ import io
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -69,16 +68,10 @@ def result_paths(path) -> tuple[Path, Path]:
 
 
 def _git_commit() -> str | None:
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if out.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
+    # the checkout of this ibtools, or the commit pip installed it from (never another repository's)
+    from ._version import source_commit
+
+    return source_commit()
 
 
 def provenance() -> dict:
