@@ -51,10 +51,14 @@ def repository(config_path: Path = ROOT / "_config.yml") -> tuple[str, str]:
     block = re.search(r"^repository:\n((?:[ \t]+.*\n?)+)", text, re.M)
     if not block:
         raise ValueError(f"{config_path} has no repository: block")
-    url = re.search(r"^\s+url:\s*(\S+)", block.group(1), re.M)
-    branch = re.search(r"^\s+branch:\s*(\S+)", block.group(1), re.M)
+    url = re.search(r"^\s+url:[ \t]*(.*?)(?:[ \t]+#.*)?[ \t]*$", block.group(1), re.M)
+    branch = re.search(r"^\s+branch:[ \t]*(.*?)(?:[ \t]+#.*)?[ \t]*$", block.group(1), re.M)
     if not url:
         raise ValueError(f"{config_path}: repository.url is missing")
+    address = url.group(1).strip("'\"").rstrip("/")
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", address):
+        raise ValueError(f"{config_path}: repository.url {address!r} is not a GitHub repository address "
+                         "(https://github.com/OWNER/NAME), which Colab's badges need")
     ref = branch.group(1).strip("'\"") if branch else "main"
     if re.fullmatch(r"[0-9a-f]{7,40}", ref):
         raise ValueError(f"{config_path}: repository.branch is {ref!r}, which looks like a commit; the Colab install "
@@ -62,7 +66,7 @@ def repository(config_path: Path = ROOT / "_config.yml") -> tuple[str, str]:
                          "(git tag v<version> <commit>) and give the tag")
     if not re.fullmatch(r"[\w][\w./-]*", ref) or ".." in ref:
         raise ValueError(f"{config_path}: repository.branch {ref!r} is not a valid tag or branch name")
-    return url.group(1).strip("'\"").rstrip("/"), ref
+    return address, ref
 
 
 def install_block(url: str, ref: str) -> str:
