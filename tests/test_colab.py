@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import types
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 
 import ibtools
-from freshenv import clean_env, fresh_venv, source_files
+from freshenv import clean_env, fresh_venv, pyproject, source_files
 from ibtools import booklinks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +112,7 @@ def test_install_block_outside_colab_runs_nothing(path, tmp_path, monkeypatch):
 def test_package_does_not_pin_torch():
     """The package declares ranges, so that it installs next to Colab's own torch; exact pins are
     only for the book's environment (requirements.txt)."""
-    deps = [Requirement(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]]
+    deps = [Requirement(r) for r in pyproject()["project"]["dependencies"]]
     torch = next(r for r in deps if r.name == "torch")
     assert torch.specifier and all(s.operator in (">=", ">", "<", "<=", "!=") for s in torch.specifier)
     pins = [Requirement(line) for line in (ROOT / "requirements.txt").read_text().splitlines()
@@ -171,7 +170,7 @@ def test_setup_cell_as_colab_runs_it(tmp_path):
     (fake / "google" / "colab" / "__init__.py").write_text("")
     (tmp_path / "driver.py").write_text(DRIVER)
 
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = pyproject()["project"]["dependencies"]
     python, site = fresh_venv(tmp_path / "venv", deps + ["pip"])
     content = tmp_path / "content"  # Colab's working directory
     content.mkdir()

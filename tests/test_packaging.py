@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tomllib
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -21,9 +20,9 @@ import pytest
 from packaging.requirements import Requirement
 
 import ibtools
-from freshenv import ROOT, clean_env, fresh_venv, package_files, source_files
+from freshenv import ROOT, clean_env, fresh_venv, package_files, pyproject, source_files
 
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PYPROJECT = pyproject()
 DIST = PYPROJECT["project"]["name"]
 BOOK_TOOLS = ["IPython", "jupyter_book", "papermill", "nbformat", "pytest", "distributed", "selenium"]
 
@@ -143,6 +142,9 @@ def test_version_is_written_once():
     assert PYPROJECT["project"]["dynamic"] == ["version"] and "version" not in PYPROJECT["project"]
     assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "ibtools._version.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+", ibtools.__version__)
+    from ibtools import _version
+
+    assert _version.DIST_NAME == DIST  # source_commit() reads pip's record of this distribution
 
 
 def test_sidecars_record_the_version_and_this_checkout():
