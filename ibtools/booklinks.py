@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"']+?/blob/[^/]+/book/([\w.-]+\.ipynb)")
-PIP_GIT = re.compile(r"git\+https://github\.com/[^\s@\"'`]+@[\w./-]*[\w-]")  # README: pip install "git+URL@REF"
+PIP_GIT = re.compile(r"git\+https://github\.com/[^\s@\"'`]+@[\w.-]*[\w-]")  # README: pip install "git+URL@REF"
 # The generated part of every chapter's setup cell: from its first comment line to the line that
 # points the package at the stored results (older cells had the same first and last lines).
 INSTALL_BLOCK = re.compile(r"^# Setup\. In Colab:.*?^    os\.environ\.setdefault\(\"IBTOOLS_RESULTS\".*?\n", re.M | re.S)
@@ -64,8 +64,9 @@ def repository(config_path: Path = ROOT / "_config.yml") -> tuple[str, str]:
         raise ValueError(f"{config_path}: repository.branch is {ref!r}, which looks like a commit; the Colab install "
                          "cells clone it with `git clone --branch`, which takes a tag or a branch: tag the commit "
                          "(git tag v<version> <commit>) and give the tag")
-    if not re.fullmatch(r"[\w][\w./-]*", ref) or ".." in ref:
-        raise ValueError(f"{config_path}: repository.branch {ref!r} is not a valid tag or branch name")
+    if not re.fullmatch(r"\w[\w.-]*", ref) or ".." in ref:  # no "/": the ref is one segment of the badge URLs
+        raise ValueError(f"{config_path}: repository.branch {ref!r} is not a tag or branch name made of letters, "
+                         "digits, '_', '-' and '.' (e.g. v1.0.0)")
     return address, ref
 
 
@@ -90,8 +91,9 @@ def _rewrite(text: str, url: str, branch: str, code: bool) -> str:
 
 def sync(book: Path = ROOT / "book", check: bool = False) -> list[str]:
     """Rewrite (or with ``check``, only compare) the Colab links and install cells of every
-    chapter, and the Colab links and ``pip install git+URL@REF`` lines of ``README.md``. Returns the files that were (or would be)
-    changed."""
+    chapter, and the Colab links and ``pip install git+URL@REF`` lines of ``README.md``. Returns
+    the files that were (or would be) changed; raises ValueError for a chapter without the
+    generated install block at the start of a code cell."""
     url, branch = repository(book.parent / "_config.yml")
     changed = []
     for nb_path in sorted(book.glob("*.ipynb")):

@@ -70,7 +70,7 @@ def test_changing_the_address_in_one_place_moves_every_link(tmp_path):
     assert "blob/v9.8.7/book/" in text and f"blob/{ref}/" not in text
 
 
-@pytest.mark.parametrize("ref", ["0123456789abcdef0123456789abcdef01234567", "3f2a9c1", "v1 2", "../x", 'v1"; import os'])
+@pytest.mark.parametrize("ref", ["0123456789abcdef0123456789abcdef01234567", "3f2a9c1", "v1 2", "../x", "feature/x", 'v1"; import os'])
 def test_refs_that_cannot_be_cloned_are_refused(ref, tmp_path):
     config = (ROOT / "_config.yml").read_text()
     _, current = booklinks.repository()
