@@ -17,6 +17,7 @@ first and then waits for that one, loading the other process's result.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -161,13 +162,14 @@ class ResultCache:
         return result.save(self.path(result.config))
 
     def finished(self) -> list[RunResult]:
-        """Every valid result in the directory (corrupt ones, and ones not stored under their
-        configuration's name, are skipped with a warning)."""
+        """Every valid result in the directory (corrupt ones, and ones whose unit name, ending in a
+        configuration hash, is not their configuration's, are skipped with a warning). Results
+        saved under other names (``python -m ibtools run --out``) are included."""
         runs = []
         for sidecar in sorted(self.root.glob("*.json")):
             try:
                 run = load_run(sidecar)
-                if sidecar.stem != self.name(run.config):
+                if re.search(r"_[0-9a-f]{12}$", sidecar.stem) and sidecar.stem != self.name(run.config):
                     raise CorruptResultError(
                         f"{sidecar} holds the configuration of {self.name(run.config)}, not of its file name")
                 runs.append(run)

@@ -210,6 +210,9 @@ def test_result_under_another_units_name_is_skipped(tiny_run, tmp_path):
     tiny_run.save(cache.path(TINY.replace(activation="elu")))  # ReLU's result filed under ELU's name
     with pytest.warns(RuntimeWarning, match="not of its file name"):
         assert cache.finished() == []
+    tiny_run.save(tmp_path / "my_run")  # a name that claims no unit: loaded under its own config
+    with pytest.warns(RuntimeWarning, match="not of its file name"):
+        assert [r.config for r in cache.finished()] == [TINY]
 
 
 def _craft(npz: Path, sidecar: Path, **changes) -> None:
