@@ -11,7 +11,7 @@ import contextlib
 
 import numpy as np
 
-__all__ = ["ParameterError", "setup", "checking_parameters", "positive_int", "as_list"]
+__all__ = ["ParameterError", "setup", "checking_parameters", "positive_int", "positive_number", "as_list"]
 
 
 class ParameterError(ValueError):
@@ -55,6 +55,16 @@ def positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ParameterError(f"bad chapter parameter: {name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def positive_number(value, name: str) -> float:
+    """Check a positive, finite real chapter parameter (a constant such as the adaptive-KDE
+    ``ALPHA``); booleans, strings, NaN, infinities, zero and negatives are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ParameterError(f"bad chapter parameter: {name} must be a positive number, got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ParameterError(f"bad chapter parameter: {name} must be a positive, finite number, got {value!r}")
+    return float(value)
 
 
 def as_list(value, name: str, cast=str) -> list:

@@ -16,9 +16,14 @@ EPILOG = """examples:
 """
 
 
+#: Most networks one command trains (and the timing probe builds): 200 units of the study's 50.
+MAX_SEEDS = 10_000
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0-49"``, ``"0,3,7"`` or ``"0-4,10"`` -> seeds."""
+    """``"0-49"``, ``"0,3,7"`` or ``"0-4,10"`` -> seeds (at most :data:`MAX_SEEDS` of them)."""
     seeds: list[int] = []
+    too_many = f"--seeds {text} asks for more than {MAX_SEEDS} networks; split the work into several commands"
     try:
         for part in filter(None, (p.strip() for p in text.split(","))):
             if "-" in part:
@@ -26,6 +31,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
                 lo, hi = int(a), int(b)
                 if hi < lo:
                     raise ValueError
+                if len(seeds) + hi - lo + 1 > MAX_SEEDS:  # checked before the range is built
+                    raise argparse.ArgumentTypeError(too_many)
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
@@ -33,7 +40,26 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"seeds must look like 0-49 or 0,3,7 (non-negative integers), got {text!r}") from None
     if not seeds or min(seeds) < 0:
         raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, got {text!r}")
+    if len(seeds) > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(too_many)
     return tuple(seeds)
+
+
+def number(option: str, minimum: float, kind=int):
+    """The one validator of numeric options: an argparse ``type`` accepting ``kind`` values
+    ``>= minimum``, whose error names the option, e.g. ``--threads must be an integer >= 1, got '-3'``."""
+    what = "an integer" if kind is int else "a finite number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or abs(value) == float("inf") or value < minimum:
+            raise argparse.ArgumentTypeError(f"{option} must be {what} >= {minimum:g}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _estimator(text: str):
@@ -54,29 +80,29 @@ def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
 
     d = TrainConfig()
     g = p.add_argument_group("network and training (defaults: the paper's code)")
-    g.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden), metavar="W", help="hidden widths (default: 10 7 5 4 3)")
+    g.add_argument("--hidden", type=number("every --hidden width", 1), nargs="+", default=list(d.hidden), metavar="W", help="hidden widths (default: 10 7 5 4 3)")
     if not sweep:
         g.add_argument("--activation", default=d.activation, help=f"hidden activation (default: {d.activation})")
         g.add_argument("--l2", type=float, default=d.l2, help="L2 strength on hidden weights (default: 0)")
     g.add_argument("--init", default=d.init, help=f"weight initialization (default: {d.init})")
     g.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default: {d.lr})")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"minibatch size (default: {d.batch_size})")
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default: {d.epochs})")
+    g.add_argument("--batch-size", type=number("--batch-size", 1), default=d.batch_size, help=f"minibatch size (default: {d.batch_size})")
+    g.add_argument("--epochs", type=number("--epochs", 1), default=d.epochs, help=f"training epochs (default: {d.epochs})")
     g.add_argument("--split", default=d.split, help="unshuffled (paper's code) or stratified (default: unshuffled)")
     g.add_argument("--train-fraction", type=float, default=d.train_fraction, help="share of patterns for training (default: 0.8)")
-    g.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the stratified split (default: 0)")
+    g.add_argument("--split-seed", type=number("--split-seed", 0), default=d.split_seed, help="seed of the stratified split (default: 0)")
     g.add_argument("--shuffle-batches", action="store_true", help="reshuffle minibatches every epoch (paper's code: fixed order)")
     g.add_argument("--seeds", type=parse_seeds, default=d.seeds, help="network seeds, e.g. 0-49 or 0,3,7 (default: 0)")
     r = p.add_argument_group("recording")
     r.add_argument("--estimators", type=_estimator, nargs="+", default=list(d.estimators), metavar="SPEC",
                    help='estimators as name[:key=value,...], e.g. ebab "akde:alpha=0.01,n_points=40"; '
                         '"study" = the book study\'s ebab and akde, as chapters expect them (default: ebab)')
-    r.add_argument("--n-log-points", type=int, default=d.n_log_points, help="points of the log-spaced schedule (default: 400 -> 274 epochs of 8000)")
-    r.add_argument("--record-activations", type=int, nargs="*", default=[], metavar="EPOCH", help="epochs at which to keep raw activity")
+    r.add_argument("--n-log-points", type=number("--n-log-points", 1), default=d.n_log_points, help="points of the log-spaced schedule (default: 400 -> 274 epochs of 8000)")
+    r.add_argument("--record-activations", type=number("every --record-activations epoch", 0), nargs="*", default=[], metavar="EPOCH", help="epochs at which to keep raw activity")
     x = p.add_argument_group("execution")
     x.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default: cpu)")
-    x.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores, at most 4)")
-    x.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds between checkpoints (default: 120)")
+    x.add_argument("--threads", type=number("--threads", 1), default=None, help="torch CPU threads (default: all cores, at most 4)")
+    x.add_argument("--checkpoint-every", type=number("--checkpoint-every", 0, float), default=120.0, help="seconds between checkpoints (default: 120)")
     x.add_argument("--no-progress", action="store_true", help="no progress bar")
     x.add_argument("--no-estimate", action="store_true", help="skip the short timing probe before starting")
     x.add_argument("--dry-run", action="store_true", help="print the work and the time estimate, then stop")
@@ -96,21 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(sw, sweep=True)
     sw.add_argument("--activations", nargs="+", default=["relu"], help="activations to sweep")
     sw.add_argument("--l2", type=float, nargs="+", default=[0.0], help="L2 strengths to sweep")
-    sw.add_argument("--seeds-per-unit", type=int, default=50, help="networks trained together per unit")
+    sw.add_argument("--seeds-per-unit", type=number("--seeds-per-unit", 1), default=50, help="networks trained together per unit")
     sw.add_argument("--cache", required=True, type=Path, help="directory of finished units (resumable)")
     dist = sw.add_mutually_exclusive_group()
-    dist.add_argument("--workers", type=int, default=None, help="run units on a local Dask cluster of N worker processes")
+    dist.add_argument("--workers", type=number("--workers", 1), default=None, help="run units on a local Dask cluster of N worker processes")
     dist.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://10.0.0.1:8786")
+    sw.add_argument("--connect-timeout", type=number("--connect-timeout", 0.1, float), default=10.0,
+                    help="seconds to wait for --scheduler before giving up")
     paper = sub.add_parser("paper", help="run or resume the book's full-scale study (results/paper)",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     paper.add_argument("--parts", nargs="+", default=["single", "activations", "l2"],
                        choices=["single", "activations", "l2"], help="which parts of the study to run")
     paper.add_argument("--cache", type=Path, default=None, help="results directory (default: results/paper in the repository)")
-    paper.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores, at most 4)")
+    paper.add_argument("--threads", type=number("--threads", 1), default=None, help="torch CPU threads (default: all cores, at most 4)")
     paper.add_argument("--no-progress", action="store_true", help="no progress bar")
     pdist = paper.add_mutually_exclusive_group()
-    pdist.add_argument("--workers", type=int, default=None, help="run units on a local Dask cluster of N worker processes")
+    pdist.add_argument("--workers", type=number("--workers", 1), default=None, help="run units on a local Dask cluster of N worker processes")
     pdist.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    paper.add_argument("--connect-timeout", type=number("--connect-timeout", 0.1, float), default=10.0,
+                       help="seconds to wait for --scheduler before giving up")
     return parser
 
 
@@ -119,7 +149,8 @@ def _executor(args):
         return None
     from .distributed import DaskExecutor
 
-    return DaskExecutor(n_workers=args.workers, address=args.scheduler, threads_per_worker=args.threads or 1)
+    return DaskExecutor(n_workers=args.workers, address=args.scheduler, threads_per_worker=args.threads or 1,
+                        connect_timeout=args.connect_timeout)
 
 
 def _flatten(specs) -> tuple:
@@ -166,8 +197,10 @@ def main(argv=None) -> int:
     try:
         set_threads(args.threads)
         if args.command == "paper":
+            from .results import check_writable_dir
             from .study import PAPER_RESULTS, run_paper_study
 
+            check_writable_dir(args.cache or PAPER_RESULTS, "--cache")
             executor = _executor(args)
             try:
                 run_paper_study(args.cache or PAPER_RESULTS, parts=tuple(args.parts), executor=executor,
@@ -185,9 +218,13 @@ def main(argv=None) -> int:
             from .engine import train
 
             out = args.out
-            from .results import result_paths
+            from .results import check_writable_dir, result_paths
 
-            npz_path, _ = result_paths(out)
+            npz_path, json_path = result_paths(out)
+            for p in (npz_path, json_path):
+                if p.is_dir():
+                    raise ValueError(f"--out {out}: {p} is a directory")
+            check_writable_dir(npz_path.parent, "--out directory")
             result = train(config, checkpoint=npz_path.with_suffix(".ckpt"), checkpoint_every=args.checkpoint_every,
                            progress=not args.no_progress)
             sidecar = result.save(out)
@@ -200,8 +237,10 @@ def main(argv=None) -> int:
         base = _config_from(args)
         sweep = SweepConfig(base=base, activations=tuple(args.activations), l2s=tuple(args.l2),
                             seeds=tuple(args.seeds), seeds_per_unit=args.seeds_per_unit)
+        from .results import check_writable_dir
         from .sweep import pending_units
 
+        check_writable_dir(args.cache, "--cache")
         _describe(pending_units(sweep, args.cache), args)
         if args.dry_run:
             return 0
@@ -220,6 +259,9 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a lost file system, an unreachable scheduler: one line, not a traceback
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except RuntimeError as exc:
         from .distributed import SweepFailed
 

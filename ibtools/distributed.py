@@ -9,6 +9,12 @@ dies; a unit whose worker died is recomputed elsewhere (from its checkpoint when
 shares the cache's filesystem), and nothing finished is recomputed. A unit that fails for a reason
 of its own (bad parameters, an exception in training) is reported with its configuration and
 does not stop the others.
+
+Security: a local cluster (``n_workers``) listens on loopback only (scheduler, nannies, workers
+and the dashboard), so nothing on the network can reach it. Dask's own protocol carries pickled
+functions and has no authentication of its own: whoever can connect to a scheduler can run code
+on its workers. A real cluster must therefore be reachable only by its users: a private network,
+an SSH tunnel, or TLS with client certificates (see the book's *Scaling out* page).
 """
 
 from __future__ import annotations
@@ -94,18 +100,27 @@ class DaskExecutor:
     Parameters
     ----------
     n_workers : int, optional
-        Start a local cluster of this many worker processes (on loopback only).
+        Start a local cluster of this many worker processes. Everything it opens (scheduler,
+        nannies, workers, dashboard) listens on 127.0.0.1 only.
     address : str, optional
-        Connect to a running scheduler instead, e.g. ``"tcp://10.0.0.1:8786"``.
+        Connect to a running scheduler instead, e.g. ``"tcp://10.0.0.1:8786"`` (or
+        ``"tls://..."`` with a ``distributed`` security configuration).
     threads_per_worker : int
         Torch threads of each unit (and Dask threads per local worker): 1 is best when there
         is one worker per core.
     client : distributed.Client, optional
         Use an existing client (e.g. from dask-jobqueue).
+    connect_timeout : float
+        Seconds to wait for the scheduler at ``address``.
+
+    Raises
+    ------
+    ConnectionError
+        If the scheduler at ``address`` cannot be reached within ``connect_timeout`` seconds.
     """
 
     def __init__(self, n_workers: int | None = None, address: str | None = None, threads_per_worker: int = 1,
-                 client=None):
+                 client=None, connect_timeout: float = 10.0):
         try:
             from distributed import Client, LocalCluster
         except ImportError:  # pragma: no cover - depends on the environment
@@ -117,12 +132,19 @@ class DaskExecutor:
         if client is not None:
             self.client = client
         elif address is not None:
-            self.client = Client(address, timeout="30s")
+            try:
+                self.client = Client(address, timeout=f"{float(connect_timeout)}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ConnectionError(
+                    f"cannot reach a Dask scheduler at {address} within {connect_timeout:g} s "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}); "
+                    "check the address, that the scheduler is running, and the tunnel or network to it") from None
         else:
             if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
                 raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
             self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=self.threads, processes=True,
-                                         host="127.0.0.1", dashboard_address=":0", silence_logs=40)
+                                         host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                         worker_dashboard_address="127.0.0.1:0", silence_logs=40)
             self.client = Client(self._cluster)
 
     def close(self) -> None:

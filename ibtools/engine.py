@@ -10,6 +10,7 @@ not grow with the number of epochs.
 from __future__ import annotations
 
 import io
+import json
 import sys
 import time
 import warnings
@@ -131,30 +132,146 @@ class Recorder:
         self.recorded = set(state["recorded"])
 
 
+#: Version of the checkpoint layout. Checkpoints are ``.npz`` files read with
+#: ``allow_pickle=False``: plain arrays plus one JSON header, never pickled objects.
+CHECKPOINT_FORMAT = "ibtools-checkpoint-2"
+
+
+def _encode(obj, arrays: dict[str, np.ndarray]):
+    """JSON-able description of ``obj`` whose tensors and arrays go into ``arrays``."""
+    if isinstance(obj, torch.Tensor):
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise TypeError("checkpoints hold plain numeric arrays only")
+        name = f"a{len(arrays)}"
+        arrays[name] = obj
+        return {"array": name}
+    if isinstance(obj, dict):
+        return {"dict": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"list": [_encode(v, arrays) for v in obj]}
+    if isinstance(obj, (set, frozenset)):
+        return {"set": [_encode(v, arrays) for v in sorted(obj)]}
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        obj = obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"value": obj}
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__}")
+
+
+def _decode(node, arrays):
+    kind, value = next(iter(node.items()))
+    if kind == "array":
+        return arrays[value]
+    if kind == "dict":
+        return {_decode(k, arrays): _decode(v, arrays) for k, v in value}
+    if kind == "list":
+        return [_decode(v, arrays) for v in value]
+    if kind == "set":
+        return {_decode(v, arrays) for v in value}
+    if kind == "value":
+        return value
+    raise ValueError(f"unknown node {kind!r}")
+
+
+def _same_layout(template, loaded, where: str) -> None:
+    """Raise ValueError unless ``loaded`` has the structure, shapes and dtypes of ``template``
+    (the state of a fresh run of the same configuration)."""
+    if isinstance(template, torch.Tensor):
+        template = template.detach().cpu().numpy()
+    if isinstance(template, np.ndarray):
+        if not isinstance(loaded, np.ndarray) or loaded.shape != template.shape or loaded.dtype != template.dtype:
+            got = f"{loaded.shape} {loaded.dtype}" if isinstance(loaded, np.ndarray) else type(loaded).__name__
+            raise ValueError(f"{where} should be an array {template.shape} {template.dtype}, got {got}")
+    elif isinstance(template, dict):
+        if not isinstance(loaded, dict) or set(loaded) != set(template):
+            raise ValueError(f"{where} does not hold the expected entries")
+        for k in template:
+            _same_layout(template[k], loaded[k], f"{where}[{k!r}]")
+    elif isinstance(template, bool) or not isinstance(template, (int, float)):
+        if type(loaded) is not type(template):
+            raise ValueError(f"{where} should be a {type(template).__name__}, got {type(loaded).__name__}")
+    elif isinstance(loaded, bool) or not isinstance(loaded, (int, float)):
+        raise ValueError(f"{where} should be a number, got {type(loaded).__name__}")
+
+
 def _save_checkpoint(path: Path, config: TrainConfig, trainer: EnsembleTrainer, recorder: Recorder,
-                     epoch_loss: torch.Tensor, elapsed: float) -> None:
+                     epoch_loss: torch.Tensor, elapsed: float) -> bool:
+    """Write a checkpoint atomically. A failed write (disk full, no permission) warns and
+    returns False: training goes on, and only the resume point is older."""
+    arrays: dict[str, np.ndarray] = {}
     state = {
-        "config_key": config.key(),
-        "trainer": trainer.state_dict(),
-        "recorder": recorder.state(),
-        "epoch_loss": epoch_loss[: trainer.epoch].cpu().clone(),
-        "elapsed": elapsed,
+        "trainer": _encode(trainer.state_dict(), arrays),
+        "recorder": _encode(recorder.state(), arrays),
+        "epoch_loss": _encode(epoch_loss[: trainer.epoch], arrays),
     }
+    header = {"format": CHECKPOINT_FORMAT, "config_key": config.key(), "elapsed": float(elapsed), "state": state}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_checkpoint(path: Path, config: TrainConfig):
+    np.savez(buffer, **arrays)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # unreadable: start over rather than trust it
-        warnings.warn(f"ignoring unreadable checkpoint {path}: {exc}", stacklevel=3)
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        warnings.warn(f"could not write checkpoint {path} ({exc.strerror or exc}); training goes on, "
+                      "but an interruption now would resume from an older checkpoint or the start",
+                      RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
+def _load_checkpoint(path: Path, config: TrainConfig, trainer: EnsembleTrainer, recorder: Recorder):
+    """The state stored in checkpoint ``path``, or None (with a warning) if it cannot be used.
+
+    Nothing in the file is executed: it is opened as an ``.npz`` with ``allow_pickle=False``
+    (a pickle, such as a checkpoint written by ``torch.save`` in earlier versions, is refused
+    unread), its JSON header is checked for the format and the configuration's key before any
+    array is read, and every array must have the shape and dtype of a fresh run's state.
+    """
+    def ignore(why: str):
+        warnings.warn(f"ignoring checkpoint {path}: {why}; training starts from the beginning "
+                      "(the file is overwritten by the next checkpoint)", UserWarning, stacklevel=3)
         return None
-    if not isinstance(state, dict) or state.get("config_key") != config.key():
-        warnings.warn(f"ignoring checkpoint {path}: it belongs to another configuration", stacklevel=3)
-        return None
-    return state
+
+    old_format = "it is not an ibtools checkpoint of this version (older, pickled checkpoints are never loaded)"
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":  # an .npz is a zip file; anything else is refused unread
+                return ignore(old_format)
+        with np.load(path, allow_pickle=False) as z:
+            if "header" not in z.files:
+                return ignore(old_format)
+            header = json.loads(z["header"].tobytes().decode())
+            if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
+                return ignore(f"it is not a {CHECKPOINT_FORMAT} file")
+            if header.get("config_key") != config.key():
+                return ignore("it belongs to another configuration")
+            arrays = {k: z[k] for k in z.files if k != "header"}
+        nodes = header["state"]
+        state = {k: _decode(nodes[k], arrays) for k in ("trainer", "recorder", "epoch_loss")}
+        state["elapsed"] = float(header["elapsed"])
+        _same_layout(trainer.state_dict(), state["trainer"], "trainer state")
+        fixed = {k: v for k, v in recorder.state().items() if k not in ("activations", "recorded")}
+        _same_layout(fixed, {k: state["recorder"].get(k) for k in fixed}, "recorder state")
+        epochs = int(state["trainer"]["epoch"])
+        if not 0 <= epochs <= config.epochs:
+            raise ValueError(f"stored epoch {epochs} is outside 0..{config.epochs}")
+        loss = state["epoch_loss"]
+        if not (isinstance(loss, np.ndarray) and loss.shape == (epochs, trainer.S) and loss.dtype == np.float32):
+            raise ValueError("epoch_loss does not fit the stored epoch")
+        state["recorder"]["recorded"] = set(int(e) for e in state["recorder"]["recorded"])
+        acts = state["recorder"]["activations"]
+        if not set(acts) <= recorder.activation_epochs:
+            raise ValueError("activations recorded at unscheduled epochs")
+        for layers in acts.values():
+            if len(layers) != config.n_layers or not all(
+                    isinstance(a, np.ndarray) and a.ndim == 3 and a.shape[0] == trainer.S and a.dtype == np.float32
+                    for a in layers):
+                raise ValueError("stored activations do not fit the configuration")
+        state["epoch_loss"] = torch.from_numpy(loss)
+        return state
+    except Exception as exc:  # unreadable or inconsistent: start over rather than trust it
+        return ignore(f"it is unreadable or inconsistent ({type(exc).__name__}: {exc})")
 
 
 def train(
@@ -208,9 +325,10 @@ def train(
     elapsed_before = 0.0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
-        state = _load_checkpoint(ckpt, config)
+        state = _load_checkpoint(ckpt, config, trainer, recorder)
         if state is not None:
-            trainer.load_state_dict(state["trainer"])
+            trainer.load_state_dict({k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                                     for k, v in state["trainer"].items()})
             recorder.load_state(state["recorder"])
             epoch_loss[: trainer.epoch] = state["epoch_loss"].to(trainer.device)
             elapsed_before = float(state["elapsed"])

@@ -5,6 +5,12 @@ A run saved at ``path`` consists of ``path.npz`` (arrays) and ``path.json`` (con
 provenance and the SHA-256 of the ``.npz``). The sidecar is written last, so a run is complete
 exactly when its sidecar exists and the checksum matches: :func:`load_run` refuses anything else
 with :class:`CorruptResultError`.
+
+Nothing in a stored result is executed: arrays are read with ``allow_pickle=False`` and the
+sidecar is JSON. Every load also checks that the sidecar's configuration hashes to the
+``config_key`` it records (and to the key stored inside the checksummed ``.npz``), that its
+estimator labels are the configuration's, and that every array has the shape the configuration
+implies, so an edited sidecar cannot relabel another configuration's numbers.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import platform
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +31,8 @@ import pandas as pd
 
 from .config import TrainConfig
 
-__all__ = ["RunResult", "load_run", "result_paths", "CorruptResultError", "provenance", "atomic_write_bytes", "RESULT_FORMAT"]
+__all__ = ["RunResult", "load_run", "result_paths", "CorruptResultError", "provenance", "atomic_write_bytes",
+           "check_writable_dir", "RESULT_FORMAT"]
 
 #: Version of the on-disk format; bump it when the meaning of stored arrays changes.
 RESULT_FORMAT = 1
@@ -56,6 +64,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def check_writable_dir(path, what: str = "directory") -> Path:
+    """Create ``path`` if needed and check that files can be written in it, before any work.
+
+    Raises
+    ------
+    ValueError
+        With one line saying what is wrong: ``path`` (or a parent) is a file, it cannot be
+        created, or a file cannot be created in it (read-only, no permission, disk full).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ibtools-write-test.", dir=path)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"cannot write in {what} {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def result_paths(path) -> tuple[Path, Path]:
@@ -218,15 +254,28 @@ class RunResult:
         for epoch, layers in self.activations.items():
             for j, a in enumerate(layers):
                 arrays[f"act_{epoch}_{j}"] = a
+        # inside the checksummed file, so that editing the sidecar alone cannot relabel the numbers
+        arrays["config_key"] = np.array(self.config.key())
         return arrays
 
     def save(self, path) -> Path:
-        """Write ``path.npz`` and then ``path.json`` atomically; returns the sidecar path."""
+        """Write ``path.npz`` and then ``path.json`` atomically; returns the sidecar path.
+
+        Raises
+        ------
+        OSError
+            If either file cannot be written (disk full, no permission); the message names the
+            file. Nothing partial is left visible: a run is complete only once its sidecar is
+            written, and a new ``.npz`` whose sidecar could not be written is removed.
+        """
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **self._arrays())
         blob = buffer.getvalue()
         npz_path, json_path = result_paths(path)
-        atomic_write_bytes(npz_path, blob)
+        try:
+            atomic_write_bytes(npz_path, blob)
+        except OSError as exc:
+            raise OSError(exc.errno, f"could not save results to {npz_path}: {exc.strerror or exc}") from None
         sidecar = {
             "format": RESULT_FORMAT,
             "config": self.config.to_dict(),
@@ -236,12 +285,22 @@ class RunResult:
             "npz_sha256": hashlib.sha256(blob).hexdigest(),
             "meta": self.meta,
         }
-        atomic_write_bytes(json_path, json.dumps(sidecar, indent=1, sort_keys=True).encode())
+        try:
+            atomic_write_bytes(json_path, json.dumps(sidecar, indent=1, sort_keys=True).encode())
+        except OSError as exc:
+            npz_path.unlink(missing_ok=True)  # an old sidecar, if any, no longer matches: refused on load
+            raise OSError(exc.errno, f"could not save results to {json_path}: {exc.strerror or exc}") from None
         return json_path
 
 
 def load_run(path, expected: TrainConfig | None = None) -> RunResult:
     """Load a run saved with :meth:`RunResult.save` (``path`` with or without a suffix).
+
+    Nothing is unpickled. The result is returned only if every check passes: the sidecar's
+    format; its configuration hashes to its recorded ``config_key`` (and to the key stored in the
+    ``.npz``, for results saved since that key was added); its estimator labels and activation
+    epochs are the configuration's; the ``.npz`` matches its SHA-256; every array has the shape
+    the configuration implies.
 
     Parameters
     ----------
@@ -253,8 +312,10 @@ def load_run(path, expected: TrainConfig | None = None) -> RunResult:
     FileNotFoundError
         If there is no sidecar (the run never finished saving).
     CorruptResultError
-        If the sidecar is unreadable, the format or configuration differs, or the ``.npz`` is
-        missing or does not match its recorded checksum.
+        If the sidecar is unreadable, the format or configuration differs, the sidecar's
+        configuration does not match its key, the ``.npz`` is missing, does not match its
+        recorded checksum, or does not hold the arrays the configuration implies. The message
+        names the file and what mismatched.
     """
     npz_path, json_path = result_paths(path)
     if not json_path.exists():
@@ -263,13 +324,24 @@ def load_run(path, expected: TrainConfig | None = None) -> RunResult:
         sidecar = json.loads(json_path.read_text())
         fmt = sidecar["format"]
         config = TrainConfig.from_dict(sidecar["config"])
+        stored_key = sidecar["config_key"]
         labels = list(sidecar["estimators"])
         act_epochs = [int(e) for e in sidecar["activation_epochs"]]
         checksum = sidecar["npz_sha256"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptResultError(f"sidecar {json_path} is unreadable: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptResultError(f"sidecar {json_path} is unreadable: {type(exc).__name__}: {exc}") from None
     if fmt != RESULT_FORMAT:
         raise CorruptResultError(f"{json_path} has result format {fmt}, this ibtools reads {RESULT_FORMAT}")
+    key = config.key()
+    if stored_key != key:
+        raise CorruptResultError(
+            f"{json_path}: its config hashes to {key} but the sidecar records config_key {stored_key!r} "
+            "(the config or the key was edited)")
+    if labels != [s.label for s in config.estimators]:
+        raise CorruptResultError(
+            f"{json_path}: estimator labels {labels} are not those of its config {[s.label for s in config.estimators]}")
+    if not set(act_epochs) <= set(int(e) for e in config.activation_epochs()):
+        raise CorruptResultError(f"{json_path}: activation epochs {act_epochs} are not among its config's")
     if expected is not None and config != expected:
         raise CorruptResultError(f"{json_path} holds another configuration than the one expected (stale cache)")
     try:
@@ -278,17 +350,50 @@ def load_run(path, expected: TrainConfig | None = None) -> RunResult:
         raise CorruptResultError(f"{npz_path} is missing although its sidecar exists") from None
     if hashlib.sha256(blob).hexdigest() != checksum:
         raise CorruptResultError(f"{npz_path} does not match the checksum in its sidecar (corrupt or replaced)")
-    with np.load(io.BytesIO(blob)) as z:
-        arrays = {k: z[k] for k in z.files}
-    L = len(config.hidden) + 1
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        result = _from_arrays(config, labels, act_epochs, arrays, sidecar.get("meta", {}))
+    except CorruptResultError as exc:
+        raise CorruptResultError(f"{npz_path}: {exc}") from None
+    except (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise CorruptResultError(f"{npz_path} is not a valid result file: {type(exc).__name__}: {exc}") from None
+    return result
+
+
+def _from_arrays(config: TrainConfig, labels, act_epochs, arrays: dict, meta) -> RunResult:
+    """Build a :class:`RunResult` from stored arrays, checking every shape against ``config``."""
+    if "config_key" in arrays and str(arrays["config_key"]) != config.key():
+        raise CorruptResultError(
+            f"it holds the results of config_key {str(arrays['config_key'])}, but its sidecar describes {config.key()}")
+    epochs = config.evaluation_epochs()
+    E, L, S = len(epochs), config.n_layers, len(config.seeds)
+
+    def get(name: str, shape: tuple, kind: str = "f") -> np.ndarray:
+        if name not in arrays:
+            raise CorruptResultError(f"array {name!r} is missing")
+        a = arrays[name]
+        if a.shape != shape or a.dtype.kind != kind:
+            raise CorruptResultError(f"array {name!r} has shape {a.shape} and dtype {a.dtype}, expected {shape} ({kind})")
+        return a
+
+    def activity(name: str, width: int) -> np.ndarray:
+        a = arrays.get(name)
+        n_inputs = a.shape[1] if a is not None and a.ndim == 3 else -1
+        return get(name, (S, n_inputs, width))
+
+    stored_epochs = get("epochs", (E,), "i")
+    if not np.array_equal(stored_epochs, epochs):
+        raise CorruptResultError("its evaluation epochs are not those of its config")
+    widths = config.widths[1:]
     return RunResult(
         config=config,
-        epochs=arrays["epochs"],
-        mi={label: arrays[f"mi_{i}"] for i, label in enumerate(labels)},
-        history={name: arrays[f"history_{name}"] for name in HISTORY_COLUMNS},
-        epoch_loss=arrays["epoch_loss"].astype(np.float32),
-        layer_max=arrays["layer_max"],
-        diverged=arrays["diverged"],
-        activations={e: [arrays[f"act_{e}_{j}"] for j in range(L)] for e in act_epochs},
-        meta=sidecar.get("meta", {}),
+        epochs=stored_epochs,
+        mi={label: get(f"mi_{i}", (E, L, S, 2)) for i, label in enumerate(labels)},
+        history={name: get(f"history_{name}", (E, S)) for name in HISTORY_COLUMNS},
+        epoch_loss=get("epoch_loss", (config.epochs, S)).astype(np.float32),
+        layer_max=get("layer_max", (E, L, S)),
+        diverged=get("diverged", (S,), "i"),
+        activations={e: [activity(f"act_{e}_{j}", widths[j]) for j in range(L)] for e in act_epochs},
+        meta=meta,
     )

@@ -8,7 +8,8 @@ their provenance sidecars and are committed, so the book renders without recompu
 
 Chapters call :func:`obtain`: it loads the committed units when a chapter's parameters match
 them exactly, and otherwise computes (in a scratch directory, never touching the committed
-results).
+results). A committed unit that fails its checks is an error that says how to restore it; it is
+never moved or recomputed behind the reader's back.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import numpy as np
 from .activations import PAPER_ACTIVATIONS
 from .config import EstimatorSpec, TrainConfig
 from .estimators import AKDE_ALPHA
-from .results import RunResult
+from .results import CorruptResultError, RunResult, result_paths
 from .sweep import ResultCache, SweepConfig, SweepResult, run_sweep
 
 __all__ = [
+    "StoredResultError",
     "PAPER_RESULTS",
     "PAPER_EPOCHS",
     "PAPER_SEEDS",
@@ -154,6 +156,11 @@ def global_range_config(first: RunResult) -> TrainConfig:
     return first.config.replace(estimators=(spec,))
 
 
+class StoredResultError(CorruptResultError):
+    """A committed (stored) result fails its checks. Stored results are read-only: this says
+    what is wrong and how to restore the file; nothing is moved or recomputed."""
+
+
 def _scratch(scratch_dir) -> Path:
     return Path(scratch_dir) if scratch_dir is not None else Path.cwd() / "_scratch_results"
 
@@ -162,13 +169,37 @@ def obtain(sweep: SweepConfig, results_dir=PAPER_RESULTS, scratch_dir=None, prog
     """Results of ``sweep``: loaded from ``results_dir`` if every unit is there (the committed
     study), otherwise computed in ``scratch_dir`` (resumable; default ``./_scratch_results``).
 
-    The committed directory is only ever read.
+    The committed directory is only ever read: nothing there is moved, written or recomputed.
+
+    Raises
+    ------
+    StoredResultError
+        If a unit stored in ``results_dir`` is corrupt, edited or stale. The message names the
+        file, what is wrong, and how to restore it (``git checkout`` of the committed files, or
+        an explicit recompute with ``python -m ibtools paper``).
     """
     committed = ResultCache(results_dir)
-    runs = [committed.load(u) for u in sweep.units()]
+    runs = []
+    for unit in sweep.units():
+        try:
+            runs.append(committed.read(unit))
+        except CorruptResultError as exc:
+            npz, sidecar = result_paths(committed.path(unit))
+            raise StoredResultError(
+                f"stored result {committed.name(unit)} in {committed.root} is unusable: {exc}. Stored results are "
+                f"read-only and are not recomputed silently. Restore the committed files with "
+                f"`git checkout -- {npz} {sidecar}` (or fetch them again), or recompute them explicitly "
+                f"with `python -m ibtools paper --cache {committed.root}`, which moves the bad files to "
+                f"{committed.root / 'quarantine'}") from None
     if all(r is not None for r in runs):
         return SweepResult(runs)
     return run_sweep(sweep, _scratch(scratch_dir), progress=progress)
+
+
+def _compute_run(config: TrainConfig, cache, progress: bool) -> RunResult:
+    """One run, loaded from ``cache`` or computed into it (explicit recompute: a corrupt entry
+    is quarantined with a warning and computed again)."""
+    return run_sweep(SweepConfig(config, seeds_per_unit=len(config.seeds)), cache, progress=progress).runs[0]
 
 
 def obtain_run(config: TrainConfig, results_dir=PAPER_RESULTS, scratch_dir=None, progress: bool = True) -> RunResult:
@@ -187,9 +218,9 @@ def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: b
             raise ValueError(f"unknown part {part!r}; choose from {PARTS}")
     if "single" in parts:
         for activation in ("relu", "tanh"):
-            first = obtain_run(single_network_config(activation), cache, cache, progress)
-            obtain_run(global_range_config(first), cache, cache, progress)
-            obtain_run(snapshot_config(activation), cache, cache, progress)
+            first = _compute_run(single_network_config(activation), cache, progress)
+            _compute_run(global_range_config(first), cache, progress)
+            _compute_run(snapshot_config(activation), cache, progress)
     if "activations" in parts:
         run_sweep(activation_sweep(), cache, progress=progress, executor=executor)
     if "l2" in parts:

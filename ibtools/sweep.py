@@ -6,10 +6,18 @@ together by :func:`ibtools.engine.train`. Each finished unit is stored in the ca
 under a name that ends in a hash of its full configuration; a unit is finished exactly when its
 result loads and checks out (see :mod:`ibtools.results`). Re-running a sweep skips finished units,
 resumes a unit from its checkpoint, and recomputes anything stale or corrupt (with a warning).
+
+Several sweeps may share one cache directory (two terminals, two machines on a shared file
+system): a unit is trained only by the process that holds its lock file
+(``locks/<name>.lock``, an ``fcntl`` lock, which the system releases when its holder exits or
+dies, so a lock is never left stale). A sweep that finds a unit locked works on its other units
+first and then waits for that one, loading the other process's result.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sys
 import time
@@ -24,7 +32,12 @@ from tqdm import tqdm
 from .activations import get_activation
 from .config import TrainConfig
 from .engine import train
-from .results import CorruptResultError, RunResult, load_run, result_paths
+from .results import CorruptResultError, RunResult, check_writable_dir, load_run, result_paths
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: units are not locked
+    fcntl = None
 
 __all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary", "pending_units"]
 
@@ -112,14 +125,26 @@ class ResultCache:
     def checkpoint_path(self, config: TrainConfig) -> Path:
         return self.root / "checkpoints" / (self.name(config) + ".ckpt")
 
-    def load(self, config: TrainConfig) -> RunResult | None:
-        """The cached result of ``config``, or None if it is missing. A stale or corrupt entry is
-        moved to ``quarantine/`` with a warning and reported as missing."""
+    def read(self, config: TrainConfig) -> RunResult | None:
+        """The cached result of ``config``, or None if it is missing; touches nothing.
+
+        Raises
+        ------
+        CorruptResultError
+            If the entry is stale, corrupt, or not stored under its configuration's name.
+        """
         path = self.path(config)
         try:
             return load_run(path, expected=config)
         except FileNotFoundError:
             return None
+
+    def load(self, config: TrainConfig) -> RunResult | None:
+        """The cached result of ``config``, or None if it is missing. A stale or corrupt entry is
+        moved to ``quarantine/`` with a warning and reported as missing."""
+        path = self.path(config)
+        try:
+            return self.read(config)
         except CorruptResultError as exc:
             self._quarantine(path)
             warnings.warn(f"cache entry {path.name} is unusable ({exc}); it will be recomputed", RuntimeWarning, stacklevel=2)
@@ -137,14 +162,74 @@ class ResultCache:
         return result.save(self.path(result.config))
 
     def finished(self) -> list[RunResult]:
-        """Every valid result in the directory (corrupt ones are skipped with a warning)."""
+        """Every valid result in the directory (corrupt ones, and ones whose unit name, ending in a
+        configuration hash, is not their configuration's, are skipped with a warning). Results
+        saved under other names (``python -m ibtools run --out``) are included."""
         runs = []
         for sidecar in sorted(self.root.glob("*.json")):
             try:
-                runs.append(load_run(sidecar))
+                run = load_run(sidecar)
+                if re.search(r"_[0-9a-f]{12}$", sidecar.stem) and sidecar.stem != self.name(run.config):
+                    raise CorruptResultError(
+                        f"{sidecar} holds the configuration of {self.name(run.config)}, not of its file name")
+                runs.append(run)
             except (CorruptResultError, FileNotFoundError) as exc:
                 warnings.warn(f"skipping {sidecar.name}: {exc}", RuntimeWarning, stacklevel=2)
         return runs
+
+    def lock(self, config: TrainConfig, wait: bool = False) -> "UnitLock | None":
+        """Take the lock of ``config``'s unit: a :class:`UnitLock`, or None if another process
+        holds it and ``wait`` is False (with ``wait``, block until it is free)."""
+        return UnitLock.acquire(self.root / "locks" / (self.name(config) + ".lock"), wait)
+
+
+class UnitLock:
+    """An exclusive ``fcntl.flock`` on a unit's lock file, released by :meth:`release` or when
+    the process ends (killed included): there are no stale locks to clean up by hand.
+
+    The lock file is removed on release. A process that opened it just before would then hold a
+    lock on a removed file, so :meth:`acquire` checks after locking that the path still names the
+    file it locked, and retries otherwise.
+    """
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def acquire(cls, path: Path, wait: bool = False) -> "UnitLock | None":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    os.close(fd)
+                    return None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()} on {os.uname().nodename if hasattr(os, 'uname') else '?'}\n".encode())
+                return cls(path, fd)
+            os.close(fd)  # the holder removed the file while we waited: lock the new one
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 @dataclass
@@ -219,6 +304,7 @@ def run_sweep(
     """
     log = log or ((lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None))
     cache = ResultCache(cache_dir)
+    check_writable_dir(cache.root, "sweep cache")  # before any work, not after the first unit
     units = sweep.units()
     done: dict[int, RunResult] = {}
     for i, unit in enumerate(units):
@@ -230,31 +316,63 @@ def run_sweep(
     log(f"sweep: {len(units)} units, {len(done)} already finished in {cache.root}; "
         f"to do: {work['networks']} networks, {work['network_epochs']:,} network-epochs, "
         f"{work['estimator_evaluations']:,} estimator evaluations")
-    if todo:
-        if executor is None:
-            _run_here(units, todo, cache, done, progress, checkpoint_every)
-        else:
-            executor.run(units, todo, cache, done, progress=progress, log=log)
+    if todo and executor is not None:
+        locks = {}
+        try:
+            for i in todo:
+                lock = cache.lock(units[i])
+                if lock is not None:
+                    locks[i] = lock
+            for i in locks:
+                finished_elsewhere = cache.load(units[i])
+                if finished_elsewhere is not None:
+                    done[i] = finished_elsewhere
+            mine = [i for i in todo if i in locks and i not in done]
+            if len(mine) < len(todo):
+                log(f"sweep: {len(todo) - len(mine)} unit(s) are locked by another process sharing {cache.root}; "
+                    "they are loaded (or computed here) once it lets go")
+            if mine:
+                executor.run(units, mine, cache, done, progress=progress, log=log)
+        finally:
+            for lock in locks.values():
+                lock.release()
+    rest = [i for i in todo if i not in done]
+    if rest:
+        _run_here(units, rest, cache, done, progress, checkpoint_every, log)
     return SweepResult([done[i] for i in range(len(units))])
 
 
-def _run_here(units, todo, cache, done, progress, checkpoint_every):
+def _run_here(units, todo, cache, done, progress, checkpoint_every, log=lambda msg: None):
+    """Train the units ``todo`` in this process, each while holding its lock. Units locked by
+    another process are skipped in a first pass and waited for in a second one; after the wait a
+    unit's result is loaded, or computed here if the other process stopped without one."""
     total = sum(len(units[i].seeds) * units[i].epochs for i in todo)
     bar = tqdm(total=total, unit="net-epoch", unit_scale=True, desc="sweep", file=sys.stderr,
                dynamic_ncols=True, disable=not progress, smoothing=0.05)
     try:
-        for i in todo:
-            unit = units[i]
-            finished_elsewhere = cache.load(unit)  # another process sharing the cache may have done it
-            if finished_elsewhere is not None:
-                done[i] = finished_elsewhere
-                bar.update(len(unit.seeds) * unit.epochs)
-                continue
-            bar.set_postfix_str(f"{unit.activation} l2={unit.l2:g} seeds {unit.seeds[0]}..{unit.seeds[-1]}")
-            result = train(unit, checkpoint=cache.checkpoint_path(unit), checkpoint_every=checkpoint_every,
-                           progress=bar if progress else False)
-            cache.store(result)
-            done[i] = result
+        pending, wait = list(todo), False
+        while pending:
+            deferred = []
+            for i in pending:
+                unit = units[i]
+                lock = cache.lock(unit, wait=wait)
+                if lock is None:
+                    deferred.append(i)
+                    continue
+                with lock:
+                    finished_elsewhere = cache.load(unit)  # another process sharing the cache may have done it
+                    if finished_elsewhere is not None:
+                        done[i] = finished_elsewhere
+                        bar.update(len(unit.seeds) * unit.epochs)
+                        continue
+                    bar.set_postfix_str(f"{unit.activation} l2={unit.l2:g} seeds {unit.seeds[0]}..{unit.seeds[-1]}")
+                    result = train(unit, checkpoint=cache.checkpoint_path(unit), checkpoint_every=checkpoint_every,
+                                   progress=bar if progress else False)
+                    cache.store(result)
+                    done[i] = result
+            if deferred:
+                log(f"sweep: waiting for {len(deferred)} unit(s) that another process sharing {cache.root} is computing")
+            pending, wait = deferred, True
     finally:
         bar.close()
 

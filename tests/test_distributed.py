@@ -93,6 +93,33 @@ def test_failing_unit_is_reported_and_the_others_are_stored(executor, tmp_path):
     assert sorted(done) == [0, 2] and cache.load(units[0]) is not None and cache.load(units[2]) is not None
 
 
+def _listening(process):
+    try:
+        return [c.laddr for c in process.net_connections(kind="inet") if c.status == "LISTEN"]
+    except Exception:  # a process that ended meanwhile
+        return []
+
+
+def test_local_cluster_listens_on_loopback_only(executor):
+    psutil = pytest.importorskip("psutil")
+    me = psutil.Process()
+    addresses = [a for p in [me, *me.children(recursive=True)] for a in _listening(p)]
+    # scheduler, dashboard, and each of the two workers (and their nannies)
+    assert len(addresses) >= 4, addresses
+    assert {a.ip for a in addresses} <= {"127.0.0.1", "::1"}, addresses
+    assert executor.client.dashboard_link.startswith("http://127.0.0.1:")
+
+
+def test_unreachable_scheduler_fails_fast():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionError, match=f"cannot reach a Dask scheduler at tcp://127.0.0.1:{port} within 1 s"):
+        DaskExecutor(address=f"tcp://127.0.0.1:{port}", connect_timeout=1)
+
+
 def test_executor_arguments():
     with pytest.raises(ValueError, match="exactly one of"):
         DaskExecutor(n_workers=2, address="tcp://127.0.0.1:1")

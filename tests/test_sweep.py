@@ -122,7 +122,7 @@ def test_sweep_killed_mid_run_resumes_without_losing_or_redoing_work(clean, tmp_
         (["run", "--lr", "0", "--out", "x"], "lr must be > 0"),
         (["run"], "required: --out"),
         (["sweep", "--activations", "relu", "swish2", "--cache", "x"], "unknown activation 'swish2'"),
-        (["sweep", "--seeds-per-unit", "0", "--cache", "x"], "seeds_per_unit"),
+        (["sweep", "--seeds-per-unit", "0", "--cache", "x"], "--seeds-per-unit must be an integer >= 1"),
         (["sweep", "--workers", "2", "--scheduler", "tcp://x:1", "--cache", "x"], "not allowed with"),
         (["frobnicate"], "invalid choice"),
     ],
