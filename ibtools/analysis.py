@@ -21,6 +21,14 @@ __all__ = [
     "final_generalization",
     "mean_ci",
     "correlate",
+    "holm",
+    "wilson_interval",
+    "one_sided_t",
+    "recorded_epochs",
+    "common_epochs",
+    "restrict_epochs",
+    "NOISE_FLOOR_DEFINITION",
+    "noise_null",
 ]
 
 GROUP = ["activation", "l2", "estimator"]
@@ -89,7 +97,50 @@ COMPRESSION_DEFINITIONS = {
                 "minus its final value; signed: negative when the layer gains information after fitting",
     "slope": "minus the least-squares slope of I(X;T) against log10(epoch + 1) over the second half of "
              "training in log time (epochs >= sqrt(last epoch)), bits per decade; signed",
+    "floor": "noise floor of the absolute score: what peak - final gives on a curve that does not compress "
+             "(flat, plus the layer's own epoch-to-epoch jitter), see NOISE_FLOOR_DEFINITION; bits",
+    "excess": "absolute score minus its noise floor; signed, about 0 for a layer that does not compress",
 }
+
+#: Draws and seed of the Monte-Carlo null of the noise floor (fixed: the floor is reproducible).
+NOISE_DRAWS = 400
+NOISE_SEED = 20190101
+#: Points of the late window (or fewer) below which the jitter, and so the floor, is not estimated.
+NOISE_MIN_DIFFS = 3
+
+NOISE_FLOOR_DEFINITION = (
+    "Jitter sigma of a layer's I(X;T): robust standard deviation (1.4826 x median absolute deviation) of "
+    "the epoch-to-epoch differences of the unsmoothed curve over the second half of training in log time "
+    "(epochs >= sqrt(last epoch)), divided by sqrt(2). Floor: sigma times the mean of peak - final over "
+    f"{NOISE_DRAWS} flat curves of standard-normal noise recorded at the same epochs and smoothed the same "
+    "way (peak - final scales with sigma); q95: sigma times their 95th percentile. A slow trend in the late "
+    "window inflates sigma, so the floor errs high (conservative for 'compresses')."
+)
+
+_NULL_CACHE: dict = {}
+
+
+def noise_null(epochs, smooth: int = 5) -> tuple[float, float]:
+    """Peak - final of unit-variance flat noise recorded at ``epochs`` and smoothed by a running
+    median over ``smooth`` points: ``(mean, 95th percentile)`` over :data:`NOISE_DRAWS` draws with
+    a fixed seed. Multiply by a layer's jitter sigma to get its floor (bits)."""
+    e = np.asarray(epochs, float)
+    key = (e.tobytes(), int(smooth))
+    if key not in _NULL_CACHE:
+        z = np.random.default_rng(NOISE_SEED).standard_normal((NOISE_DRAWS, e.size))
+        m = np.stack([_running_median(row, smooth) for row in z]) if e.size else z
+        tail = e >= 0.9 * e.max() if e.size else e.astype(bool)
+        score = m.max(axis=1) - m[:, tail].mean(axis=1)
+        _NULL_CACHE[key] = (float(score.mean()), float(np.quantile(score, 0.95)))
+    return _NULL_CACHE[key]
+
+
+def _jitter(e: np.ndarray, xt: np.ndarray) -> float:
+    late = e >= np.sqrt(max(e.max(), 1.0))
+    d = np.diff(xt[late])
+    if d.size < NOISE_MIN_DIFFS:
+        return np.nan
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
 
 
 def _running_median(v: np.ndarray, width: int) -> np.ndarray:
@@ -106,10 +157,12 @@ def compression_scores(table: pd.DataFrame, estimator: str, smooth: int = 5) -> 
     :data:`COMPRESSION_DEFINITIONS`.
 
     Returns one row per (activation, l2, seed, layer) with ``peak, peak_epoch, final,
-    fit_epoch, absolute, relative, post_fit, slope``. The absolute and relative scores cannot be
-    negative and are biased upward by epoch-to-epoch jitter (smoothing reduces this); use the
-    signed ``post_fit`` or ``slope`` scores to ask whether compression is distinguishable from
-    none.
+    fit_epoch, absolute, relative, post_fit, slope, noise, floor, floor_q95, excess``. The
+    absolute and relative scores cannot be negative and are biased upward by epoch-to-epoch
+    jitter (smoothing reduces this); ``floor`` is that bias for a layer that does not compress
+    (:data:`NOISE_FLOOR_DEFINITION`) and ``excess = absolute - floor`` is signed. Use ``excess``,
+    the signed ``post_fit`` or ``slope`` scores to ask whether compression is distinguishable
+    from none.
     """
     sub = _one_estimator(table, estimator)
     sub = sub[~sub["diverged"]]
@@ -128,10 +181,14 @@ def compression_scores(table: pd.DataFrame, estimator: str, smooth: int = 5) -> 
         fit_i = int(fitted[0]) if fitted.size else len(e) - 1
         late = e >= np.sqrt(max(last, 1.0))
         slope = -np.polyfit(np.log10(e[late] + 1), xt[late], 1)[0] if late.sum() >= 3 else np.nan
+        sigma = _jitter(e, g["i_xt"].to_numpy(float))
+        null_mean, null_q95 = noise_null(e, smooth)
         rows.append((activation, l2, seed, layer, peak, int(e[peak_i]), final, int(e[fit_i]), peak - final,
-                     (peak - final) / peak if peak > 0 else np.nan, xt[fit_i] - final, slope))
+                     (peak - final) / peak if peak > 0 else np.nan, xt[fit_i] - final, slope,
+                     sigma, sigma * null_mean, sigma * null_q95, peak - final - sigma * null_mean))
     return pd.DataFrame(rows, columns=["activation", "l2", "seed", "layer", "peak", "peak_epoch", "final",
-                                       "fit_epoch", "absolute", "relative", "post_fit", "slope"])
+                                       "fit_epoch", "absolute", "relative", "post_fit", "slope",
+                                       "noise", "floor", "floor_q95", "excess"])
 
 
 def final_generalization(history: pd.DataFrame, last_fraction: float = 0.1) -> pd.DataFrame:
@@ -177,3 +234,69 @@ def correlate(x, y, *, level: float = 0.95, n_boot: int = 2000, rng=None) -> dic
         "spearman_rho": float(rho), "spearman_p": float(p_s),
         "spearman_low": float(lo), "spearman_high": float(hi),
     }
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down; family-wise error rate), same order as
+    given. NaN p-values are ignored (stay NaN) and do not count towards the family size."""
+    p = np.asarray(pvalues, float)
+    if p.ndim != 1:
+        raise ValueError(f"holm needs a 1-d sequence of p-values, got shape {p.shape}")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a rate of ``k`` events in ``n`` trials: ``(low, high)``."""
+    k, n = int(k), int(n)
+    if n < 1 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    phat = k / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def one_sided_t(values) -> tuple[float, float, int]:
+    """One-sample t-test of ``mean > 0`` ignoring NaN: ``(mean, p, n)``; p is NaN below 2 values
+    or with zero spread."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size < 2 or np.ptp(v) == 0:
+        return (float(v.mean()) if v.size else np.nan, np.nan, int(v.size))
+    return float(v.mean()), float(stats.ttest_1samp(v, 0.0, alternative="greater").pvalue), int(v.size)
+
+
+def recorded_epochs(table: pd.DataFrame, estimator: str) -> np.ndarray:
+    """The epochs at which ``estimator`` was recorded in ``table`` (sorted)."""
+    return np.sort(_one_estimator(table, estimator)["epoch"].unique())
+
+
+def common_epochs(table: pd.DataFrame, estimators) -> np.ndarray:
+    """Epochs at which *every* one of ``estimators`` was recorded: the equal-terms schedule on
+    which settings recorded on different schedules can be compared."""
+    estimators = list(estimators)
+    if not estimators:
+        raise ValueError("common_epochs needs at least one estimator")
+    common = set(recorded_epochs(table, estimators[0]).tolist())
+    for est in estimators[1:]:
+        common &= set(recorded_epochs(table, est).tolist())
+    return np.array(sorted(common), dtype=int)
+
+
+def restrict_epochs(table: pd.DataFrame, epochs) -> pd.DataFrame:
+    """Rows of ``table`` (information-plane or history table) at ``epochs`` only."""
+    epochs = np.asarray(epochs)
+    if epochs.size == 0:
+        raise ValueError("restrict_epochs got no epochs: the schedules have none in common")
+    return table[table["epoch"].isin(epochs)]
