@@ -166,6 +166,85 @@ def compression_scores(table: pd.DataFrame, estimator: str, smooth: int = 5) -> 
     """
     sub = _one_estimator(table, estimator)
     sub = sub[~sub["diverged"]]
+    keys = ["activation", "l2", "seed", "layer"]
+    if sub.empty:
+        return pd.DataFrame(columns=keys + SCORE_COLUMNS)
+    xt_wide = sub.pivot_table(index=keys, columns="epoch", values="i_xt", aggfunc="first", dropna=False)
+    ty_wide = sub.pivot_table(index=keys, columns="epoch", values="i_ty", aggfunc="first", dropna=False)
+    ty_wide = ty_wide.reindex(index=xt_wide.index, columns=xt_wide.columns)
+    epochs = xt_wide.columns.to_numpy(float)
+    xt_all, ty_all = xt_wide.to_numpy(float), ty_wide.to_numpy(float)
+    present = ~np.isnan(xt_all)
+    # networks recorded on the same epochs are scored together (usually all of them)
+    patterns, which = np.unique(present, axis=0, return_inverse=True)
+    out = np.full((len(xt_all), len(SCORE_COLUMNS)), np.nan)
+    for k, mask in enumerate(patterns):
+        rows = np.flatnonzero(np.ravel(which) == k)
+        if mask.sum() == 0:
+            continue
+        out[rows] = _scores_block(epochs[mask], xt_all[np.ix_(rows, mask)], ty_all[np.ix_(rows, mask)], smooth)
+    frame = xt_wide.index.to_frame(index=False)
+    frame[SCORE_COLUMNS] = out
+    frame = frame[frame["peak"].notna()].reset_index(drop=True)
+    for col in ("peak_epoch", "fit_epoch"):
+        frame[col] = frame[col].astype(int)
+    frame["seed"] = frame["seed"].astype(int)
+    frame["layer"] = frame["layer"].astype(int)
+    return frame
+
+
+SCORE_COLUMNS = ["peak", "peak_epoch", "final", "fit_epoch", "absolute", "relative", "post_fit", "slope",
+                 "noise", "floor", "floor_q95", "excess"]
+
+
+def _running_median_rows(v: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1 or v.shape[1] < width:
+        return v
+    half = width // 2
+    padded = np.pad(v, ((0, 0), (half, half)), mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, width, axis=1), axis=2)
+
+
+def _scores_block(e: np.ndarray, xt_raw: np.ndarray, ty_raw: np.ndarray, smooth: int) -> np.ndarray:
+    """Scores of networks recorded at the same epochs ``e``: rows of ``xt_raw``/``ty_raw``."""
+    n, E = xt_raw.shape
+    xt = _running_median_rows(xt_raw, smooth)
+    ty = _running_median_rows(ty_raw, smooth)
+    last = e.max()
+    tail = e >= 0.9 * last
+    final, final_ty = xt[:, tail].mean(axis=1), ty[:, tail].mean(axis=1)
+    peak_i = np.argmax(xt, axis=1)
+    peak = xt[np.arange(n), peak_i]
+    reached = ty >= 0.95 * final_ty[:, None]
+    fit_i = np.where(reached.any(axis=1), np.argmax(reached, axis=1), E - 1)
+    fit_i = np.where(final_ty > 0, fit_i, 0)
+    late = e >= np.sqrt(max(last, 1.0))
+    if late.sum() >= 3:
+        x = np.log10(e[late] + 1)
+        xc = x - x.mean()
+        y = xt[:, late]
+        slope = -((y - y.mean(axis=1, keepdims=True)) @ xc) / (xc @ xc)
+    else:
+        slope = np.full(n, np.nan)
+    d = np.diff(xt_raw[:, late], axis=1)
+    if d.shape[1] >= NOISE_MIN_DIFFS:
+        med = np.median(d, axis=1, keepdims=True)
+        sigma = 1.4826 * np.median(np.abs(d - med), axis=1) / np.sqrt(2)
+    else:
+        sigma = np.full(n, np.nan)
+    null_mean, null_q95 = noise_null(e, smooth)
+    absolute = peak - final
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.where(peak > 0, absolute / np.where(peak > 0, peak, 1), np.nan)
+    return np.column_stack([peak, e[peak_i], final, e[fit_i], absolute, relative, xt[np.arange(n), fit_i] - final,
+                            slope, sigma, sigma * null_mean, sigma * null_q95, absolute - sigma * null_mean])
+
+
+def _compression_scores_loop(table: pd.DataFrame, estimator: str, smooth: int = 5) -> pd.DataFrame:
+    """Reference implementation of :func:`compression_scores`, one network and layer at a time
+    (slow; kept for the test that the vectorized version agrees with it)."""
+    sub = _one_estimator(table, estimator)
+    sub = sub[~sub["diverged"]]
     rows = []
     for (activation, l2, seed, layer), g in sub.groupby(["activation", "l2", "seed", "layer"], sort=True):
         g = g.sort_values("epoch")
@@ -225,7 +304,11 @@ def correlate(x, y, *, level: float = 0.95, n_boot: int = 2000, rng=None) -> dic
     rho, p_s = stats.spearmanr(x, y)
     rng = np.random.default_rng(rng)
     idx = rng.integers(0, n, size=(n_boot, n))
-    boot = np.array([stats.spearmanr(x[i], y[i])[0] for i in idx])
+    rx, ry = stats.rankdata(x[idx], axis=1), stats.rankdata(y[idx], axis=1)  # Spearman = Pearson of ranks
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
     boot = boot[np.isfinite(boot)]
     lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2]) if boot.size else (np.nan, np.nan)
     return out | {
