@@ -79,12 +79,19 @@ def mean_over_seeds(table: pd.DataFrame, estimator: str, level: float = 0.95) ->
     """
     sub = _one_estimator(table, estimator)
     sub = sub[~sub["diverged"]]
-    rows = []
-    for key, g in sub.groupby(GROUP + ["epoch", "layer"], sort=True):
-        xt, ty = mean_ci(g["i_xt"], level), mean_ci(g["i_ty"], level)
-        rows.append((*key, *xt, *ty, len(g)))
+    keys = GROUP + ["epoch", "layer"]
+    sub = sub.astype({"i_xt": float, "i_ty": float})
+    g = sub.groupby(keys, sort=True)[["i_xt", "i_ty"]]
+    mean, sd, count = g.mean(), g.std(ddof=1), g.count()
+    out = mean.index.to_frame(index=False)
+    for col in ("i_xt", "i_ty"):
+        m, k = mean[col].to_numpy(), count[col].to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            half = stats.t.ppf(0.5 + level / 2, np.where(k > 1, k - 1, np.nan)) * sd[col].to_numpy() / np.sqrt(k)
+        out[col], out[f"{col}_low"], out[f"{col}_high"] = m, m - half, m + half
+    out["n"] = g.size().to_numpy()
     cols = GROUP + ["epoch", "layer", "i_xt", "i_xt_low", "i_xt_high", "i_ty", "i_ty_low", "i_ty_high", "n"]
-    return pd.DataFrame(rows, columns=cols)
+    return out[cols]
 
 
 #: Compression scores, computed per network and layer from its I(X;T) and I(T;Y) curves (bits,
@@ -169,9 +176,8 @@ def compression_scores(table: pd.DataFrame, estimator: str, smooth: int = 5) -> 
     keys = ["activation", "l2", "seed", "layer"]
     if sub.empty:
         return pd.DataFrame(columns=keys + SCORE_COLUMNS)
-    xt_wide = sub.pivot_table(index=keys, columns="epoch", values="i_xt", aggfunc="first", dropna=False)
-    ty_wide = sub.pivot_table(index=keys, columns="epoch", values="i_ty", aggfunc="first", dropna=False)
-    ty_wide = ty_wide.reindex(index=xt_wide.index, columns=xt_wide.columns)
+    wide = sub.set_index(keys + ["epoch"])[["i_xt", "i_ty"]].unstack("epoch").sort_index()
+    xt_wide, ty_wide = wide["i_xt"], wide["i_ty"]
     epochs = xt_wide.columns.to_numpy(float)
     xt_all, ty_all = xt_wide.to_numpy(float), ty_wide.to_numpy(float)
     present = ~np.isnan(xt_all)
@@ -273,15 +279,14 @@ def _compression_scores_loop(table: pd.DataFrame, estimator: str, smooth: int = 
 def final_generalization(history: pd.DataFrame, last_fraction: float = 0.1) -> pd.DataFrame:
     """Per network: train and test accuracy and loss averaged over the last ``last_fraction`` of
     its evaluation epochs, and the generalization gap ``train_acc - test_acc``."""
-    rows = []
-    for (activation, l2, seed), g in history.groupby(["activation", "l2", "seed"], sort=True):
-        last = g["epoch"].max()
-        tail = g[g["epoch"] >= (1 - last_fraction) * last]
-        m = tail[["train_acc", "test_acc", "train_loss", "test_loss"]].mean()
-        rows.append((activation, l2, seed, m.train_acc, m.test_acc, m.train_loss, m.test_loss,
-                     m.train_acc - m.test_acc, m.test_loss - m.train_loss))
-    return pd.DataFrame(rows, columns=["activation", "l2", "seed", "train_acc", "test_acc", "train_loss",
-                                       "test_loss", "gap", "loss_gap"])
+    keys = ["activation", "l2", "seed"]
+    last = history.groupby(keys, sort=True)["epoch"].transform("max")
+    tail = history[history["epoch"] >= (1 - last_fraction) * last]
+    tail = tail.astype({c: float for c in ("train_acc", "test_acc", "train_loss", "test_loss")})
+    m = tail.groupby(keys, sort=True)[["train_acc", "test_acc", "train_loss", "test_loss"]].mean().reset_index()
+    m["gap"] = m["train_acc"] - m["test_acc"]
+    m["loss_gap"] = m["test_loss"] - m["train_loss"]
+    return m[keys + ["train_acc", "test_acc", "train_loss", "test_loss", "gap", "loss_gap"]]
 
 
 def correlate(x, y, *, level: float = 0.95, n_boot: int = 2000, rng=None) -> dict:
@@ -347,7 +352,9 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     phat = k / n
     centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact at the ends (no rounding residue)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return (float(lo), float(hi))
 
 
 def one_sided_t(values) -> tuple[float, float, int]:

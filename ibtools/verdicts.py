@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import common_epochs, restrict_epochs
+import numpy as np
+
+from .analysis import restrict_epochs
 from .claims import (activation_claims, generalization_claim, global_range_claim, initialization_claims, l2_claims)
 from .failures import classify_runs, drop_failed
 from .study import estimator_label
 
-__all__ = ["StudyData", "EQUAL_TERMS_BLOCKS", "study_claims", "equal_terms", "verdict_frame", "units_created_before"]
+__all__ = ["StudyData", "EQUAL_TERMS_BLOCKS", "study_claims", "equal_terms", "common_recorded_epochs", "verdict_frame", "units_created_before"]
 
 #: Settings compared with each other on the epochs all of them share. The stored schedules are not
 #: nested, so each block has its own common epochs: the three EBAB bin counts share 32 epochs, the
@@ -76,14 +78,24 @@ def equal_terms(data: StudyData, blocks=EQUAL_TERMS_BLOCKS, *, status=None, rng=
 
     Returns ``{column: (claims, n_common_epochs)}`` with columns named ``"<setting> @<n>"``;
     the main EBAB appears once per block, on that block's epochs."""
-    table = data.activations.table()
     out = {}
     for _, names in blocks:
         labels = [estimator_label(n) for n in names]
-        epochs = common_epochs(table, labels)
+        epochs = common_recorded_epochs(data.pool.runs, labels)
         for name, label in zip(names, labels):
             out[f"{name} @{len(epochs)}"] = (study_claims(data, label, epochs=epochs, status=status, rng=rng), len(epochs))
     return out
+
+
+def common_recorded_epochs(runs, labels) -> np.ndarray:
+    """Epochs at which every estimator of ``labels`` was recorded in every run of ``runs``."""
+    common = None
+    for run in runs:
+        for label in labels:
+            mi = run.mi[label][..., 0]
+            got = set(run.epochs[~np.all(np.isnan(mi), axis=(1, 2))].tolist())
+            common = got if common is None else common & got
+    return np.array(sorted(common or ()), dtype=int)
 
 
 def verdict_frame(columns: dict, skip=("R1",)) -> pd.DataFrame:
