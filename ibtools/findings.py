@@ -39,8 +39,8 @@ the stored results (`python -m ibtools.findings`) and checked against them by th
   {h1_all}.
 * Fine verdicts depend on how the curves are sampled: scoring the same EBAB only on the {n_common}
   epochs it shares with adaptive KDE moves the last layer's correlation to {rho_thin}. R6b (layers
-  converge under L2) is {r6b_v1} under its original rule; the "partly" it had came from a rule
-  version written after the data. Still pending: one initialization scale for all activations,
+  converge under L2) is {r6b_v1} under its original rule and {r6b_v2} under the version written
+  after the data. Still pending: one initialization scale for all activations,
   the collapse rate at λ = 0.015, and a re-run from a clean commit."""
 
 
@@ -116,6 +116,7 @@ def compute(results_dir=None) -> dict:
         "n_common": str(len(common)),
         "rho_thin": f"{r7t.numbers['rho_last']:+.2f}",
         "r6b_v1": r6b.by_version[1][0],
+        "r6b_v2": r6b.by_version[2][0],
     }
 
 
