@@ -115,7 +115,7 @@ def _both(parts):
 _V1 = ("9883101, 2026-11-25 15:04 UTC", "2026-11-25T15:04:23+0000")
 _V1B = ("c66bcc3, 2026-11-25 15:14 UTC", "2026-11-25T15:14:03+0000")
 _R6B_V2 = ("9eb4fc1, 2026-11-25 16:12 UTC", "2026-11-25T16:12:09+0000")
-_NOW = ("this module's version 2 (branch verdicts, 2026-11-26), for the confirmatory re-run", "2026-11-26T00:00:00+0000")
+_NOW = ("branch verdicts, 2026-11-25 23:30 UTC, with the audit of the stored study; for the confirmatory re-run", "2026-11-25T23:30:00+0000")
 
 
 def _r1(m, min_gap, early_layers):
