@@ -21,6 +21,14 @@ __all__ = [
     "final_generalization",
     "mean_ci",
     "correlate",
+    "holm",
+    "wilson_interval",
+    "one_sided_t",
+    "recorded_epochs",
+    "common_epochs",
+    "restrict_epochs",
+    "NOISE_FLOOR_DEFINITION",
+    "noise_null",
 ]
 
 GROUP = ["activation", "l2", "estimator"]
@@ -71,12 +79,19 @@ def mean_over_seeds(table: pd.DataFrame, estimator: str, level: float = 0.95) ->
     """
     sub = _one_estimator(table, estimator)
     sub = sub[~sub["diverged"]]
-    rows = []
-    for key, g in sub.groupby(GROUP + ["epoch", "layer"], sort=True):
-        xt, ty = mean_ci(g["i_xt"], level), mean_ci(g["i_ty"], level)
-        rows.append((*key, *xt, *ty, len(g)))
+    keys = GROUP + ["epoch", "layer"]
+    sub = sub.astype({"i_xt": float, "i_ty": float})
+    g = sub.groupby(keys, sort=True)[["i_xt", "i_ty"]]
+    mean, sd, count = g.mean(), g.std(ddof=1), g.count()
+    out = mean.index.to_frame(index=False)
+    for col in ("i_xt", "i_ty"):
+        m, k = mean[col].to_numpy(), count[col].to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            half = stats.t.ppf(0.5 + level / 2, np.where(k > 1, k - 1, np.nan)) * sd[col].to_numpy() / np.sqrt(k)
+        out[col], out[f"{col}_low"], out[f"{col}_high"] = m, m - half, m + half
+    out["n"] = g.size().to_numpy()
     cols = GROUP + ["epoch", "layer", "i_xt", "i_xt_low", "i_xt_high", "i_ty", "i_ty_low", "i_ty_high", "n"]
-    return pd.DataFrame(rows, columns=cols)
+    return out[cols]
 
 
 #: Compression scores, computed per network and layer from its I(X;T) and I(T;Y) curves (bits,
@@ -89,7 +104,50 @@ COMPRESSION_DEFINITIONS = {
                 "minus its final value; signed: negative when the layer gains information after fitting",
     "slope": "minus the least-squares slope of I(X;T) against log10(epoch + 1) over the second half of "
              "training in log time (epochs >= sqrt(last epoch)), bits per decade; signed",
+    "floor": "noise floor of the absolute score: what peak - final gives on a curve that does not compress "
+             "(flat, plus the layer's own epoch-to-epoch jitter), see NOISE_FLOOR_DEFINITION; bits",
+    "excess": "absolute score minus its noise floor; signed, about 0 for a layer that does not compress",
 }
+
+#: Draws and seed of the Monte-Carlo null of the noise floor (fixed: the floor is reproducible).
+NOISE_DRAWS = 400
+NOISE_SEED = 20190101
+#: Points of the late window (or fewer) below which the jitter, and so the floor, is not estimated.
+NOISE_MIN_DIFFS = 3
+
+NOISE_FLOOR_DEFINITION = (
+    "Jitter sigma of a layer's I(X;T): robust standard deviation (1.4826 x median absolute deviation) of "
+    "the epoch-to-epoch differences of the unsmoothed curve over the second half of training in log time "
+    "(epochs >= sqrt(last epoch)), divided by sqrt(2). Floor: sigma times the mean of peak - final over "
+    f"{NOISE_DRAWS} flat curves of standard-normal noise recorded at the same epochs and smoothed the same "
+    "way (peak - final scales with sigma); q95: sigma times their 95th percentile. A slow trend in the late "
+    "window inflates sigma, so the floor errs high (conservative for 'compresses')."
+)
+
+_NULL_CACHE: dict = {}
+
+
+def noise_null(epochs, smooth: int = 5) -> tuple[float, float]:
+    """Peak - final of unit-variance flat noise recorded at ``epochs`` and smoothed by a running
+    median over ``smooth`` points: ``(mean, 95th percentile)`` over :data:`NOISE_DRAWS` draws with
+    a fixed seed. Multiply by a layer's jitter sigma to get its floor (bits)."""
+    e = np.asarray(epochs, float)
+    key = (e.tobytes(), int(smooth))
+    if key not in _NULL_CACHE:
+        z = np.random.default_rng(NOISE_SEED).standard_normal((NOISE_DRAWS, e.size))
+        m = np.stack([_running_median(row, smooth) for row in z]) if e.size else z
+        tail = e >= 0.9 * e.max() if e.size else e.astype(bool)
+        score = m.max(axis=1) - m[:, tail].mean(axis=1)
+        _NULL_CACHE[key] = (float(score.mean()), float(np.quantile(score, 0.95)))
+    return _NULL_CACHE[key]
+
+
+def _jitter(e: np.ndarray, xt: np.ndarray) -> float:
+    late = e >= np.sqrt(max(e.max(), 1.0))
+    d = np.diff(xt[late])
+    if d.size < NOISE_MIN_DIFFS:
+        return np.nan
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
 
 
 def _running_median(v: np.ndarray, width: int) -> np.ndarray:
@@ -106,11 +164,91 @@ def compression_scores(table: pd.DataFrame, estimator: str, smooth: int = 5) -> 
     :data:`COMPRESSION_DEFINITIONS`.
 
     Returns one row per (activation, l2, seed, layer) with ``peak, peak_epoch, final,
-    fit_epoch, absolute, relative, post_fit, slope``. The absolute and relative scores cannot be
-    negative and are biased upward by epoch-to-epoch jitter (smoothing reduces this); use the
-    signed ``post_fit`` or ``slope`` scores to ask whether compression is distinguishable from
-    none.
+    fit_epoch, absolute, relative, post_fit, slope, noise, floor, floor_q95, excess``. The
+    absolute and relative scores cannot be negative and are biased upward by epoch-to-epoch
+    jitter (smoothing reduces this); ``floor`` is that bias for a layer that does not compress
+    (:data:`NOISE_FLOOR_DEFINITION`) and ``excess = absolute - floor`` is signed. Use ``excess``,
+    the signed ``post_fit`` or ``slope`` scores to ask whether compression is distinguishable
+    from none.
     """
+    sub = _one_estimator(table, estimator)
+    sub = sub[~sub["diverged"]]
+    keys = ["activation", "l2", "seed", "layer"]
+    if sub.empty:
+        return pd.DataFrame(columns=keys + SCORE_COLUMNS)
+    wide = sub.set_index(keys + ["epoch"])[["i_xt", "i_ty"]].unstack("epoch").sort_index()
+    xt_wide, ty_wide = wide["i_xt"], wide["i_ty"]
+    epochs = xt_wide.columns.to_numpy(float)
+    xt_all, ty_all = xt_wide.to_numpy(float), ty_wide.to_numpy(float)
+    present = ~np.isnan(xt_all)
+    # networks recorded on the same epochs are scored together (usually all of them)
+    patterns, which = np.unique(present, axis=0, return_inverse=True)
+    out = np.full((len(xt_all), len(SCORE_COLUMNS)), np.nan)
+    for k, mask in enumerate(patterns):
+        rows = np.flatnonzero(np.ravel(which) == k)
+        if mask.sum() == 0:
+            continue
+        out[rows] = _scores_block(epochs[mask], xt_all[np.ix_(rows, mask)], ty_all[np.ix_(rows, mask)], smooth)
+    frame = xt_wide.index.to_frame(index=False)
+    frame[SCORE_COLUMNS] = out
+    frame = frame[frame["peak"].notna()].reset_index(drop=True)
+    for col in ("peak_epoch", "fit_epoch"):
+        frame[col] = frame[col].astype(int)
+    frame["seed"] = frame["seed"].astype(int)
+    frame["layer"] = frame["layer"].astype(int)
+    return frame
+
+
+SCORE_COLUMNS = ["peak", "peak_epoch", "final", "fit_epoch", "absolute", "relative", "post_fit", "slope",
+                 "noise", "floor", "floor_q95", "excess"]
+
+
+def _running_median_rows(v: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1 or v.shape[1] < width:
+        return v
+    half = width // 2
+    padded = np.pad(v, ((0, 0), (half, half)), mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, width, axis=1), axis=2)
+
+
+def _scores_block(e: np.ndarray, xt_raw: np.ndarray, ty_raw: np.ndarray, smooth: int) -> np.ndarray:
+    """Scores of networks recorded at the same epochs ``e``: rows of ``xt_raw``/``ty_raw``."""
+    n, E = xt_raw.shape
+    xt = _running_median_rows(xt_raw, smooth)
+    ty = _running_median_rows(ty_raw, smooth)
+    last = e.max()
+    tail = e >= 0.9 * last
+    final, final_ty = xt[:, tail].mean(axis=1), ty[:, tail].mean(axis=1)
+    peak_i = np.argmax(xt, axis=1)
+    peak = xt[np.arange(n), peak_i]
+    reached = ty >= 0.95 * final_ty[:, None]
+    fit_i = np.where(reached.any(axis=1), np.argmax(reached, axis=1), E - 1)
+    fit_i = np.where(final_ty > 0, fit_i, 0)
+    late = e >= np.sqrt(max(last, 1.0))
+    if late.sum() >= 3:
+        x = np.log10(e[late] + 1)
+        xc = x - x.mean()
+        y = xt[:, late]
+        slope = -((y - y.mean(axis=1, keepdims=True)) @ xc) / (xc @ xc)
+    else:
+        slope = np.full(n, np.nan)
+    d = np.diff(xt_raw[:, late], axis=1)
+    if d.shape[1] >= NOISE_MIN_DIFFS:
+        med = np.median(d, axis=1, keepdims=True)
+        sigma = 1.4826 * np.median(np.abs(d - med), axis=1) / np.sqrt(2)
+    else:
+        sigma = np.full(n, np.nan)
+    null_mean, null_q95 = noise_null(e, smooth)
+    absolute = peak - final
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.where(peak > 0, absolute / np.where(peak > 0, peak, 1), np.nan)
+    return np.column_stack([peak, e[peak_i], final, e[fit_i], absolute, relative, xt[np.arange(n), fit_i] - final,
+                            slope, sigma, sigma * null_mean, sigma * null_q95, absolute - sigma * null_mean])
+
+
+def _compression_scores_loop(table: pd.DataFrame, estimator: str, smooth: int = 5) -> pd.DataFrame:
+    """Reference implementation of :func:`compression_scores`, one network and layer at a time
+    (slow; kept for the test that the vectorized version agrees with it)."""
     sub = _one_estimator(table, estimator)
     sub = sub[~sub["diverged"]]
     rows = []
@@ -128,24 +266,27 @@ def compression_scores(table: pd.DataFrame, estimator: str, smooth: int = 5) -> 
         fit_i = int(fitted[0]) if fitted.size else len(e) - 1
         late = e >= np.sqrt(max(last, 1.0))
         slope = -np.polyfit(np.log10(e[late] + 1), xt[late], 1)[0] if late.sum() >= 3 else np.nan
+        sigma = _jitter(e, g["i_xt"].to_numpy(float))
+        null_mean, null_q95 = noise_null(e, smooth)
         rows.append((activation, l2, seed, layer, peak, int(e[peak_i]), final, int(e[fit_i]), peak - final,
-                     (peak - final) / peak if peak > 0 else np.nan, xt[fit_i] - final, slope))
+                     (peak - final) / peak if peak > 0 else np.nan, xt[fit_i] - final, slope,
+                     sigma, sigma * null_mean, sigma * null_q95, peak - final - sigma * null_mean))
     return pd.DataFrame(rows, columns=["activation", "l2", "seed", "layer", "peak", "peak_epoch", "final",
-                                       "fit_epoch", "absolute", "relative", "post_fit", "slope"])
+                                       "fit_epoch", "absolute", "relative", "post_fit", "slope",
+                                       "noise", "floor", "floor_q95", "excess"])
 
 
 def final_generalization(history: pd.DataFrame, last_fraction: float = 0.1) -> pd.DataFrame:
     """Per network: train and test accuracy and loss averaged over the last ``last_fraction`` of
     its evaluation epochs, and the generalization gap ``train_acc - test_acc``."""
-    rows = []
-    for (activation, l2, seed), g in history.groupby(["activation", "l2", "seed"], sort=True):
-        last = g["epoch"].max()
-        tail = g[g["epoch"] >= (1 - last_fraction) * last]
-        m = tail[["train_acc", "test_acc", "train_loss", "test_loss"]].mean()
-        rows.append((activation, l2, seed, m.train_acc, m.test_acc, m.train_loss, m.test_loss,
-                     m.train_acc - m.test_acc, m.test_loss - m.train_loss))
-    return pd.DataFrame(rows, columns=["activation", "l2", "seed", "train_acc", "test_acc", "train_loss",
-                                       "test_loss", "gap", "loss_gap"])
+    keys = ["activation", "l2", "seed"]
+    last = history.groupby(keys, sort=True)["epoch"].transform("max")
+    tail = history[history["epoch"] >= (1 - last_fraction) * last]
+    tail = tail.astype({c: float for c in ("train_acc", "test_acc", "train_loss", "test_loss")})
+    m = tail.groupby(keys, sort=True)[["train_acc", "test_acc", "train_loss", "test_loss"]].mean().reset_index()
+    m["gap"] = m["train_acc"] - m["test_acc"]
+    m["loss_gap"] = m["test_loss"] - m["train_loss"]
+    return m[keys + ["train_acc", "test_acc", "train_loss", "test_loss", "gap", "loss_gap"]]
 
 
 def correlate(x, y, *, level: float = 0.95, n_boot: int = 2000, rng=None) -> dict:
@@ -168,7 +309,11 @@ def correlate(x, y, *, level: float = 0.95, n_boot: int = 2000, rng=None) -> dic
     rho, p_s = stats.spearmanr(x, y)
     rng = np.random.default_rng(rng)
     idx = rng.integers(0, n, size=(n_boot, n))
-    boot = np.array([stats.spearmanr(x[i], y[i])[0] for i in idx])
+    rx, ry = stats.rankdata(x[idx], axis=1), stats.rankdata(y[idx], axis=1)  # Spearman = Pearson of ranks
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
     boot = boot[np.isfinite(boot)]
     lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2]) if boot.size else (np.nan, np.nan)
     return out | {
@@ -177,3 +322,71 @@ def correlate(x, y, *, level: float = 0.95, n_boot: int = 2000, rng=None) -> dic
         "spearman_rho": float(rho), "spearman_p": float(p_s),
         "spearman_low": float(lo), "spearman_high": float(hi),
     }
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down; family-wise error rate), same order as
+    given. NaN p-values are ignored (stay NaN) and do not count towards the family size."""
+    p = np.asarray(pvalues, float)
+    if p.ndim != 1:
+        raise ValueError(f"holm needs a 1-d sequence of p-values, got shape {p.shape}")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a rate of ``k`` events in ``n`` trials: ``(low, high)``."""
+    k, n = int(k), int(n)
+    if n < 1 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    phat = k / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact at the ends (no rounding residue)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return (float(lo), float(hi))
+
+
+def one_sided_t(values) -> tuple[float, float, int]:
+    """One-sample t-test of ``mean > 0`` ignoring NaN: ``(mean, p, n)``; p is NaN below 2 values
+    or with zero spread."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size < 2 or np.ptp(v) == 0:
+        return (float(v.mean()) if v.size else np.nan, np.nan, int(v.size))
+    return float(v.mean()), float(stats.ttest_1samp(v, 0.0, alternative="greater").pvalue), int(v.size)
+
+
+def recorded_epochs(table: pd.DataFrame, estimator: str) -> np.ndarray:
+    """The epochs at which ``estimator`` was recorded in ``table`` (sorted)."""
+    return np.sort(_one_estimator(table, estimator)["epoch"].unique())
+
+
+def common_epochs(table: pd.DataFrame, estimators) -> np.ndarray:
+    """Epochs at which *every* one of ``estimators`` was recorded: the equal-terms schedule on
+    which settings recorded on different schedules can be compared."""
+    estimators = list(estimators)
+    if not estimators:
+        raise ValueError("common_epochs needs at least one estimator")
+    common = set(recorded_epochs(table, estimators[0]).tolist())
+    for est in estimators[1:]:
+        common &= set(recorded_epochs(table, est).tolist())
+    return np.array(sorted(common), dtype=int)
+
+
+def restrict_epochs(table: pd.DataFrame, epochs) -> pd.DataFrame:
+    """Rows of ``table`` (information-plane or history table) at ``epochs`` only."""
+    epochs = np.asarray(epochs)
+    if epochs.size == 0:
+        raise ValueError("restrict_epochs got no epochs: the schedules have none in common")
+    return table[table["epoch"].isin(epochs)]
