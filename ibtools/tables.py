@@ -3,7 +3,7 @@
 :func:`readable` takes the DataFrame a chapter computed and returns a pandas ``Styler`` that shows
 it with human headers (no snake_case, no raw MultiIndex), units on information columns
 ("(bits)"), counts as integers, a fixed number of decimals for everything else (no float32 noise
-such as ``164.729996``) and p-values in scientific notation (``3.2e-05``, never ``0.000``). The
+such as ``164.729996``), shares as percentages and p-values in scientific notation (``3.2e-05``, never ``0.000``). The
 numbers themselves are not changed, only how they are shown::
 
     from ibtools.tables import readable
@@ -59,6 +59,7 @@ def readable(
     bits: Iterable | None = None,
     counts: Iterable | None = None,
     p_values: Iterable | None = None,
+    percent: Iterable | None = None,
     precision: int = 2,
     index_name: str | None = None,
     caption: str | None = None,
@@ -79,6 +80,8 @@ def readable(
         integers too.
     p_values : column names, optional
         Shown in scientific notation with two significant digits.
+    percent : column names, optional
+        Shares between 0 and 1, shown as whole percentages (``0.6`` -> ``60 %``).
     precision : int
         Decimals of every other numeric column (and of a float index).
     index_name : str, optional
@@ -98,8 +101,10 @@ def readable(
     if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) or precision < 0:
         raise ValueError(f"precision must be an integer >= 0, got {precision!r}")
     headers = dict(headers or {})
-    bits, counts, p_values = (_as_list(v, n) for v, n in ((bits, "bits"), (counts, "counts"), (p_values, "p_values")))
-    for what, names in (("headers", headers), ("bits", bits), ("counts", counts), ("p_values", p_values)):
+    bits, counts, p_values, percent = (_as_list(v, n) for v, n in ((bits, "bits"), (counts, "counts"),
+                                                                   (p_values, "p_values"), (percent, "percent")))
+    for what, names in (("headers", headers), ("bits", bits), ("counts", counts), ("p_values", p_values),
+                        ("percent", percent)):
         missing = [n for n in names if n not in df.columns]
         if missing:
             raise KeyError(f"{what} names columns that are not in the table: {missing}; columns are {list(df.columns)}")
@@ -110,6 +115,8 @@ def readable(
         series = df[col]
         if col in p_values:
             formats[col] = "{:.1e}"
+        elif col in percent:
+            formats[col] = lambda v: f"{100 * v:.0f} %"
         elif col in counts or _is_count(series):
             formats[col] = "{:,.0f}"
         elif pd.api.types.is_float_dtype(series):

@@ -24,6 +24,8 @@ def test_readable_headers_units_counts_and_p_values():
     assert ">792<" in html and "792.0" not in html               # whole numbers are counts
     assert ">3.2e-05<" in html and ">2.0e-01<" in html           # p-values never 0.000
     assert ">0.015<" in html and ">0<" in html                   # a float index as written, not 0.0000
+    shares = readable(pd.DataFrame({"share": [0.6, 0.125]}), percent=["share"]).to_html()
+    assert ">60 %<" in shares and ">12 %<" in shares
 
 
 def test_readable_flattens_a_multiindex_and_leaves_data_alone():
