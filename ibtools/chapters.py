@@ -178,4 +178,5 @@ def provenance_footer(results=None, results_dir=None, *, computed_here: str | No
     ``Markdown`` object, which the book renders with its links)."""
     from IPython.display import Markdown
 
-    return Markdown("---\n\n" + provenance_markdown(results, results_dir, computed_here=computed_here))
+    # (no "---" rule: a transition inside a cell output is invalid in docutils)
+    return Markdown(provenance_markdown(results, results_dir, computed_here=computed_here))
