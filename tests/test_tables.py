@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibtools.chapters import PAPER_URL, provenance_markdown
+from ibtools.chapters import PAPER_URL, provenance_footer, provenance_markdown
 from ibtools.tables import human_header, readable
 
 
@@ -60,3 +60,8 @@ def test_provenance_footer_names_paper_versions_commit_and_sources(tmp_path):
     assert "2 stored or computed runs" in text and "`0123456789ab-dirty`" in text and "2026-11-25" in text
     assert "4.0 CPU-hours" in text and "Computed while the page was built: nothing." in text
     assert str(tmp_path) not in text  # no absolute path of the machine that built the page
+
+
+def test_provenance_footer_is_one_paragraph_of_markdown():
+    shown = provenance_footer(results_dir="results/paper").data
+    assert shown.startswith("**Provenance.**") and "\n" not in shown  # no rule: a transition in an output breaks docutils
