@@ -11,7 +11,8 @@ import contextlib
 
 import numpy as np
 
-__all__ = ["ParameterError", "setup", "checking_parameters", "positive_int", "positive_number", "as_list"]
+__all__ = ["ParameterError", "setup", "checking_parameters", "positive_int", "positive_number", "as_list", "provenance_markdown",
+           "provenance_footer", "PAPER_URL"]
 
 
 class ParameterError(ValueError):
@@ -83,3 +84,109 @@ def as_list(value, name: str, cast=str) -> list:
         return [cast(v) for v in items]
     except (TypeError, ValueError):
         raise ParameterError(f"bad chapter parameter: {name} holds {value!r}, which are not all {cast.__name__}") from None
+
+
+# --- provenance footer -----------------------------------------------------------------------------
+
+#: The paper this book reproduces (OpenReview page of the ICLR 2019 version).
+PAPER_URL = "https://openreview.net/forum?id=SkeZisA5t7"
+_FOOTER_PACKAGES = ("ibtools", "torch", "numpy", "scipy", "pandas", "matplotlib")
+
+
+def _package_version(name: str) -> str:
+    if name == "ibtools":
+        from . import __version__ as version  # the package's own version, also for an uninstalled checkout
+
+        return str(version)
+    try:
+        import importlib.metadata
+
+        return importlib.metadata.version(name)
+    except Exception:  # not installed, or metadata missing
+        module = __import__("sys").modules.get(name)
+        return str(getattr(module, "__version__", "not installed"))
+
+
+def _shown_path(path) -> str:
+    """A path as a reader can use it: relative to the repository, never the build machine's."""
+    from pathlib import Path
+
+    path = Path(path).resolve()
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return f"…/{path.name}" if path.name else str(path)
+
+
+def _runs_of(results) -> list:
+    runs = []
+    for item in results if isinstance(results, (list, tuple)) else [results]:
+        if item is None:
+            continue
+        if hasattr(item, "runs"):
+            runs.extend(item.runs)
+        elif isinstance(item, dict):
+            runs.extend(item.values())
+        else:
+            runs.append(item)
+    return runs
+
+
+def provenance_markdown(results=None, results_dir=None, *, computed_here: str | None = None) -> str:
+    """The text of a chapter's provenance footer (MyST Markdown): the paper it reproduces, the
+    package versions and git commit of the process that built the page, and where the chapter's
+    results came from.
+
+    Parameters
+    ----------
+    results : RunResult, SweepResult, list or dict of them, optional
+        The results the chapter shows; their recorded provenance (commit, versions, date,
+        machine) is summarized.
+    results_dir : path, optional
+        Where stored results were looked up (shown relative to the repository).
+    computed_here : str, optional
+        What the chapter computed while it ran (e.g. ``"5 networks trained for 1500 epochs"``).
+    """
+    from .results import _git_commit
+
+    versions = ", ".join(f"{name} {_package_version(name)}" for name in _FOOTER_PACKAGES)
+    commit = _git_commit() or "unknown (not a git checkout)"
+    lines = [
+        f"**Provenance.** This page reproduces [Chelombiev, Houghton & O'Donnell (2019)]({PAPER_URL}). "
+        f"It was executed with {versions}, Python {__import__('platform').python_version()}, "
+        f"at commit `{commit[:12] + commit[40:] if len(commit) >= 40 else commit}`."
+    ]
+    runs = _runs_of(results)
+    if runs:
+        metas = [getattr(r, "meta", {}) or {} for r in runs]
+        commits = sorted({str(m.get("git_commit"))[:12] + ("-dirty" if str(m.get("git_commit", "")).endswith("-dirty") else "")
+                          for m in metas if m.get("git_commit")})
+        created = sorted(str(m["created"])[:10] for m in metas if m.get("created"))
+        machines = sorted({str(m["machine"]) for m in metas if m.get("machine")})
+        wall = sum(float(m.get("wall_time_s") or 0) for m in metas)
+        where = f" from `{_shown_path(results_dir)}`" if results_dir is not None else ""
+        text = f"Its results: {len(runs)} stored or computed run{'s' if len(runs) != 1 else ''}{where}"
+        if commits:
+            text += f", made at commit{'s' if len(commits) > 1 else ''} {', '.join(f'`{c}`' for c in commits)}"
+        if created:
+            text += f" on {created[0]}" + (f" to {created[-1]}" if created[-1] != created[0] else "")
+        if machines:
+            text += f" ({'; '.join(machines)})"
+        if wall:
+            text += f", {wall / 3600:.1f} CPU-hours of training in all" if wall >= 360 else f", {wall:.0f} s of training"
+        lines.append(text + ".")
+    elif results_dir is not None:
+        lines.append(f"Its stored results are looked up in `{_shown_path(results_dir)}`.")
+    if computed_here:
+        lines.append(f"Computed while the page was built: {computed_here}.")
+    return " ".join(lines)
+
+
+def provenance_footer(results=None, results_dir=None, *, computed_here: str | None = None):
+    """Show :func:`provenance_markdown` as the last output of a chapter (an IPython
+    ``Markdown`` object, which the book renders with its links)."""
+    from IPython.display import Markdown
+
+    # (no "---" rule: a transition inside a cell output is invalid in docutils)
+    return Markdown(provenance_markdown(results, results_dir, computed_here=computed_here))

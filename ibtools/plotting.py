@@ -23,11 +23,39 @@ __all__ = [
     "plot_estimator_grid",
     "plot_plane_grid",
     "plot_verdicts",
+    "ACTIVATION_STYLE",
+    "activation_style",
+    "LAYER_MARKERS",
+    "TEXT_WIDTH_IN",
+    "MIN_FONT_PT",
 ]
 
 STYLE = Path(__file__).with_name("ibtools.mplstyle")
 #: Colour map of epochs in information planes (the one of Shwartz-Ziv & Tishby's figures).
 EPOCH_CMAP = "gnuplot"
+#: Width of the book's text column in figure inches (figures are drawn at most this wide so that
+#: they are shown at their natural size; ``tests/test_book_html.py`` checks it on the built pages).
+TEXT_WIDTH_IN = 7.0
+#: Smallest font size (points) of any text in the book's figures (style file and helpers).
+MIN_FONT_PT = 9
+#: Colour (Okabe & Ito's colour-blind-safe palette) and marker of each activation, one mapping for
+#: every chapter: the paper's eight activations get eight colours *and* eight markers, so that they
+#: stay apart in grey scale and for colour-blind readers; the extras reuse grey with other markers.
+ACTIVATION_STYLE = {
+    "tanh": ("#000000", "o"),
+    "relu": ("#E69F00", "s"),
+    "abs": ("#56B4E9", "^"),
+    "prelu": ("#009E73", "D"),
+    "elu": ("#0072B2", "v"),
+    "softplus": ("#D55E00", "P"),
+    "centered_softplus": ("#CC79A7", "X"),
+    "swish": ("#8C6D1F", "*"),
+    "sigmoid": ("#7F7F7F", "<"),
+    "softsign": ("#7F7F7F", ">"),
+    "linear": ("#7F7F7F", "h"),
+}
+#: Markers of layers 1, 2, ... in information planes (colour there means epoch).
+LAYER_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 #: Axis labels used throughout.
 IXT_LABEL = "I(X;T) (bits)"
 ITY_LABEL = "I(T;Y) (bits)"
@@ -38,21 +66,42 @@ def use_style() -> None:
     plt.style.use(str(STYLE))
 
 
+def activation_style(name: str) -> dict:
+    """Line/marker keywords for an activation: ``color``, ``marker`` and a readable ``label``
+    (unknown names, e.g. ones registered by a reader, get grey and a diamond)."""
+    colour, marker = ACTIVATION_STYLE.get(name, ("#4D4D4D", "d"))
+    return {"color": colour, "marker": marker, "label": name.replace("_", " ")}
+
+
 def epoch_norm(max_epoch: int) -> LogNorm:
     """Logarithmic colour scale for epochs 0..max_epoch (epoch e is drawn at e + 1)."""
     return LogNorm(vmin=1, vmax=max(2, int(max_epoch) + 1))
 
 
-def epoch_colorbar(ax, max_epoch: int, cmap: str = EPOCH_CMAP, label: str = "epoch"):
-    """Add an epoch colour bar next to ``ax`` (or a list of axes); returns the colour bar."""
+def epoch_colorbar(ax, max_epoch: int, cmap: str = EPOCH_CMAP, label: str = "epoch + 1", **kw):
+    """Add an epoch colour bar next to ``ax`` (or a list of axes); returns the colour bar.
+
+    The scale is logarithmic in epoch + 1 (epoch 0, the initialization, is drawn at 1), and the
+    ticks say so: 1, 10, 100, ... with no "0" on a log axis."""
     sm = mpl.cm.ScalarMappable(norm=epoch_norm(max_epoch), cmap=cmap)
     fig = (ax[0] if isinstance(ax, (list, tuple, np.ndarray)) else ax).figure
-    cbar = fig.colorbar(sm, ax=ax, pad=0.02)
-    ticks = [t for t in (1, 10, 100, 1000, 10000) if t <= max_epoch + 1]
+    cbar = fig.colorbar(sm, ax=ax, pad=0.02, **kw)
+    ticks = [t for t in (1, 10, 100, 1000, 10000, 100000) if t <= max_epoch + 1]
     cbar.set_ticks(ticks)
-    cbar.set_ticklabels([str(t - 1) if t == 1 else str(t) for t in ticks])
+    cbar.set_ticklabels([f"{t:g}" for t in ticks])
+    cbar.minorticks_off()
     cbar.set_label(label + " (log scale)")
     return cbar
+
+
+def layer_legend(target, layer_names, *, loc="outside lower center", ncol=None, **kw):
+    """A legend of the layer markers of information planes (grey markers, one per layer) on an
+    axes or a figure; returns the legend."""
+    handles = [mpl.lines.Line2D([], [], ls="", marker=LAYER_MARKERS[i % len(LAYER_MARKERS)], color="0.3",
+                                markersize=6, label=name) for i, name in enumerate(layer_names)]
+    if isinstance(target, mpl.figure.Figure):
+        return target.legend(handles=handles, loc=loc, ncol=ncol or len(handles), title="layer", **kw)
+    return target.legend(handles=handles, ncol=ncol or 2, title="layer", **kw)
 
 
 def plot_information_plane(
@@ -68,6 +117,7 @@ def plot_information_plane(
     colorbar: bool = True,
     marker_size: float = 14,
     title: str | None = None,
+    legend: bool = True,
 ):
     """Information plane: one point per (epoch, layer), coloured by epoch.
 
@@ -77,7 +127,8 @@ def plot_information_plane(
     i_xt, i_ty : arrays (E, L)
         I(X;T) and I(T;Y) in bits for E epochs and L layers; NaN entries are skipped.
     layer_names : sequence of str, optional
-        Labels written next to each layer's last point.
+        Layer names; with ``legend=True`` they go into a legend of the layer markers
+        (each layer has its own marker, colour is epoch).
     connect_layers : bool
         Join the layers of each epoch with a faint line (as in Shwartz-Ziv & Tishby).
 
@@ -100,11 +151,10 @@ def plot_information_plane(
             ax.plot(i_xt[e, ok], i_ty[e, ok], color=colours[e], alpha=0.12, lw=0.8, zorder=1)
     for layer in range(i_xt.shape[1]):
         ok = np.isfinite(i_xt[:, layer]) & np.isfinite(i_ty[:, layer])
-        ax.scatter(i_xt[ok, layer], i_ty[ok, layer], c=colours[ok], s=marker_size, edgecolors="none", zorder=2)
-        if layer_names is not None and ok.any():
-            last = np.flatnonzero(ok)[-1]
-            ax.annotate(layer_names[layer], (i_xt[last, layer], i_ty[last, layer]), xytext=(4, -10),
-                        textcoords="offset points", fontsize=8, color="0.25")
+        ax.scatter(i_xt[ok, layer], i_ty[ok, layer], c=colours[ok], s=marker_size, edgecolors="none", zorder=2,
+                   marker=LAYER_MARKERS[layer % len(LAYER_MARKERS)])
+    if layer_names is not None and legend:
+        layer_legend(ax, layer_names, loc="lower right", fontsize=MIN_FONT_PT)
     ax.set_xlabel(IXT_LABEL)
     ax.set_ylabel(ITY_LABEL)
     if title:
@@ -173,7 +223,8 @@ def plot_history(history, ax=None, *, metric: str = "acc", logx: bool = True):
 
 
 def plot_estimator_grid(runs: dict, panels: dict, *, max_epoch: int | None = None, network: int = 0):
-    """Information planes of single networks (rows) under several estimators (columns).
+    """Information planes of single networks (columns) under several estimators (rows), sized
+    for the text column, with one epoch colour bar and one legend of the layer markers.
 
     Parameters
     ----------
@@ -199,29 +250,36 @@ def plot_estimator_grid(runs: dict, panels: dict, *, max_epoch: int | None = Non
     first = next(iter(runs.values()))
     first = first[0] if isinstance(first, tuple) else first
     max_epoch = int(first.epochs.max()) if max_epoch is None else max_epoch
-    fig, axes = plt.subplots(len(runs), len(panels), figsize=(3.1 * len(panels) + 1, 3.0 * len(runs)),
-                             squeeze=False, sharey=True)
-    for row, (name, results) in enumerate(runs.items()):
-        for col, (title, label) in enumerate(panels.items()):
+    n_cols, n_rows = len(runs), len(panels)
+    width = min(TEXT_WIDTH_IN, 2.9 * n_cols + 1.2)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, 2.3 * n_rows + 0.8), squeeze=False,
+                             sharex=True, sharey=True)
+    names = None
+    for col, (name, results) in enumerate(runs.items()):
+        for row, (title, label) in enumerate(panels.items()):
             if isinstance(label, dict):
                 label = label[name]
             r = find(results, label)
+            names = r.layer_names
             values = r.mi[label][:, :, network, :]
             keep = np.isfinite(values[:, 0, 0])
             ax = axes[row, col]
             plot_information_plane(r.epochs[keep], values[keep, :, 0], values[keep, :, 1], ax, colorbar=False,
-                                   max_epoch=max_epoch, marker_size=8,
-                                   layer_names=r.layer_names if col == len(panels) - 2 else None)
-            ax.set_title(f"{name}: {title}", fontsize=9)
+                                   max_epoch=max_epoch, marker_size=9, legend=False)
+            ax.set_title(f"{name}: {title}", fontsize=MIN_FONT_PT + 1)
             ax.set_xlim(-0.3, 12.3)
             if col:
                 ax.set_ylabel("")
-    epoch_colorbar(axes.ravel().tolist(), max_epoch)
+            if row < n_rows - 1:
+                ax.set_xlabel("")
+    epoch_colorbar(axes.ravel().tolist(), max_epoch, shrink=0.5)
+    if names is not None:
+        layer_legend(fig, names)
     return fig
 
 
-def plot_plane_grid(planes: dict, *, max_epoch: int, cols: int = 4, title: str | None = None,
-                    layer_names=None, panel_size=(3.2, 3.0)):
+def plot_plane_grid(planes: dict, *, max_epoch: int, cols: int = 3, title: str | None = None,
+                    layer_names=None, panel_size=None):
     """A grid of information planes sharing axes and one epoch colour bar.
 
     Parameters
@@ -233,6 +291,10 @@ def plot_plane_grid(planes: dict, *, max_epoch: int, cols: int = 4, title: str |
         Top of the epoch colour scale.
     cols : int
         Panels per row.
+    layer_names : sequence of str, optional
+        Names of the layers, for one legend of the layer markers below the grid.
+    panel_size : (float, float), optional
+        Inches per panel; by default the grid is as wide as the text column.
 
     Returns
     -------
@@ -240,12 +302,13 @@ def plot_plane_grid(planes: dict, *, max_epoch: int, cols: int = 4, title: str |
     """
     cols = max(1, min(cols, len(planes)))
     rows = int(np.ceil(len(planes) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols + 1, panel_size[1] * rows), squeeze=False,
-                             sharex=True, sharey=True)
+    if panel_size is None:
+        panel_size = ((TEXT_WIDTH_IN - 0.9) / cols, 2.2)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols + 0.9, panel_size[1] * rows + 0.9),
+                             squeeze=False, sharex=True, sharey=True)
     for ax, (name, (epochs, xt, ty)) in zip(axes.flat, planes.items()):
-        plot_information_plane(epochs, xt, ty, ax, colorbar=False, max_epoch=max_epoch, marker_size=6,
-                               layer_names=layer_names)
-        ax.set_title(name, fontsize=9)
+        plot_information_plane(epochs, xt, ty, ax, colorbar=False, max_epoch=max_epoch, marker_size=6, legend=False)
+        ax.set_title(name, fontsize=MIN_FONT_PT + 1)
     for ax in axes.flat[len(planes):]:
         ax.set_axis_off()
     for ax in axes.flat:
@@ -254,7 +317,9 @@ def plot_plane_grid(planes: dict, *, max_epoch: int, cols: int = 4, title: str |
             ax.set_ylabel("")
         if spec.rowspan.stop < rows:
             ax.set_xlabel("")
-    epoch_colorbar(axes.ravel().tolist(), max_epoch)
+    epoch_colorbar(axes.ravel().tolist(), max_epoch, shrink=0.6)
+    if layer_names is not None:
+        layer_legend(fig, layer_names)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -273,7 +338,7 @@ def plot_verdicts(verdicts, ax=None):
         for j, col in enumerate(cols):
             colour, short = VERDICT_STYLE.get(verdicts.loc[claim, col], ("0.85", "?"))
             ax.add_patch(mpl.patches.Rectangle((j, i), 0.95, 0.9, color=colour))
-            ax.text(j + 0.475, i + 0.45, short, ha="center", va="center", fontsize=8, color="white")
+            ax.text(j + 0.475, i + 0.45, short, ha="center", va="center", fontsize=MIN_FONT_PT, color="white")
     ax.set_xlim(0, len(cols))
     ax.set_ylim(len(rows), 0)
     ax.set_xticks(np.arange(len(cols)) + 0.475, cols, rotation=30, ha="right")
