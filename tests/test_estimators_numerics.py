@@ -94,14 +94,16 @@ def _reference_bits(a, y, var, factor):
     return i_xt / math.log(2), (i_xt - sum((y == c).mean() * info(a[y == c]) for c in np.unique(y))) / math.log(2)
 
 
-def test_close_rows_far_from_the_origin_keep_their_distances():
-    # rows 1e-4 apart around 1.0 at variance 1e-9: float32 squared distances lost 0.37 bits here
+def test_close_rows_far_apart_keep_their_distances():
+    # rows ~1e-4 apart within clusters a distance ~1 apart, at variance 1e-9: float32 squared
+    # distances (|u|^2 - 2 u.v + |v|^2 with |u|^2 ~ 1) lost 0.37 bits on such layers
     rng = np.random.default_rng(4)
-    offsets = 1e-4 * rng.normal(size=(N, 2))
-    a = 1.0 + offsets
-    ref = _reference_bits(offsets, LABELS, 1e-9, 2.0)  # distances taken before adding 1.0
+    a = rng.integers(0, 2, size=(N, 3)) + 3e-5 * rng.normal(size=(N, 3))
+    ref = _reference_bits(a, LABELS, 1e-9, 2.0)  # cdist: differences formed directly, float64
     assert 1.0 < ref[0] < math.log2(N) - 0.5  # the test sits where distances matter
-    assert E.kde(a, LABELS, 1e-9) == pytest.approx(ref, abs=1e-4)
+    assert tuple(E.kde(a, LABELS, 1e-9)) == pytest.approx(ref, abs=1e-4)
+    assert tuple(E.kde(a.astype(np.float32), LABELS, 1e-9)) == pytest.approx(
+        _reference_bits(a.astype(np.float32).astype(np.float64), LABELS, 1e-9, 2.0), abs=1e-4)
 
 
 def test_kde_with_huge_activity_and_usual_variance():
