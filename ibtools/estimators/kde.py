@@ -238,11 +238,19 @@ def kde(activity, labels, noise_var: float, bound: str = "upper", chunk_size: in
     Notes
     -----
     Identical rows (dead or saturated units make many) are merged and weighted by their counts,
-    so the cost is quadratic in the number of *distinct* rows. Scaled squared distances come
-    from one float32 matrix product per block (after centring the activity), only the upper
-    triangle of the symmetric kernel matrix is computed, and the kernel sums for all inputs and
-    for every class come from two more small matrix products per block. Kernel values below
-    exp(-80) are raised to it, an absolute error below N * 2e-35 on sums that are at least 1.
+    so the cost is quadratic in the number of *distinct* rows. The bounds depend on activity
+    and variance only through squared distances over the variance, so the centred rows are
+    rescaled by a power of two to magnitude ~1 and the scale is carried separately: any finite
+    activity and any positive variance give finite results in [0, log2 N], never NaN, and the
+    lower bound never exceeds the upper. Scaled squared distances come from one matrix product
+    per block, in float32 when a worst-case bound on the rounding error of every kernel exponent
+    (``4 (d + 2) u q``, ``u`` the unit roundoff, ``q`` the largest scaled squared norm) is below
+    1e-4 nats, else in float64, else (huge activity next to tiny variance) from the differences
+    themselves; so every estimate is within ~1.5e-4 bits of exact arithmetic, usually far closer.
+    Only the upper triangle of the symmetric kernel matrix is computed, and the kernel sums for
+    all inputs and for every class come from two more small matrix products per block. Kernel
+    values below exp(-80) are raised to it, an absolute error below N * 2e-35 on sums that are
+    at least 1.
     """
     noise_var = check_positive_float(noise_var, "noise_var")
     chunk_size = _check_chunk(chunk_size)
