@@ -361,8 +361,8 @@ def train(
         if own_bar:
             bar.close()
 
-    # kept at the precision it is stored with (float16), so a saved run loads back identical
-    losses = epoch_loss.cpu().numpy().astype(np.float16).astype(np.float32)
+    # float32 as stored: a huge but finite loss stays finite (float16 made > 65504 inf = "diverged")
+    losses = epoch_loss.cpu().numpy().astype(np.float32)
     # a network whose training loss became non-finite between evaluations is diverged too
     bad = ~np.isfinite(losses[:last_epoch])
     for k in np.flatnonzero(bad.any(0) & (recorder.diverged < 0)):

@@ -147,8 +147,8 @@ class RunResult:
         ``train_loss``, ``test_loss`` (mean cross-entropy, nats), ``train_acc``, ``test_acc``,
         evaluated on the whole split at each evaluation epoch.
     epoch_loss : ndarray (epochs, S)
-        Mean minibatch training cross-entropy of every epoch (stored as float16 on disk: three
-        significant digits are plenty for curves and keep files small).
+        Mean minibatch training cross-entropy of every epoch, float32 (stored as float32; files
+        written before were float16, which turned losses above 65504 into inf, and still load).
     layer_max : ndarray (E, L, S)
         Largest absolute activity of each layer.
     diverged : ndarray (S,)
@@ -243,7 +243,7 @@ class RunResult:
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {
             "epochs": self.epochs,
-            "epoch_loss": self.epoch_loss.astype(np.float16),
+            "epoch_loss": self.epoch_loss.astype(np.float32),
             "layer_max": self.layer_max,
             "diverged": self.diverged,
         }

@@ -42,12 +42,20 @@ def clean(tmp_path_factory):
     return root, run_sweep(SWEEP, root, progress=False)
 
 
-def test_finished_units_are_not_recomputed(clean):
+def test_finished_units_are_not_recomputed(clean, monkeypatch):
     root, first = clean
     stamps = {p: p.stat().st_mtime_ns for p in root.glob("*.npz")}
-    started = time.perf_counter()
-    again = run_sweep(SWEEP, root, progress=False)
-    assert time.perf_counter() - started < 5
+    trained = []  # every unit the sweep would train (none: all are finished)
+
+    def counting_train(config, *args, **kwargs):
+        trained.append(config)
+        raise AssertionError(f"finished unit recomputed: {config.activation} l2={config.l2} seeds {config.seeds}")
+
+    monkeypatch.setattr("ibtools.sweep.train", counting_train)
+    messages = []
+    again = run_sweep(SWEEP, root, progress=False, log=messages.append)
+    assert trained == []
+    assert any("8 already finished" in m and "to do: 0 networks" in m for m in messages), messages
     assert {p: p.stat().st_mtime_ns for p in root.glob("*.npz")} == stamps
     assert again.table().equals(first.table())
     assert len(load_sweep(root).runs) == 8

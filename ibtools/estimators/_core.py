@@ -35,17 +35,62 @@ class Prepared(NamedTuple):
 
 def _as_tensor(x, what: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
-        return x.detach()
+        x = x.detach()
+        if x.dtype in _TORCH_UNSIGNED_WIDE:  # little torch support: go through numpy
+            x = x.cpu().numpy()
+        else:
+            return x
     try:
         arr = np.asarray(x)
     except Exception as exc:  # pragma: no cover - exotic inputs
         raise ValueError(f"{what} could not be converted to an array: {exc}") from None
     if arr.dtype == object:
         raise ValueError(f"{what} must be a numeric array, got an array of Python objects")
+    if arr.dtype.kind in "USVMm":
+        kind = f"dtype {arr.dtype} ({_KIND_NAMES[arr.dtype.kind]})"
+        if what == "labels":
+            raise ValueError(f"labels must be integer class indices 0..C-1 (map class names to integers first), got {kind}")
+        raise ValueError(f"{what} must be a numeric array, got {kind}")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize > 1:
+        # torch has only partial support for uint16/32/64; values up to 2**63 - 1 fit int64 exactly
+        if arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            if what == "labels":
+                arr = np.unique(arr, return_inverse=True)[1].reshape(arr.shape)
+            else:
+                raise ValueError(
+                    f"{what} holds integers above 2**53 (largest {int(arr.max())}) that no floating-point type "
+                    "represents exactly; subtract an offset or convert it to float yourself"
+                )
+        else:
+            arr = arr.astype(np.int64)
     arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:
         arr = arr.copy()
     return torch.from_numpy(arr)
+
+
+_KIND_NAMES = {"U": "strings", "S": "bytes", "V": "raw records", "M": "dates", "m": "time spans"}
+_TORCH_UNSIGNED_WIDE = tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n))
+_FLOAT32_EXACT = 2**24  # every integer of magnitude <= 2**24 is a float32
+_FLOAT64_EXACT = 2**53
+
+
+def _integer_activity_to_float(act: torch.Tensor) -> torch.Tensor:
+    """Integer (or bool) activity as floats that hold every value exactly: float32 when the
+    magnitudes allow it (<= 2**24), else float64 (<= 2**53), else a ValueError."""
+    if act.dtype == torch.bool or act.numel() == 0:
+        return act.to(torch.float32)
+    wide = act.to(torch.int64)
+    peak = max(abs(int(wide.max())), abs(int(wide.min())))  # Python ints: |int64 min| fits
+    if peak <= _FLOAT32_EXACT:
+        return act.to(torch.float32)
+    if peak <= _FLOAT64_EXACT:
+        return act.to(torch.float64)
+    raise ValueError(
+        f"activity holds integers of magnitude up to {peak}, above 2**53 = {_FLOAT64_EXACT}: no "
+        "floating-point type represents them exactly, so distinct values would merge; subtract "
+        "an offset or convert it to float yourself"
+    )
 
 
 def prepare(activity, labels) -> Prepared:
@@ -55,7 +100,14 @@ def prepare(activity, labels) -> Prepared:
     ------
     ValueError
         With a message naming the problem: wrong number of dimensions, empty input, non-numeric,
-        NaN or infinite activity, labels of the wrong length, non-integer labels, a single class.
+        NaN or infinite activity, integer activity too large for floating point (> 2**53),
+        labels of the wrong length, non-integer (e.g. string) labels, a single class.
+
+    Notes
+    -----
+    Integer activity (signed or unsigned) becomes float32 when every value is exact there
+    (magnitudes <= 2**24) and float64 otherwise, so distinct integers never merge. Labels may be
+    any integers (unsigned included); only their distinct values matter.
     """
     act = _as_tensor(activity, "activity")
     if not (act.is_floating_point() or act.dtype in _INT_DTYPES or act.dtype == torch.bool):
@@ -71,7 +123,9 @@ def prepare(activity, labels) -> Prepared:
     S, N, d = act.shape
     if S == 0 or N == 0 or d == 0:
         raise ValueError(f"activity is empty (shape {tuple(act.shape[int(not batched):])}); need at least one sample and one unit")
-    if not act.is_floating_point() or act.dtype in (torch.float16, torch.bfloat16):
+    if not act.is_floating_point():
+        act = _integer_activity_to_float(act)
+    elif act.dtype in (torch.float16, torch.bfloat16):
         act = act.to(torch.float32)
     finite = torch.isfinite(act)
     if not bool(finite.all()):
@@ -97,7 +151,7 @@ def prepare(activity, labels) -> Prepared:
             raise ValueError("labels must be integer class indices; got non-integer values")
     elif lab.dtype not in _INT_DTYPES and lab.dtype != torch.bool:
         raise ValueError(f"labels must be integer class indices, got dtype {lab.dtype}")
-    classes, inverse = torch.unique(lab.cpu().to(torch.int64), return_inverse=True)
+    classes, inverse = torch.unique(lab.cpu(), return_inverse=True)
     if classes.numel() < 2:
         raise ValueError(
             f"labels hold a single class ({classes.tolist()}); I(T;Y) needs at least two classes"
@@ -211,9 +265,24 @@ def row_codes(bins: np.ndarray) -> np.ndarray:
         if float(code.max() + 1) * float(radix.max()) >= _CODE_LIMIT:
             code = dense_rank(code)
         code *= radix[:, None]
-        code += column
-        code -= low
+        code += column - low  # < radix: no intermediate overflow
     return code
+
+
+def safe_int_bins(bins: np.ndarray) -> np.ndarray:
+    """Integer bins (S, N, d) of any integer dtype as int64 bins that :func:`row_codes` can
+    combine without overflow: unchanged when every column spans less than 2**62, else replaced
+    by per-column dense ranks (equal bins stay equal, distinct stay distinct)."""
+    S, N, d = bins.shape
+    if bins.dtype.kind == "b":
+        return bins.astype(np.int64)
+    if bins.dtype.kind in "iu" and bins.dtype.itemsize < 8:
+        return bins.astype(np.int64)
+    span = bins.max(axis=1).astype(object) - bins.min(axis=1).astype(object)  # exact Python ints
+    if bins.dtype == np.int64 and max(int(v) for v in span.ravel()) < _CODE_LIMIT:
+        return bins
+    columns = np.ascontiguousarray(bins.transpose(0, 2, 1)).reshape(S * d, N)
+    return value_ranks(columns).reshape(S, d, N).transpose(0, 2, 1)
 
 
 def _sum_c_log_c(sorted_codes: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ from ._core import (
     plugin_information,
     prepare,
     row_codes,
+    safe_int_bins,
+    value_ranks,
 )
 
 __all__ = ["information_from_bins", "fixed_binning", "binsize_binning", "max_binning", "ebab", "ebab_edges", "ebab_bin_indices", "digitize"]
@@ -41,8 +43,9 @@ def information_from_bins(bins, labels) -> InformationEstimate:
     bins = np.asarray(bins)
     if bins.dtype.kind not in "iub":
         raise ValueError(f"bins must be integers, got dtype {bins.dtype}")
-    p = prepare(bins, labels)
-    return _from_bins(p, bins if bins.ndim == 3 else bins[None])
+    # checks shape and labels; the bins themselves are integers and need no float conversion
+    p = prepare(np.zeros(bins.shape, dtype=np.float32), labels)
+    return _from_bins(p, safe_int_bins(bins if bins.ndim == 3 else bins[None]))  # any integer range, exactly
 
 
 def _numpy(prepared) -> np.ndarray:
@@ -102,7 +105,19 @@ def binsize_binning(activity, labels, bin_size: float = 0.07) -> InformationEsti
     """
     bin_size = check_positive_float(bin_size, "bin_size")
     p = prepare(activity, labels)
-    bins = np.floor(_numpy(p).astype(np.float64) / bin_size).astype(np.int64)
+    with np.errstate(over="ignore"):
+        scaled = np.floor(_numpy(p).astype(np.float64) / bin_size)
+    if not np.isfinite(scaled).all():
+        raise ValueError(
+            f"binsize_binning: activity / bin_size overflows float64 (largest |activity| "
+            f"{float(np.abs(_numpy(p)).max()):.3g}, bin_size {bin_size:.3g}); use a larger bin_size"
+        )
+    if np.abs(scaled).max() < 2.0**62:
+        bins = scaled.astype(np.int64)
+    else:  # bin numbers beyond int64: number the distinct bins of each unit instead
+        S, N, d = scaled.shape
+        columns = np.ascontiguousarray(scaled.transpose(0, 2, 1)).reshape(S * d, N)
+        bins = value_ranks(columns).reshape(S, d, N).transpose(0, 2, 1)
     return _from_bins(p, bins)
 
 
