@@ -54,8 +54,10 @@ _SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints", "scratch", "checkpoints", "qu
 _SKIP_SUFFIXES = (".pyc", ".tmp", ".partial", ".ckpt")
 
 
-def sources_hash(paths=SOURCES, root: Path = ROOT) -> str:
-    """SHA-256 over the relative path and bytes of every source file under ``paths``."""
+def sources_hash(paths=SOURCES, root: Path | None = None) -> str:
+    """SHA-256 over the relative path and bytes of every source file under ``paths`` (relative
+    to ``root``, by default the project)."""
+    root = ROOT if root is None else root
     digest = hashlib.sha256()
     for name in paths:
         top = root / name
