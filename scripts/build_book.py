@@ -111,6 +111,10 @@ def _prepare_cache(fresh: bool) -> str:
         shutil.rmtree(CACHE, ignore_errors=True)
         why = "fresh build" if fresh else "ibtools/, results/ or requirements.txt changed"
         print(f"build_book: execution cache emptied ({why}); every chapter executes", flush=True)
+    # from here on the cache only receives chapters executed with these inputs, so the key holds
+    # even if this build fails later (chapters that did execute stay cached)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    CACHE_KEY.write_text(key + "\n")
     return key
 
 
@@ -125,7 +129,7 @@ def _build_locked(fresh: bool, run_id: str | None, quiet: bool) -> float:
     started = time.perf_counter()
     sources = sources_hash()  # the sources as the build reads them
     STAMP.unlink(missing_ok=True)
-    key = _prepare_cache(fresh)
+    _prepare_cache(fresh)
     shutil.rmtree(HTML, ignore_errors=True)  # a clean Sphinx build, so -W sees every page
     shutil.rmtree(BUILD / "jupyter_execute", ignore_errors=True)
     env = dict(os.environ)
@@ -149,8 +153,6 @@ def _build_locked(fresh: bool, run_id: str | None, quiet: bool) -> float:
         tail = LOG.read_text()[-6000:]
         raise RuntimeError(f"the book build failed (exit {result.returncode}, {seconds:.0f} s); "
                            f"full log in {LOG}:\n{tail}")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    CACHE_KEY.write_text(key + "\n")
     stamp = {"sources": sources, "run_id": run_id, "fresh": fresh, "seconds": round(seconds, 1),
              "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     tmp = STAMP.with_suffix(".tmp")

@@ -81,16 +81,13 @@ def test_execution_cache_is_emptied_when_what_chapters_import_changes(bb):
     bb.CACHE.mkdir(parents=True)
     entry = bb.CACHE / "executed.ipynb"
     entry.write_text("{}")
-    key = bb._prepare_cache(fresh=False)  # no key recorded yet: emptied
-    assert not entry.exists()
-    bb.CACHE.mkdir(parents=True)
-    bb.CACHE_KEY.write_text(key)
+    key = bb._prepare_cache(fresh=False)  # no key recorded yet: emptied, and the key recorded
+    assert not entry.exists() and bb.CACHE_KEY.read_text().strip() == key
     entry.write_text("{}")
     (bb.ROOT / "book" / "01.ipynb").write_text('{"edited": true}')  # chapters: jupyter-cache's own job
     assert bb._prepare_cache(fresh=False) == key and entry.exists()
     assert bb._prepare_cache(fresh=True) == key and not entry.exists()  # FRESH=1 / CI
-    bb.CACHE.mkdir(parents=True)
-    bb.CACHE_KEY.write_text(key)
     entry.write_text("{}")
     (bb.ROOT / "ibtools" / "engine.py").write_text("x = 3\n")  # the package changed
     assert bb._prepare_cache(fresh=False) != key and not entry.exists()
+    assert bb.CACHE_KEY.read_text().strip() != key
