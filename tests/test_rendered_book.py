@@ -99,12 +99,15 @@ def _shown(browser) -> str:
     """What the browser shows (address, load state, title, start of the text), for failure messages."""
     try:
         state = browser.execute_script(
+            "const article = document.querySelector('article');"
             "return {url: location.href, ready: document.readyState, title: document.title,"
-            " text: document.body ? document.body.innerText.slice(0, 500) : '(no body)'};")
+            " text: document.body ? document.body.innerText.slice(0, 500) : '(no body)',"
+            " article: article ? article.innerText.slice(0, 300) : '(no article)'};")
     except Exception as err:  # noqa: BLE001 - the browser itself is in trouble: say how
         return f"(the browser could not report its page: {err!r})"
     return (f"url={state['url']!r} readyState={state['ready']!r} title={state['title']!r}\n"
-            f"first 500 characters of the text: {state['text']!r}")
+            f"first 500 characters of the text: {state['text']!r}\n"
+            f"first 300 characters of the article: {state['article']!r}")
 
 
 def _load(browser, url: str) -> None:
