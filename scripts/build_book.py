@@ -45,6 +45,7 @@ STAMP = BUILD / "book.stamp"
 CACHE = BUILD / ".jupyter_cache"
 CACHE_KEY = CACHE / "inputs.key"
 LOG = BUILD / "book-build.log"
+JUPYTER_BOOK = [str(Path(sys.executable).with_name("jupyter-book"))]  # the command that builds
 
 SOURCES = ("book", "ibtools", "results", "_config.yml", "_toc.yml", "requirements.txt")
 # what chapters import or read besides their own code cells (which jupyter-cache hashes itself)
@@ -135,8 +136,7 @@ def _build_locked(fresh: bool, run_id: str | None, quiet: bool) -> float:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("IBTOOLS_THREADS", "1")
-    jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb), "build", str(ROOT), "-W", "--keep-going"]
+    cmd = [*JUPYTER_BOOK, "build", str(ROOT), "-W", "--keep-going"]
     with open(LOG, "w") as log:
         if quiet:
             result = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -3,6 +3,7 @@ may reuse ``_build/html``, and the key that decides whether the execution cache 
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ def bb(tmp_path, monkeypatch):
         (tmp_path / name).write_text(name)
     build = tmp_path / "_build"
     for attr, value in {"ROOT": tmp_path, "BUILD": build, "HTML": build / "html", "STAMP": build / "book.stamp",
-                        "CACHE": build / ".jupyter_cache", "CACHE_KEY": build / ".jupyter_cache" / "inputs.key"}.items():
+                        "CACHE": build / ".jupyter_cache", "CACHE_KEY": build / ".jupyter_cache" / "inputs.key",
+                        "LOG": build / "book-build.log"}.items():
         monkeypatch.setattr(module, attr, value)
     return module
 
@@ -91,3 +93,46 @@ def test_execution_cache_is_emptied_when_what_chapters_import_changes(bb):
     (bb.ROOT / "ibtools" / "engine.py").write_text("x = 3\n")  # the package changed
     assert bb._prepare_cache(fresh=False) != key and not entry.exists()
     assert bb.CACHE_KEY.read_text().strip() != key
+
+
+def _fake_jupyter_book(bb, tmp_path, fail=False):
+    """A stand-in for jupyter-book that writes an index.html (or fails) and counts its calls."""
+    script = tmp_path / "fake_jb.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"calls = pathlib.Path({str(tmp_path / 'calls')!r})\n"
+        "calls.write_text(calls.read_text() + 'x' if calls.exists() else 'x')\n"
+        f"html = pathlib.Path({str(bb.HTML)!r}); html.mkdir(parents=True, exist_ok=True)\n"
+        "(html / 'index.html').write_text('<html></html>')\n"
+        "import os; print('threads', os.environ.get('OMP_NUM_THREADS'), os.environ.get('IBTOOLS_THREADS'))\n"
+        + ("print('CellTimeoutError: A cell timed out'); sys.exit(1)\n" if fail else ""))
+    return [sys.executable, str(script)]
+
+
+def _calls(tmp_path):
+    path = tmp_path / "calls"
+    return len(path.read_text()) if path.exists() else 0
+
+
+def test_one_build_per_session_in_ci_and_reuse_outside(bb, tmp_path, monkeypatch):
+    monkeypatch.setattr(bb, "JUPYTER_BOOK", _fake_jupyter_book(bb, tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("IBTOOLS_THREADS", raising=False)
+    assert bb.ensure_built(fresh=True, run_id="session-1") == bb.HTML and _calls(tmp_path) == 1
+    assert "threads 1 1" in bb.LOG.read_text()  # chapter kernels get one thread
+    bb.ensure_built(fresh=True, run_id="session-1")  # the other xdist worker of the same session
+    assert _calls(tmp_path) == 1
+    bb.ensure_built(fresh=True, run_id="session-2")  # the next CI session builds from scratch
+    assert _calls(tmp_path) == 2
+    bb.ensure_built(fresh=False, run_id="local")  # locally: any fresh build is reused
+    assert _calls(tmp_path) == 2
+    (bb.ROOT / "ibtools" / "engine.py").write_text("x = 4\n")
+    bb.ensure_built(fresh=False, run_id="local")  # ... until the sources change
+    assert _calls(tmp_path) == 3
+
+
+def test_a_failed_build_says_why_and_leaves_no_stamp(bb, tmp_path, monkeypatch):
+    monkeypatch.setattr(bb, "JUPYTER_BOOK", _fake_jupyter_book(bb, tmp_path, fail=True))
+    with pytest.raises(RuntimeError, match="(?s)the book build failed.*CellTimeoutError"):
+        bb.build()
+    assert not bb.STAMP.exists() and not bb.is_fresh()
