@@ -1,12 +1,14 @@
 # Two commands for a newcomer: `make book` (build and run the book) and `make test`.
 # Both create the virtual environment and install everything on first use.
+# `make test-fast` is the quick loop while developing: everything but the slow tests (those that
+# build the book or execute chapters).
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test paper bench overview sync-links clean
+.PHONY: setup book test test-fast paper bench overview sync-links clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,17 +18,26 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# Execute every chapter and write HTML to _build/html. -W turns warnings into errors and
-# nb_execution_raise_on_error (in _config.yml) makes a failing chapter fail the build.
+# Build the book into _build/html (scripts/build_book.py): strict (-W; a failing chapter fails
+# the build), chapter kernels with one thread each, and executed chapters cached in
+# _build/.jupyter_cache so that a rebuild re-executes only the chapters that changed (all of them
+# after a change to ibtools/, results/ or requirements.txt). `make book FRESH=1` (and CI) executes
+# every chapter. A successful build writes _build/book.stamp, which lets `make test` reuse it.
 book: $(STAMP)
-	rm -rf _build/html _build/jupyter_execute
-	$(VENV)/bin/jupyter-book build . -W --keep-going
+	$(PY) scripts/build_book.py $(if $(FRESH),--fresh)
 	@echo "open _build/html/index.html"
 
+# The full suite (what .ci/run runs). The rendered-book test reuses _build/html when `make book`
+# built it from the current sources, and builds it otherwise (in CI: always, from scratch).
 test: $(STAMP)
 	$(VENV)/bin/nbstripout --verify book/*.ipynb
 	$(PY) -m ibtools.booklinks --check
 	$(PY) -m pytest -q -n 2 --dist loadscope
+
+test-fast: $(STAMP)
+	$(VENV)/bin/nbstripout --verify book/*.ipynb
+	$(PY) -m ibtools.booklinks --check
+	$(PY) -m pytest -q -n 2 --dist loadscope -m "not slow"
 
 # The full-scale study behind the book's figures (hours on 2 CPU cores; resumable).
 paper: $(STAMP)

@@ -1,8 +1,13 @@
+import importlib.util
 import os
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Under pytest-xdist (make test runs two workers on two cores) every process, and every notebook
 # kernel it starts, computes with one thread: oversubscribed OpenMP threads wait for each other.
@@ -24,3 +29,46 @@ def task():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(config, items):
+    # a test that needs the built book is slow (a build executes every chapter); `make test-fast`
+    # deselects the slow marker
+    for item in items:
+        if "book_html" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+def _build_book_module():
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def book_html() -> Path:
+    """The built book's HTML folder (``_build/html``), shared by every test that reads it.
+
+    * ``IBTOOLS_BOOK_HTML`` set: that folder, as it is (no build).
+    * otherwise the build ``make book`` made, if its stamp says it was built from the sources as
+      they are now (``scripts/build_book.py``); else the book is built now, once per test session
+      (pytest-xdist workers wait for each other's build and reuse it).
+    * in CI (``CI`` set) the book is always built from scratch, every chapter executed, once per
+      session.
+    """
+    given = os.environ.get("IBTOOLS_BOOK_HTML")
+    if given:
+        html = Path(given)
+        if not (html / "index.html").is_file():
+            pytest.fail(f"IBTOOLS_BOOK_HTML={given} holds no index.html (point it at a built _build/html)")
+        return html
+    build_book = _build_book_module()
+    try:
+        return build_book.ensure_built(fresh=bool(os.environ.get("CI")), run_id=_RUN_ID, quiet=True)
+    except RuntimeError as err:
+        pytest.fail(str(err), pytrace=False)

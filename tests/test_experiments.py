@@ -12,6 +12,7 @@ FILES = sorted((ROOT / "experiments").glob("*.yaml"))
 CHEAPER = {"SEEDS": 2, "EPOCHS": 8}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_example_experiment_runs(path, tmp_path):
     chapter = ROOT / "book" / (path.stem.split("__")[0] + ".ipynb")

@@ -40,6 +40,7 @@ def test_every_chapter_has_cheap_parameters():
     assert {p.stem for p in CHAPTERS} == set(CHEAP)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_executes(path, tmp_path, scratch):
     params = dict(CHEAP[path.stem])
@@ -70,6 +71,7 @@ def test_notebook_skeleton():
         assert nb.metadata.kernelspec.name == "python3"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "chapter, params, message",
     [

@@ -1,11 +1,19 @@
-"""The rendered book, as a reader sees it: build it, serve it on localhost, open every page of the
+"""The rendered book, as a reader sees it: serve the built book on localhost, open every page of the
 table of contents in headless Chromium, and check that it loads, shows its figures, has no error
 output, and has the navigation and the launch/Colab buttons. Screenshots of every page are kept
 in ``_build/screenshots`` (a build artifact, not committed).
 
+The book comes from the session fixture ``book_html`` (tests/conftest.py): the build ``make book``
+made when it is fresh, else a new build (always a new one in CI). Set ``IBTOOLS_BOOK_HTML`` to an
+existing ``_build/html`` to check it without building.
+
+Every page gets a clean load: the browser first leaves the previous page for ``about:blank``, then
+loads the page and waits, on explicit conditions, until the document at the expected address is
+complete and its title is in the DOM. A check that fails says what the browser showed (address,
+title, start of the text).
+
 Needs Chromium and chromedriver (Debian: ``apt-get install chromium chromium-driver``). Outside CI
 the test is skipped, with that reason, where they are absent; in CI (``CI`` set) it fails instead.
-Set ``IBTOOLS_BOOK_HTML`` to an existing ``_build/html`` to check it without rebuilding.
 """
 
 from __future__ import annotations
@@ -15,8 +23,6 @@ import http.server
 import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -28,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 DRIVER = shutil.which("chromedriver")
 SCREENSHOTS = ROOT / "_build" / "screenshots"
+LOAD_TIMEOUT = 60  # seconds for a page (and its images) to load; generous for a loaded machine
+
+pytestmark = pytest.mark.slow
 
 
 def _toc_pages() -> list[str]:
@@ -37,22 +46,14 @@ def _toc_pages() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def html_dir(tmp_path_factory):
+def html_dir(request):
     if not (CHROMIUM and DRIVER):
         reason = "Chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; .ci/run installs them")
         pytest.skip(reason)
     pytest.importorskip("selenium")
-    given = os.environ.get("IBTOOLS_BOOK_HTML")
-    if given:
-        return Path(given)
-    out = tmp_path_factory.mktemp("book")
-    jb = Path(sys.executable).with_name("jupyter-book")
-    build = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-2000:]
-    return out / "_build" / "html"
+    return request.getfixturevalue("book_html")  # checked for a browser first: no build to skip
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,11 @@ def server(html_dir):
         def log_message(self, *args):
             pass
 
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 128  # the default backlog of 5 is less than a page's parallel requests
+
     handler = functools.partial(Quiet, directory=str(html_dir))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -83,7 +87,7 @@ def browser(tmp_path_factory):
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver.set_page_load_timeout(LOAD_TIMEOUT)
     yield driver
     driver.quit()
 
@@ -91,13 +95,47 @@ def browser(tmp_path_factory):
 PAGES = _toc_pages()
 
 
+def _shown(browser) -> str:
+    """What the browser shows (address, load state, title, start of the text), for failure messages."""
+    try:
+        state = browser.execute_script(
+            "const article = document.querySelector('article');"
+            "return {url: location.href, ready: document.readyState, title: document.title,"
+            " text: document.body ? document.body.innerText.slice(0, 500) : '(no body)',"
+            " article: article ? article.innerText.slice(0, 300) : '(no article)'};")
+    except Exception as err:  # noqa: BLE001 - the browser itself is in trouble: say how
+        return f"(the browser could not report its page: {err!r})"
+    return (f"url={state['url']!r} readyState={state['ready']!r} title={state['title']!r}\n"
+            f"first 500 characters of the text: {state['text']!r}\n"
+            f"first 300 characters of the article: {state['article']!r}")
+
+
+def _load(browser, url: str) -> None:
+    """A clean load of ``url``: leave the previous page for about:blank, load the page, and wait
+    until the document at ``url`` (not the previous one) is complete."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get("about:blank")
+    try:
+        browser.get(url)
+    except TimeoutException:
+        pass  # still loading after LOAD_TIMEOUT: the wait below decides, and says what was shown
+    loaded = "return location.href.split('#')[0] === arguments[0] && document.readyState === 'complete';"
+    try:
+        WebDriverWait(browser, LOAD_TIMEOUT, poll_frequency=0.2).until(lambda b: b.execute_script(loaded, url))
+    except TimeoutException:
+        pytest.fail(f"{url} did not finish loading within {LOAD_TIMEOUT} s; the browser showed:\n{_shown(browser)}")
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_for_a_reader(page, server, browser, html_dir):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(f"{server}/{page}.html")
-    assert browser.find_elements(By.CSS_SELECTOR, "article h1"), "the page has a title"
+    _load(browser, f"{server}/{page}.html")
+    assert browser.find_elements(By.CSS_SELECTOR, "article h1"), f"{page} has no title (article h1); the browser showed:\n{_shown(browser)}"
     body = browser.find_element(By.TAG_NAME, "article").text
     for marker in ("Traceback (most recent call last)", "CellExecutionError", "ModuleNotFoundError"):
         assert marker not in body, f"error output on {page}: {marker}"
@@ -109,13 +147,16 @@ def test_page_renders_for_a_reader(page, server, browser, html_dir):
     # offline, so remote images such as the Colab badge's SVG are not expected to load)
     local_images = "Array.from(document.images).filter(i => i.src.startsWith(location.origin))"
     pending = f"return {local_images}.filter(i => !i.complete).length;"
-    WebDriverWait(browser, 30).until(lambda b: b.execute_script(pending) == 0)  # decoding can lag the load event
+    try:  # decoding can lag the load event
+        WebDriverWait(browser, LOAD_TIMEOUT).until(lambda b: b.execute_script(pending) == 0)
+    except TimeoutException:
+        pytest.fail(f"images of {page} still loading after {LOAD_TIMEOUT} s; the browser showed:\n{_shown(browser)}")
     broken = browser.execute_script(f"return {local_images}.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);")
     assert broken == [], f"images that did not load on {page}: {broken}"
     is_chapter = (ROOT / f"{page}.ipynb").exists()
     if is_chapter:
         figures = browser.find_elements(By.CSS_SELECTOR, "article .cell_output img")
-        assert figures, f"{page} shows no figures"
+        assert figures, f"{page} shows no figures; the browser showed:\n{_shown(browser)}"
     # navigation to every page of the table of contents
     links = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "nav.bd-docs-nav a")}
     others = [p for p in PAGES[1:] if p != page]  # the current page is not linked to itself
@@ -130,8 +171,11 @@ def test_page_renders_for_a_reader(page, server, browser, html_dir):
         launch = browser.find_elements(By.CSS_SELECTOR, f'a.dropdown-item[href="{colab}"]')
         assert launch, f"Colab launch button of {page} (expected {colab})"
         assert colab in hrefs, "Open-in-Colab badge"
+    # a full-page screenshot; the window always returns to its normal size for the next page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     height = browser.execute_script("return document.body.scrollHeight")
-    browser.set_window_size(1280, min(max(int(height), 900), 12000))
-    browser.save_screenshot(str(SCREENSHOTS / f"{Path(page).name}.png"))
-    browser.set_window_size(1280, 1800)
+    try:
+        browser.set_window_size(1280, min(max(int(height), 900), 12000))
+        browser.save_screenshot(str(SCREENSHOTS / f"{Path(page).name}.png"))
+    finally:
+        browser.set_window_size(1280, 1800)
