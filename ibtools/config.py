@@ -196,8 +196,8 @@ class TrainConfig:
         masked zero samples to a multiple of 32, so every network's block of every tensor starts
         64-byte aligned and no element takes a vectorized kernel's scalar tail (see
         :mod:`ibtools.trainer`). Off by default: the stored study was computed without it, and
-        with it the last minibatch's sums are blocked differently, so the numbers change (by
-        float rounding). Left out of :meth:`key` and :meth:`to_dict` when False.
+        with it almost every network's numbers differ from the stored ones by float rounding.
+        Left out of :meth:`key` and :meth:`to_dict` when False.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
