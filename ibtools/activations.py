@@ -22,6 +22,8 @@ __all__ = [
     "register_activation",
     "activation_names",
     "thread_invariant",
+    "in_pieces",
+    "Workspace",
 ]
 
 LOG2 = math.log(2.0)
@@ -52,6 +54,18 @@ class ActivationSpec:
         (``derivative(z, a, slope)`` for PReLU). With it the training engine runs its fast
         hand-written backward pass; without it (e.g. a user's activation) it falls back to
         autograd, which gives the same numbers more slowly.
+    forward_out : callable, optional
+        ``forward_out(z, out, work)`` (``forward_out(z, out, work, slope)`` for PReLU) writes
+        ``fn(z)`` into the preallocated ``out`` (which may be ``z`` itself) without allocating;
+        ``work`` is a :class:`Workspace` of scratch tensors shaped like ``z``. Must give exactly the
+        bits of ``fn``. Without it the trainer copies ``fn(z)`` into its buffer.
+    backward_ : callable, optional
+        ``backward_(g, z, a, work)`` (``..., slope)`` for PReLU) multiplies ``g`` in place by
+        f'(z), giving exactly the bits of ``g.mul_(derivative(z, a))``. Without it the trainer
+        does just that.
+    backward_uses_input : bool
+        False when ``backward_`` reads only the output ``a`` (never ``z``): the trainer then
+        computes the activation in place, over ``z``'s buffer.
     """
 
     name: str
@@ -61,6 +75,9 @@ class ActivationSpec:
     learnable_slope: bool = False
     description: str = ""
     derivative: Callable | None = None
+    forward_out: Callable | None = None
+    backward_: Callable | None = None
+    backward_uses_input: bool = True
 
 
 #: Elements per piece in :func:`thread_invariant`: at most torch's parallel grain size (32768), so
@@ -101,6 +118,106 @@ def thread_invariant(f: Callable) -> Callable:
     return wrapped
 
 
+class Workspace:
+    """Scratch tensors for :attr:`ActivationSpec.forward_out` and :attr:`ActivationSpec.backward_`,
+    shaped like the layer's activity: two float tensors ``tmp`` and ``tmp2`` and a bool ``mask``."""
+
+    __slots__ = ("tmp", "tmp2", "mask")
+
+    def __init__(self, like: torch.Tensor):
+        self.tmp = torch.empty_like(like)
+        self.tmp2 = torch.empty_like(like)
+        self.mask = torch.empty_like(like, dtype=torch.bool)
+
+
+def in_pieces(op: Callable) -> Callable:
+    """``op(*inputs, out=...)`` applied as :func:`thread_invariant` applies a function: on
+    consecutive pieces of at most 32768 elements when torch runs several threads (so the bits do
+    not depend on the number of threads), in one call otherwise. Returns ``run(out, *inputs)``;
+    all tensors contiguous and of one shape."""
+
+    def run(out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        n = out.numel()
+        if n <= _PIECE or torch.get_num_threads() == 1:
+            op(*inputs, out=out)
+            return out
+        flat_out = out.view(-1)
+        flats = [t.view(-1) for t in inputs]
+        for start in range(0, n, _PIECE):
+            piece = slice(start, start + _PIECE)
+            op(*(t[piece] for t in flats), out=flat_out[piece])
+        return out
+
+    return run
+
+
+_tanh_out = in_pieces(torch.tanh)
+_sigmoid_out = in_pieces(torch.sigmoid)
+_elu_out = in_pieces(lambda x, out: torch._C._nn.elu(x, 1.0, 1, 1, out=out))
+_softplus_out = in_pieces(lambda x, out: torch._C._nn.softplus(x, 1, 20, out=out))
+_silu_out = in_pieces(lambda x, out: torch._C._nn.silu(x, out=out))
+
+
+def _one_minus(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``out = 1 - x`` (bitwise as ``1 - x``: IEEE subtraction is addition of the negation)."""
+    return torch.neg(x, out=out).add_(1)
+
+
+def _tanh_backward(g, z, a, work):
+    torch.mul(a, a, out=work.tmp)
+    g.mul_(_one_minus(work.tmp, work.tmp))
+
+
+def _relu_forward(z, out, work):
+    if out is not z:
+        out.copy_(z)
+    out.relu_()
+
+
+def _relu_backward(g, z, a, work):  # relu(z) > 0 exactly when z > 0
+    torch.ops.aten.threshold_backward.grad_input(g, a, 0, grad_input=g)
+
+
+def _abs_backward(g, z, a, work):
+    g.mul_(torch.sign(z, out=work.tmp))
+
+
+def _prelu_forward(z, out, work, slope):
+    torch.gt(z, 0, out=work.mask)
+    torch.mul(z, slope, out=work.tmp)
+    torch.where(work.mask, z, work.tmp, out=out)
+
+
+def _prelu_backward(g, z, a, work, slope):
+    torch.gt(z, 0, out=work.mask)
+    torch.mul(g, slope, out=work.tmp)
+    torch.where(work.mask, g, work.tmp, out=g)
+
+
+def _elu_backward(g, z, a, work):  # elu(z) > 0 exactly when z > 0
+    torch.gt(a, 0, out=work.mask)
+    torch.add(a, 1, out=work.tmp).masked_fill_(work.mask, 1.0)
+    g.mul_(work.tmp)
+
+
+def _sigmoid_of_input_backward(g, z, a, work):  # softplus' = sigmoid
+    g.mul_(_sigmoid_out(work.tmp, z))
+
+
+def _centered_softplus_forward(z, out, work):
+    _softplus_out(out, z).sub_(LOG2)
+
+
+def _swish_backward(g, z, a, work):  # sig + a (1 - sig)
+    sig = _sigmoid_out(work.tmp, z)
+    d = _one_minus(work.tmp2, sig).mul_(a).add_(sig)
+    g.mul_(d)
+
+
+def _sigmoid_backward(g, z, a, work):
+    g.mul_(_one_minus(work.tmp, a).mul_(a))
+
+
 def _prelu(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 0, x, slope * x)
 
@@ -135,23 +252,32 @@ def _swish_derivative(z, a):
 
 for _spec in (
     ActivationSpec("tanh", thread_invariant(torch.tanh), 1.0, True, description="hyperbolic tangent, saturates at -1 and +1",
-                   derivative=lambda z, a: 1 - a * a),
+                   derivative=lambda z, a: 1 - a * a,
+                   forward_out=lambda z, out, work: _tanh_out(out, z), backward_=_tanh_backward, backward_uses_input=False),
     ActivationSpec("relu", torch.relu, 2.0, False, description="max(0, x)",
-                   derivative=lambda z, a: (z > 0).to(z.dtype)),
+                   derivative=lambda z, a: (z > 0).to(z.dtype),
+                   forward_out=_relu_forward, backward_=_relu_backward, backward_uses_input=False),
     ActivationSpec("abs", torch.abs, 1.0, False, description="absolute value |x|",
-                   derivative=lambda z, a: torch.sign(z)),
+                   derivative=lambda z, a: torch.sign(z),
+                   forward_out=lambda z, out, work: torch.abs(z, out=out), backward_=_abs_backward),
     ActivationSpec("prelu", _prelu, 2.0, False, True, "x for x > 0, a x otherwise (a trained, starts at 0.25)",
-                   derivative=lambda z, a, slope: torch.where(z > 0, torch.ones_like(z), slope.expand_as(z))),
+                   derivative=lambda z, a, slope: torch.where(z > 0, torch.ones_like(z), slope.expand_as(z)),
+                   forward_out=_prelu_forward, backward_=_prelu_backward),
     ActivationSpec("elu", thread_invariant(F.elu), 2.0, False, description="x for x > 0, exp(x) - 1 otherwise",
-                   derivative=lambda z, a: torch.where(z > 0, torch.ones_like(z), a + 1)),
+                   derivative=lambda z, a: torch.where(z > 0, torch.ones_like(z), a + 1),
+                   forward_out=lambda z, out, work: _elu_out(out, z), backward_=_elu_backward, backward_uses_input=False),
     ActivationSpec("softplus", thread_invariant(F.softplus), 2.0, False, description="log(1 + exp(x))",
-                   derivative=thread_invariant(lambda z, a: torch.sigmoid(z))),
+                   derivative=thread_invariant(lambda z, a: torch.sigmoid(z)),
+                   forward_out=lambda z, out, work: _softplus_out(out, z), backward_=_sigmoid_of_input_backward),
     ActivationSpec("centered_softplus", thread_invariant(_centered_softplus), 2.0, False,
-                   description="softplus(x) - log 2, zero at 0", derivative=thread_invariant(lambda z, a: torch.sigmoid(z))),
+                   description="softplus(x) - log 2, zero at 0", derivative=thread_invariant(lambda z, a: torch.sigmoid(z)),
+                   forward_out=_centered_softplus_forward, backward_=_sigmoid_of_input_backward),
     ActivationSpec("swish", thread_invariant(F.silu), 2.0, False, description="x * sigmoid(x)",
-                   derivative=thread_invariant(_swish_derivative)),
+                   derivative=thread_invariant(_swish_derivative),
+                   forward_out=lambda z, out, work: _silu_out(out, z), backward_=_swish_backward),
     ActivationSpec("sigmoid", thread_invariant(torch.sigmoid), 1.0, True, description="logistic 1 / (1 + exp(-x))",
-                   derivative=lambda z, a: a * (1 - a)),
+                   derivative=lambda z, a: a * (1 - a),
+                   forward_out=lambda z, out, work: _sigmoid_out(out, z), backward_=_sigmoid_backward, backward_uses_input=False),
     ActivationSpec("softsign", F.softsign, 1.0, True, description="x / (1 + |x|)",
                    derivative=lambda z, a: 1 / (1 + z.abs()) ** 2),
     ActivationSpec("linear", lambda x: x, 1.0, False, description="identity",

@@ -101,7 +101,7 @@ def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     r.add_argument("--record-activations", type=number("every --record-activations epoch", 0), nargs="*", default=[], metavar="EPOCH", help="epochs at which to keep raw activity")
     x = p.add_argument_group("execution")
     x.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default: cpu)")
-    x.add_argument("--threads", type=number("--threads", 1), default=None, help="torch CPU threads (default: all cores, at most 4)")
+    x.add_argument("--threads", type=number("--threads", 1), default=None, help="torch CPU threads (default: 1, or IBTOOLS_THREADS)")
     x.add_argument("--checkpoint-every", type=number("--checkpoint-every", 0, float), default=120.0, help="seconds between checkpoints (default: 120)")
     x.add_argument("--no-progress", action="store_true", help="no progress bar")
     x.add_argument("--no-estimate", action="store_true", help="skip the short timing probe before starting")
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--parts", nargs="+", default=["single", "activations", "l2"],
                        choices=["single", "activations", "l2"], help="which parts of the study to run")
     paper.add_argument("--cache", type=Path, default=None, help="results directory (default: results/paper in the repository)")
-    paper.add_argument("--threads", type=number("--threads", 1), default=None, help="torch CPU threads (default: all cores, at most 4)")
+    paper.add_argument("--threads", type=number("--threads", 1), default=None, help="torch CPU threads (default: 1, or IBTOOLS_THREADS)")
     paper.add_argument("--no-progress", action="store_true", help="no progress bar")
     pdist = paper.add_mutually_exclusive_group()
     pdist.add_argument("--workers", type=number("--workers", 1), default=None, help="run units on a local Dask cluster of N worker processes")

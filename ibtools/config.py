@@ -190,6 +190,14 @@ class TrainConfig:
         scheduled epoch. Memory grows with this, so keep it short for many seeds.
     device : str
         ``"cpu"`` or ``"cuda"``. Not part of a run's identity (results agree to float tolerance).
+    ensemble_invariant : bool
+        Arithmetic under which every network's numbers are bit for bit the same whatever other
+        networks share its ensemble (and wherever it sits in it): each minibatch is padded with
+        masked zero samples to a multiple of 32, so every network's block of every tensor starts
+        64-byte aligned and no element takes a vectorized kernel's scalar tail (see
+        :mod:`ibtools.trainer`). Off by default: the stored study was computed without it, and
+        with it almost every network's numbers differ from the stored ones by float rounding.
+        Left out of :meth:`key` and :meth:`to_dict` when False.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -208,6 +216,7 @@ class TrainConfig:
     estimators: tuple[EstimatorSpec, ...] = (EstimatorSpec("ebab"),)
     record_activations: tuple[int, ...] | str = ()
     device: str = field(default="cpu", compare=False)
+    ensemble_invariant: bool = False
 
     def __post_init__(self):
         try:
@@ -263,6 +272,8 @@ class TrainConfig:
             object.__setattr__(self, "record_activations", rec)
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if not isinstance(self.ensemble_invariant, bool):
+            raise ValueError(f"ensemble_invariant must be True or False, got {self.ensemble_invariant!r}")
 
     # -- derived quantities -----------------------------------------------------------------
 
@@ -304,6 +315,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible form (lists for tuples); :meth:`from_dict` inverts it."""
         d = dataclasses.asdict(self)
+        if not d["ensemble_invariant"]:  # configs from before the option keep their keys
+            del d["ensemble_invariant"]
         d["estimators"] = [{"name": s.name, "params": dict(s.params), "n_points": s.n_points} for s in self.estimators]
         return json.loads(json.dumps(d))
 

@@ -28,22 +28,67 @@ from .estimators import get_estimator
 from .results import RunResult, atomic_write_bytes, provenance
 from .trainer import EnsembleTrainer
 
-__all__ = ["train", "Recorder", "set_threads"]
+__all__ = ["train", "Recorder", "set_threads", "default_threads", "THREADS_ENV"]
 
 
-def set_threads(n: int | None = None) -> int:
-    """Set torch's CPU threads. Default: the environment variable ``IBTOOLS_THREADS`` if set,
-    else all cores, at most 4 (tiny layers gain nothing from more). Returns the number set.
+#: Environment variable that sets the number of torch CPU threads ibtools uses.
+THREADS_ENV = "IBTOOLS_THREADS"
 
-    Run one thread per process when several processes share the cores (parallel tests, Dask
-    workers): OpenMP threads waiting for each other on an oversubscribed machine make every
-    operation many times slower.
+
+def default_threads() -> int:
+    """The number of torch CPU threads ibtools runs with unless told otherwise: the environment
+    variable ``IBTOOLS_THREADS`` if set, else **1**.
+
+    One thread is the default on every machine. A training step is a few dozen operations on
+    tensors of a few thousand to a few hundred thousand elements; splitting those across threads
+    gains little, and when the cores are busy (other processes, parallel tests, Dask workers) the
+    threads wait for each other at every operation: ``torch.isfinite(t).all()`` on 40,000 values
+    took 120 ms with 2 threads against 0.15 ms with 1 on a loaded 2-core machine, and the first
+    chapter went from 9 s to 194 s. Use the cores by running units in parallel processes
+    (``ibtools.distributed``) instead; ask for more threads per process with ``--threads`` or
+    ``IBTOOLS_THREADS`` (the numbers do not depend on the thread count, see
+    :mod:`ibtools.trainer`).
+
+    Raises
+    ------
+    ValueError
+        If ``IBTOOLS_THREADS`` is set to something other than a positive integer.
     """
     import os
 
-    n = n or int(os.environ.get("IBTOOLS_THREADS") or 0) or min(4, os.cpu_count() or 1)
-    torch.set_num_threads(int(n))
-    return int(n)
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return 1
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer (number of torch CPU threads), got {raw!r}")
+    return n
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's CPU threads to ``n``, or to :func:`default_threads` when ``n`` is None.
+    Returns the number set.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a positive integer.
+    """
+    if n is None:
+        n = default_threads()
+    elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be a positive integer, got {n!r}")
+    torch.set_num_threads(n)
+    return n
+
+
+def _abs_max(a: torch.Tensor) -> torch.Tensor:
+    """max |a| over all but the first axis, without the copy ``a.abs()`` makes; NaN propagates."""
+    low, high = torch.aminmax(a.reshape(a.shape[0], -1), dim=1)
+    return torch.maximum(high, low.neg_())
 
 
 class Recorder:
@@ -76,7 +121,7 @@ class Recorder:
     def record(self, epoch: int) -> None:
         i = self.index[epoch]
         tr = self.trainer
-        acts, logits = tr.evaluate()
+        acts, logits = tr.evaluate(reuse_buffers=True)
         y = tr.y_all
         ce = F.cross_entropy(logits.transpose(1, 2), y.expand(tr.S, -1), reduction="none")
         correct = (logits.argmax(dim=2) == y).to(torch.float32)
@@ -84,23 +129,25 @@ class Recorder:
                                   ("train_acc", correct, self._train_idx), ("test_acc", correct, self._test_idx)):
             self.history[name][i] = values[:, idx].mean(1).cpu().numpy()
 
-        finite = torch.ones(tr.S, dtype=torch.bool, device=tr.device)
-        for a in acts:
-            finite &= torch.isfinite(a).flatten(1).all(1)
-        finite &= torch.isfinite(ce).all(1)
-        finite = finite.cpu().numpy()
+        # max |activity| of each layer and network, from one min/max pass; NaN and inf
+        # propagate into it, so it also tells which networks are still finite
+        peaks_t = torch.stack([_abs_max(a) for a in acts])  # (L, S)
+        finite = (torch.isfinite(peaks_t).all(0) & torch.isfinite(ce).all(1)).cpu().numpy()
         newly = (~finite) & (self.diverged < 0)
         self.diverged[newly] = epoch
         ok = np.flatnonzero(finite & (self.diverged < 0))
 
-        peaks = np.stack([a.abs().flatten(1).amax(1).cpu().numpy() for a in acts])  # (L, S)
+        peaks = peaks_t.cpu().numpy()
         self.layer_max[i] = peaks
         if ok.size:
             self.network_max[ok] = np.maximum(self.network_max[ok], peaks[:, ok].max(0))
 
         if ok.size:
-            ok_t = torch.from_numpy(ok).to(tr.device)
-            sub = [a.index_select(0, ok_t) for a in acts]
+            if ok.size == tr.S:  # the usual case: no copies
+                sub = acts
+            else:
+                ok_t = torch.from_numpy(ok).to(tr.device)
+                sub = [a.index_select(0, ok_t) for a in acts]
             for spec in self.config.estimators:
                 if epoch not in self.when[spec.label]:
                     continue

@@ -8,6 +8,35 @@ number of networks. Each network still sees exactly the arithmetic it would see 
 gradient of network ``k`` depends only on its own parameters and minibatch, and Adam is
 element-wise. ``tests/test_trainer.py`` checks this against ``torch.optim.Adam`` training single
 :class:`~ibtools.networks.MLP` networks one by one.
+
+A step allocates nothing: every intermediate lives in a buffer made once per batch size, the
+activations run in place where their derivative needs only their output (tanh, ReLU, ELU,
+sigmoid), and each derivative is applied by a fused in-place routine
+(:attr:`~ibtools.activations.ActivationSpec.backward_`, e.g. ``threshold_backward`` for ReLU).
+All of it gives exactly the bits of the engine the stored study was computed with
+(``benchmarks/legacy_trainer.py``; ``tests/test_invariance.py``).
+
+Bit for bit, though, a network's numbers depend on its place in the ensemble, for two reasons
+found by experiment (torch 2.13, AVX2):
+
+* The batched matrix products that sum over the samples of the last minibatch (205 of them)
+  round differently depending on where the operand starts modulo 16 bytes (measured: the same
+  matrix copied to offsets 0, 4, 8 floats gives one result, to offsets 1, 2, 3 another);
+  network ``k``'s block starts at ``k * width * 205`` floats, so its alignment depends on ``k``.
+* torch's element-wise kernels compute full SIMD vectors with Sleef and the last
+  ``numel % 16`` elements of a tensor with scalar libm; for sigmoid, softplus, SiLU and ELU the
+  two differ in the last bit (tanh and exp do not), so the network at the end of the ensemble
+  gets different bits.
+
+``TrainConfig(ensemble_invariant=True)`` removes both: every minibatch is padded with masked
+zero samples to a multiple of :attr:`EnsembleTrainer.ALIGN`, so each network's block of every
+tensor starts as aligned as the tensor and no element falls in a scalar tail. It is off by
+default because the stored study was computed without it, and no invariant arithmetic can
+reproduce the stored units: their networks were computed at different alignments, so no single
+rule matches them all. Measured: seeds 0-49 trained 20 epochs with and without it agree bit for
+bit in 0-3 of 50 networks depending on the activation (``benchmarks/results/
+invariance_vs_default.txt``); after 5 epochs their parameters agree within 1e-5
+(``tests/test_invariance.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +50,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .data import Dataset, make_split, tishby_task
+from .activations import Workspace
 from .networks import EnsembleMLP
 
 __all__ = ["EnsembleTrainer", "ADAM_BETAS", "ADAM_EPS", "resolve_device"]
@@ -69,6 +99,10 @@ class EnsembleTrainer:
         self.exp_avg = torch.zeros_like(flat.data)
         self.exp_avg_sq = torch.zeros_like(flat.data)
         self.grad = torch.zeros_like(flat.data)
+        self._denom = torch.empty_like(flat.data)
+        self._step_buffers: dict[int, dict] = {}
+        self._eval_layers = None
+        self._eval_outputs = None
         self.steps = 0
         self.epoch = 0
         self._manual = self.model.spec.derivative is not None
@@ -86,12 +120,30 @@ class EnsembleTrainer:
         self.n_train = int(train.numel())
         bs = config.batch_size
         self.batch_bounds = [(i, min(i + bs, self.n_train)) for i in range(0, self.n_train, bs)]
+        self.invariant = config.ensemble_invariant
+        if self.invariant and not self._manual:
+            raise ValueError(f"ensemble_invariant needs an activation with a derivative; {config.activation!r} has none")
         if not config.shuffle_batches:  # the paper's fixed order: precompute each batch once
-            self._fixed_batches = [
-                (self.X_train[a:b].T.contiguous(), self.X_train[a:b], self.y_train[a:b],
-                 self.onehot_train[a:b].T.contiguous())
-                for a, b in self.batch_bounds
-            ]
+            self._fixed_batches = [self._batch(self.X_train[a:b], self.onehot_train[a:b], self.y_train[a:b])
+                                   for a, b in self.batch_bounds]
+
+    #: Under ``ensemble_invariant`` every minibatch is padded to a multiple of this many samples:
+    #: 32 floats are two AVX2 vectors (torch's element-wise loops take 2 vectors per step) and
+    #: 128 bytes, so with AVX2 or AVX-512 no element falls in a scalar tail and every network's
+    #: block starts as aligned as the tensor.
+    ALIGN = 32
+
+    def _batch(self, x: torch.Tensor, onehot: torch.Tensor, y: torch.Tensor) -> tuple:
+        """(x_t, x, y, onehot_t, n): inputs as columns and rows, labels, one-hot labels as
+        columns, number of real samples. Samples are the last-but-one axis of ``x``; with
+        ``ensemble_invariant`` zero samples pad it to a multiple of :attr:`ALIGN` (their one-hot
+        rows are zero and their gradient is masked)."""
+        n = x.shape[-2]
+        if self.invariant and n % self.ALIGN:
+            pad = self.ALIGN - n % self.ALIGN
+            x = F.pad(x, (0, 0, 0, pad))
+            onehot = F.pad(onehot, (0, 0, 0, pad))
+        return x.transpose(-1, -2).contiguous(), x.contiguous(), y, onehot.transpose(-1, -2).contiguous(), n
 
     # -- parameters -------------------------------------------------------------------------
 
@@ -116,8 +168,7 @@ class EnsembleTrainer:
         perm = torch.stack(perms).to(self.device)  # (S, n_train)
         for a, b in self.batch_bounds:
             idx = perm[:, a:b]
-            xb = self.X_train[idx]  # (S, b, n_in)
-            yield xb.transpose(1, 2).contiguous(), xb, self.y_train[idx], self.onehot_train[idx].transpose(1, 2).contiguous()
+            yield self._batch(self.X_train[idx], self.onehot_train[idx], self.y_train[idx])  # (S, b, n_in)
 
     #: Ensembles below this size run on one CPU thread: MKL splits their tiny matrix products
     #: across threads in ways that change the rounding with the thread count (and EBAB's edges,
@@ -147,9 +198,9 @@ class EnsembleTrainer:
     def _train_epoch(self) -> torch.Tensor:
         total = torch.zeros(self.S, dtype=torch.float32, device=self.device)
         n_batches = 0
-        for x_t, x, y, onehot_t in self._batches():
+        for x_t, x, y, onehot_t, n in self._batches():
             if self._manual:
-                loss = self._manual_gradients(x_t, x, y, onehot_t)
+                loss = self._manual_gradients(x_t, x, y, onehot_t, n)
             else:
                 loss = self._autograd_gradients(x_t, x, y)
             self._adam_step()
@@ -158,36 +209,73 @@ class EnsembleTrainer:
         self.epoch += 1
         return total / n_batches
 
-    def _manual_gradients(self, x_t, x, y, onehot_t) -> torch.Tensor:
-        """Forward and backward pass by hand; writes the gradient of the summed per-network mean
-        cross-entropy (+ L2) into ``self.grad``. Returns the per-network loss (S,)."""
+    def _buffers(self, n: int) -> dict:
+        """Preallocated tensors of a training step on ``n`` samples (one set per batch size), so
+        that a step allocates nothing."""
+        buf = self._step_buffers.get(n)
+        if buf is not None:
+            return buf
+        spec = self.model.spec
+        S, widths, dev = self.S, self.config.widths, self.device
+        hidden = widths[1:-1]
+        shape = lambda w: (S, w, n)  # noqa: E731
+        pre = [torch.empty(shape(w), device=dev) for w in hidden]
+        fast = spec.forward_out is not None
+        inplace = fast and not spec.backward_uses_input
+        post = pre if inplace else [torch.empty(shape(w), device=dev) for w in hidden]
+        buf = {
+            "pre": pre,
+            "post": post,
+            "logits": torch.empty(shape(widths[-1]), device=dev),
+            "log_p": torch.empty(shape(widths[-1]), device=dev),
+            "ce": torch.empty(shape(widths[-1]), device=dev),
+            "loss": torch.empty(S, device=dev),
+            # gradient with respect to each hidden layer's pre-activation
+            "g": [torch.empty(shape(w), device=dev) for w in hidden],
+            "work": [Workspace(p) for p in pre],
+            "fast": fast,
+        }
+        self._step_buffers[n] = buf
+        return buf
+
+    def _activate(self, i: int, z: torch.Tensor, out: torch.Tensor, buf: dict) -> None:
+        spec = self.model.spec
+        extra = (self._param_views[2][i],) if spec.learnable_slope else ()
+        if buf["fast"]:
+            spec.forward_out(z, out, buf["work"][i], *extra)
+        else:
+            out.copy_(spec.fn(z, *extra))
+
+    def _manual_gradients(self, x_t, x, y, onehot_t, n_real=None) -> torch.Tensor:
+        """Forward and backward pass by hand, into preallocated buffers; writes the gradient of
+        the summed per-network mean cross-entropy (+ L2) into ``self.grad``. Returns the
+        per-network loss (S,), a buffer overwritten by the next step."""
         spec = self.model.spec
         Ws, bs, slopes = self._param_views
         gWs, gbs, gslopes = self._grad_views
         S, L = self.S, len(Ws)
-        n = x_t.shape[-1]
+        n = x_t.shape[-1]  # samples in the tensors, padding included
+        n_real = n if n_real is None else n_real
+        buf = self._buffers(n)
+        pre, post, gs = buf["pre"], buf["post"], buf["g"]
         shared_input = x_t.dim() == 2
-        pre, post = [], []
-        h = None
         for i in range(L):
             W, b = Ws[i], bs[i]
+            z = pre[i] if i < L - 1 else buf["logits"]
             if i == 0 and shared_input:
                 fan_out, fan_in = W.shape[1:]
-                z = torch.addmm(b.reshape(S * fan_out, 1), W.reshape(S * fan_out, fan_in), x_t).view(S, fan_out, n)
+                torch.addmm(b.reshape(S * fan_out, 1), W.reshape(S * fan_out, fan_in), x_t, out=z.view(S * fan_out, n))
             else:
-                z = torch.baddbmm(b, W, x_t if i == 0 else h)
+                torch.baddbmm(b, W, x_t if i == 0 else post[i - 1], out=z)
             if i < L - 1:
-                h = spec.fn(z, slopes[i]) if spec.learnable_slope else spec.fn(z)
-                pre.append(z)
-                post.append(h)
-            else:
-                h = z
+                self._activate(i, z, post[i], buf)
         # softmax cross-entropy: loss and its gradient (p - onehot) / n
-        log_p = torch.log_softmax(h, dim=1)
-        loss = -(log_p * onehot_t).sum(dim=(1, 2)) / n
-        g = log_p.exp_().sub_(onehot_t).mul_(1.0 / n)
+        log_p = torch.log_softmax(buf["logits"], dim=1, out=buf["log_p"])
+        loss = torch.sum(torch.mul(log_p, onehot_t, out=buf["ce"]), dim=(1, 2), out=buf["loss"]).neg_().div_(n_real)
+        g = log_p.exp_().sub_(onehot_t).mul_(1.0 / n_real)
+        if n_real < n:  # padding samples contribute nothing
+            g[:, :, n_real:] = 0.0
         for i in range(L - 1, -1, -1):
-            below = post[i - 1] if i > 0 else None
             if i == 0:
                 if shared_input:
                     fan_out, fan_in = gWs[0].shape[1:]
@@ -195,14 +283,21 @@ class EnsembleTrainer:
                 else:
                     torch.bmm(g, x, out=gWs[0])
             else:
-                torch.bmm(g, below.transpose(1, 2), out=gWs[i])
+                torch.bmm(g, post[i - 1].transpose(1, 2), out=gWs[i])
             torch.sum(g, dim=2, keepdim=True, out=gbs[i])
             if i > 0:
-                g = torch.bmm(Ws[i].transpose(1, 2), g)
+                g = torch.bmm(Ws[i].transpose(1, 2), g, out=gs[i - 1])
                 z, a = pre[i - 1], post[i - 1]
                 if spec.learnable_slope:
-                    gslopes[i - 1].copy_((g * torch.clamp(z, max=0.0)).sum(dim=(1, 2), keepdim=True))
-                    g.mul_(spec.derivative(z, a, slopes[i - 1]))
+                    work = buf["work"][i - 1]
+                    clamped = torch.clamp(z, max=0.0, out=work.tmp2).mul_(g)
+                    torch.sum(clamped, dim=(1, 2), keepdim=True, out=gslopes[i - 1])
+                    if spec.backward_ is not None:
+                        spec.backward_(g, z, a, work, slopes[i - 1])
+                    else:
+                        g.mul_(spec.derivative(z, a, slopes[i - 1]))
+                elif spec.backward_ is not None:
+                    spec.backward_(g, z, a, buf["work"][i - 1])
                 else:
                     g.mul_(spec.derivative(z, a))
         if self.config.l2:
@@ -247,20 +342,60 @@ class EnsembleTrainer:
         self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
         bias1 = 1 - beta1**self.steps
         bias2 = 1 - beta2**self.steps
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(bias2)).add_(ADAM_EPS)
+        denom = torch.sqrt(self.exp_avg_sq, out=self._denom).div_(math.sqrt(bias2)).add_(ADAM_EPS)
         self.model.flat.data.addcdiv_(self.exp_avg, denom, value=-self.config.lr / bias1)
 
     # -- evaluation ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def evaluate(self, reuse_buffers: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Activity of every layer on all inputs, (S, N, width) each, the last one the softmax
-        output; and the logits (S, N, n_classes)."""
+        output; and the logits (S, N, n_classes).
+
+        The forward pass runs in preallocated buffers with in-place activations (the same bits as
+        :meth:`EnsembleMLP.forward_t <ibtools.networks.EnsembleMLP.forward_t>`). With
+        ``reuse_buffers`` the returned tensors are buffers too, overwritten by the next call
+        (the :class:`~ibtools.engine.Recorder` uses them only within one recorded epoch);
+        otherwise they are new tensors.
+        """
         with self._thread_invariant():
-            out = self.model.forward_t(self.X_all_t)
-        logits = out[-1].transpose(1, 2).contiguous()
-        acts = [h.transpose(1, 2).contiguous() for h in out[:-1]] + [torch.softmax(logits, dim=2)]
-        return acts, logits
+            layers = self._forward_all()
+        outs = self._eval_outputs if reuse_buffers else None
+        if outs is None:
+            outs = [torch.empty(h.shape[0], h.shape[2], h.shape[1], device=self.device) for h in layers]
+            outs.append(torch.empty_like(outs[-1]))
+            if reuse_buffers:
+                self._eval_outputs = outs
+        for out, h in zip(outs, layers):
+            out.copy_(h.transpose(1, 2))
+        logits = outs[len(layers) - 1]
+        torch._softmax(logits, 2, False, out=outs[-1])
+        return outs[: len(layers) - 1] + [outs[-1]], logits
+
+    def _forward_all(self) -> list[torch.Tensor]:
+        """Every layer's activity on all inputs in the internal layout (S, width, N), the last
+        entry the logits; in buffers that the next call overwrites."""
+        spec = self.model.spec
+        if spec.forward_out is None:
+            return self.model.forward_t(self.X_all_t)
+        Ws, bs, slopes = self._param_views
+        S, L, N = self.S, len(Ws), self.X_all_t.shape[1]
+        if self._eval_layers is None:
+            self._eval_layers = [torch.empty(S, w, N, device=self.device) for w in self.config.widths[1:]]
+            self._eval_work = [Workspace(h) for h in self._eval_layers[:-1]]
+        out = self._eval_layers
+        for i in range(L):
+            W, b, h = Ws[i], bs[i], out[i]
+            if i == 0:
+                fan_out, fan_in = W.shape[1:]
+                torch.addmm(b.reshape(S * fan_out, 1), W.reshape(S * fan_out, fan_in), self.X_all_t,
+                            out=h.view(S * fan_out, N))
+            else:
+                torch.baddbmm(b, W, out[i - 1], out=h)
+            if i < L - 1:  # in place: nothing needs the pre-activation here
+                extra = (slopes[i],) if spec.learnable_slope else ()
+                spec.forward_out(h, h, self._eval_work[i], *extra)
+        return out
 
     # -- checkpointing --------------------------------------------------------------------------
 

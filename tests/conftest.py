@@ -15,8 +15,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["IBTOOLS_THREADS"] = "1"
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-else:
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+else:  # ibtools' policy: one thread unless IBTOOLS_THREADS says otherwise
+    from ibtools.engine import set_threads
+
+    set_threads()
 
 
 @pytest.fixture(scope="session")
