@@ -129,7 +129,7 @@ _NULL_CACHE: dict = {}
 
 def noise_null(epochs, smooth: int = 5) -> tuple[float, float]:
     """Peak - final of unit-variance flat noise recorded at ``epochs`` and smoothed by a running
-    median over ``smooth`` points: ``(mean, 95th percentile)`` over :data:`NOISE_DRAWS` draws with
+    median over ``smooth`` points: ``(mean, 95th percentile)`` over ``NOISE_DRAWS`` draws with
     a fixed seed. Multiply by a layer's jitter sigma to get its floor (bits)."""
     e = np.asarray(epochs, float)
     key = (e.tobytes(), int(smooth))
@@ -167,7 +167,7 @@ def compression_scores(table: pd.DataFrame, estimator: str, smooth: int = 5) -> 
     fit_epoch, absolute, relative, post_fit, slope, noise, floor, floor_q95, excess``. The
     absolute and relative scores cannot be negative and are biased upward by epoch-to-epoch
     jitter (smoothing reduces this); ``floor`` is that bias for a layer that does not compress
-    (:data:`NOISE_FLOOR_DEFINITION`) and ``excess = absolute - floor`` is signed. Use ``excess``,
+    (``NOISE_FLOOR_DEFINITION``) and ``excess = absolute - floor`` is signed. Use ``excess``,
     the signed ``post_fit`` or ``slope`` scores to ask whether compression is distinguishable
     from none.
     """

@@ -60,16 +60,10 @@ PAGES = _toc_pages()
 
 
 @pytest.fixture(scope="session")
-def html_root(request) -> Path:
-    """The built ``_build/html``: the shared ``book_html`` fixture where conftest.py has one,
-    else ``IBTOOLS_BOOK_HTML``."""
-    try:
-        path = Path(request.getfixturevalue("book_html"))
-    except pytest.FixtureLookupError:
-        given = os.environ.get("IBTOOLS_BOOK_HTML")
-        if not given:
-            pytest.skip("no built book: set IBTOOLS_BOOK_HTML to a _build/html folder (or run with the book_html fixture)")
-        path = Path(given)
+def html_root(book_html) -> Path:
+    """The built ``_build/html`` from the shared ``book_html`` fixture (tests/conftest.py), which
+    reuses a fresh ``make book`` build or builds the book, or ``IBTOOLS_BOOK_HTML``."""
+    path = Path(book_html)
     if not (path / "book" / "index.html").exists():
         pytest.fail(f"{path} is not a built book (no book/index.html)")
     return path
