@@ -289,7 +289,9 @@ class ClaimResult:
     verdict: str
     rule: str
     version: int = 1
+    #: The parts of a compound claim under the current rule: ``(description, holds)`` pairs.
     parts: tuple = ()
+    #: Every version of the rule -> ``(verdict, parts)`` under that version.
     by_version: dict = field(default_factory=dict, compare=False)
     numbers: dict = field(default_factory=dict, compare=False)
 
