@@ -28,6 +28,7 @@ __all__ = [
     "common_epochs",
     "restrict_epochs",
     "NOISE_FLOOR_DEFINITION",
+    "NOISE_DRAWS",
     "noise_null",
 ]
 
@@ -115,6 +116,7 @@ NOISE_SEED = 20190101
 #: Points of the late window (or fewer) below which the jitter, and so the floor, is not estimated.
 NOISE_MIN_DIFFS = 3
 
+#: How the noise floor of a compression score is estimated (the text the chapters show).
 NOISE_FLOOR_DEFINITION = (
     "Jitter sigma of a layer's I(X;T): robust standard deviation (1.4826 x median absolute deviation) of "
     "the epoch-to-epoch differences of the unsmoothed curve over the second half of training in log time "

@@ -2,7 +2,7 @@
 
 Every function takes results of the study (or of a smaller re-run with other parameters) and
 returns a :class:`ClaimResult`: what was claimed, what we measured (numbers), the verdict, and the
-rule that produced it. Chapters 3-8 print these, so a chapter re-run with other parameters states
+rule that produced it. The reproduction chapters print these, so a chapter re-run with other parameters states
 its own verdicts from its own numbers. The rules are ours (the paper gives no formal tests);
 they are stated next to every verdict.
 
@@ -289,7 +289,9 @@ class ClaimResult:
     verdict: str
     rule: str
     version: int = 1
+    #: The parts of a compound claim under the current rule: ``(description, holds)`` pairs.
     parts: tuple = ()
+    #: Every version of the rule -> ``(verdict, parts)`` under that version.
     by_version: dict = field(default_factory=dict, compare=False)
     numbers: dict = field(default_factory=dict, compare=False)
 

@@ -48,6 +48,7 @@ __all__ = [
 
 #: Statuses that count as a failed network.
 FAILED = ("diverged", "dead_at_init", "collapsed")
+#: Every status a network can get, successes first.
 STATUSES = ("ok", "recovered") + FAILED
 
 

@@ -1,7 +1,7 @@
 """The short findings of README.md and book/index.md, generated from the stored study.
 
 Every number in those paragraphs comes from :func:`compute` (the stored results, the claims and
-failure modules); :func:`render` fills :data:`TEMPLATE` with them. The paragraphs sit between
+failure modules); :func:`render` fills ``TEMPLATE`` with them. The paragraphs sit between
 the markers ``<!-- findings:start -->`` and ``<!-- findings:end -->``; ``python -m
 ibtools.findings`` rewrites them, and ``tests/test_findings.py`` fails when the text in a file
 differs from what the data give, so the prose cannot go stale.
@@ -126,7 +126,7 @@ def render(values: dict, summary: str) -> str:
 
 
 def replace_block(text: str, block: str) -> str:
-    """``text`` with the findings block between :data:`START` and :data:`END` replaced."""
+    """``text`` with the findings block between ``START`` and ``END`` replaced."""
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
     if not pattern.search(text):
         raise ValueError(f"no findings block ({START} ... {END}) in the text")
