@@ -13,7 +13,7 @@ import numpy as np
 
 from .activations import get_activation
 from .data import SPLIT_KINDS
-from .estimators import check_params, estimator_names
+from .estimators import check_params, check_values, estimator_names
 from .networks import INIT_SCHEMES
 
 __all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES"]
@@ -97,7 +97,9 @@ class EstimatorSpec:
         if self.name not in estimator_names():
             raise ValueError(f"unknown estimator {self.name!r}; valid estimators are: {', '.join(estimator_names())}")
         params = tuple(sorted((str(k), _plain(v)) for k, v in dict(self.params).items()))
-        check_params(self.name, {k: v for k, v in params if not (self.name == "max" and k == "max_value" and v == "network")})
+        plain = {k: v for k, v in params if not (self.name == "max" and k == "max_value" and v == "network")}
+        check_params(self.name, plain)
+        check_values(self.name, plain)  # impossible values fail here, not at the first recorded epoch
         object.__setattr__(self, "params", params)
         if self.n_points is not None:
             object.__setattr__(self, "n_points", _check_int(self.n_points, "n_points", 1))

@@ -382,3 +382,31 @@ def test_chapter_2_checks_alpha_up_front(tmp_path):
     code = [c for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells if c.cell_type == "code"]
     failed = next(i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.get("outputs", [])))
     assert failed <= 3, "stops in its parameter check, before any training or estimate"
+
+
+# -- estimator parameter values are checked before any work ------------------------------------
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("akde:alpha=-1", "alpha must be"),
+    ("ebab:n_bins=0", "n_bins must be"),
+    ("kde:noise_var=0", "noise_var must be"),
+    ("binsize:bin_size=-0.5", "bin_size must be"),
+])
+def test_impossible_estimator_values_fail_at_parse_time(spec, says, tmp_path, capsys):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "--estimators", spec, "--epochs", "5", "--dry-run", "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_estimator_spec_checks_values_and_accepts_good_ones():
+    with pytest.raises(ValueError, match="alpha must be"):
+        EstimatorSpec.make("akde", alpha=float("nan"))
+    # good values, and the network-wide range of "max", still pass
+    EstimatorSpec.make("akde", alpha=0.01, n_points=30)
+    EstimatorSpec.make("max", max_value="network")
+    EstimatorSpec.make("kde", noise_var=0.1)

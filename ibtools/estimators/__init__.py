@@ -30,7 +30,7 @@ from .binning import (
     max_binning,
 )
 from .kde import AKDE_ALPHA, akde, akde_noise_var, kde
-from .registry import ESTIMATORS, check_params, estimator_names, get_estimator, register_estimator
+from .registry import ESTIMATORS, check_params, check_values, estimator_names, get_estimator, register_estimator
 
 __all__ = [
     "InformationEstimate",
@@ -49,5 +49,6 @@ __all__ = [
     "get_estimator",
     "register_estimator",
     "check_params",
+    "check_values",
     "estimator_names",
 ]
