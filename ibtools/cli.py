@@ -92,6 +92,9 @@ def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     g.add_argument("--train-fraction", type=float, default=d.train_fraction, help="share of patterns for training (default: 0.8)")
     g.add_argument("--split-seed", type=number("--split-seed", 0), default=d.split_seed, help="seed of the stratified split (default: 0)")
     g.add_argument("--shuffle-batches", action="store_true", help="reshuffle minibatches every epoch (paper's code: fixed order)")
+    g.add_argument("--ensemble-invariant", action="store_true",
+                   help="arithmetic under which a network's numbers do not depend on which networks share its "
+                        "ensemble (TrainConfig.ensemble_invariant; the stored study was computed without it)")
     g.add_argument("--seeds", type=parse_seeds, default=d.seeds, help="network seeds, e.g. 0-49 or 0,3,7 (default: 0)")
     r = p.add_argument_group("recording")
     r.add_argument("--estimators", type=_estimator, nargs="+", default=list(d.estimators), metavar="SPEC",
@@ -108,17 +111,25 @@ def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     x.add_argument("--dry-run", action="store_true", help="print the work and the time estimate, then stop")
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: ...)" to an option's help only where the help does not already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        return text if "default" in text else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ibtools", description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ibtools {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{run,sweep,paper}")
     run = sub.add_parser("run", help="train one configuration (one network per seed) and save its results",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         formatter_class=_DefaultsFormatter)
     _add_config_options(run, sweep=False)
     run.add_argument("--out", required=True, type=Path, help="output path; writes OUT.npz and OUT.json")
     sw = sub.add_parser("sweep", help="train a grid of activations x L2 strengths x seeds, cached unit by unit",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_DefaultsFormatter)
     _add_config_options(sw, sweep=True)
     sw.add_argument("--activations", nargs="+", default=["relu"], help="activations to sweep")
     sw.add_argument("--l2", type=float, nargs="+", default=[0.0], help="L2 strengths to sweep")
@@ -130,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--connect-timeout", type=number("--connect-timeout", 0.1, float), default=10.0,
                     help="seconds to wait for --scheduler before giving up")
     paper = sub.add_parser("paper", help="run or resume the book's full-scale study (results/paper)",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_DefaultsFormatter)
     paper.add_argument("--parts", nargs="+", default=["single", "activations", "l2"],
                        choices=["single", "activations", "l2"], help="which parts of the study to run")
     paper.add_argument("--cache", type=Path, default=None, help="results directory (default: results/paper in the repository)")
@@ -168,6 +179,7 @@ def _config_from(args, **overrides):
         epochs=args.epochs, split=args.split, train_fraction=args.train_fraction, split_seed=args.split_seed,
         shuffle_batches=args.shuffle_batches, seeds=tuple(args.seeds), n_log_points=args.n_log_points,
         estimators=_flatten(args.estimators), record_activations=tuple(args.record_activations), device=args.device,
+        ensemble_invariant=args.ensemble_invariant,
     )
     kwargs.update(overrides)
     return TrainConfig(**kwargs)

@@ -410,3 +410,18 @@ def test_estimator_spec_checks_values_and_accepts_good_ones():
     EstimatorSpec.make("akde", alpha=0.01, n_points=30)
     EstimatorSpec.make("max", max_value="network")
     EstimatorSpec.make("kde", noise_var=0.1)
+
+
+def test_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 8000)" in out
+    assert not any(line.count("default") > 1 for line in out.splitlines()), out
+
+
+def test_ensemble_invariant_option_reaches_the_config(tmp_path):
+    args = cli.build_parser().parse_args(["run", "--ensemble-invariant", "--out", str(tmp_path / "r")])
+    assert cli._config_from(args).ensemble_invariant is True
+    args = cli.build_parser().parse_args(["run", "--out", str(tmp_path / "r")])
+    assert cli._config_from(args).ensemble_invariant is False
