@@ -30,6 +30,7 @@ from scipy.special import logsumexp
 from common import save, timeit
 
 from ibtools import estimators as E
+from ibtools.estimators import _core as core
 from ibtools.data import tishby_task
 
 
@@ -76,7 +77,6 @@ def old_sum_c_log_c(sorted_codes):
 def ebab_old_vs_new(repeats: int = 7) -> dict:
     """CPU ms per network for EBAB on all layers of 50 networks, old digitize vs new, interleaved."""
     binning = importlib.import_module("ibtools.estimators.binning")
-    core = importlib.import_module("ibtools.estimators._core")
     new_sum = core._sum_c_log_c
     task = tishby_task()
     y = task.y

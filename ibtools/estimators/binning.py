@@ -205,7 +205,7 @@ def digitize(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return out
 
 
-_DIGITIZE_BLOCK = 1 << 15
+_DIGITIZE_BLOCK = 1 << 18
 
 
 def _edges_from_sorted(srt: np.ndarray, n_bins: int, low) -> np.ndarray:
