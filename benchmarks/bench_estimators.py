@@ -6,11 +6,21 @@ duplicate rows) vs scipy cdist + logsumexp in float64, on continuous activity an
 activity with many identical rows; the largest difference between the two is reported too.
 
     python benchmarks/bench_estimators.py
+    python benchmarks/bench_estimators.py --ebab-only   # just the EBAB old-vs-new comparison
+
+EBAB old vs new: the whole-array ``digitize`` and the ``c * log(c)`` per group that EBAB used
+before (kept below as ``old_digitize`` and ``old_sum_c_log_c``) against the current blocked int8
+digitize and lookup table, on a recording's worth of layers (50
+networks, widths 10-7-5-4-3-2, tanh and ReLU), interleaved, in process CPU time; the bits are
+checked to be identical (==).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import time
 
 import numpy as np
 import torch
@@ -20,6 +30,7 @@ from scipy.special import logsumexp
 from common import save, timeit
 
 from ibtools import estimators as E
+from ibtools.estimators import _core as core
 from ibtools.data import tishby_task
 
 
@@ -41,6 +52,69 @@ def baseline_ebab(a, y, n_bins=30):
     return h_t, h_t - h_t_given_y
 
 
+def old_digitize(values, edges):
+    """``ibtools.estimators.binning.digitize`` before the blocked int8 version (the baseline)."""
+    edges = np.asarray(edges)
+    if edges.ndim == 1:
+        edges = np.broadcast_to(edges, (values.shape[0], edges.size))
+    out = np.full(values.shape, -1, dtype=np.int16 if edges.shape[1] < 2**15 else np.int64)
+    for k in range(edges.shape[1]):
+        out += values >= edges[:, k : k + 1]
+    return out
+
+
+def old_sum_c_log_c(sorted_codes):
+    """``ibtools.estimators._core._sum_c_log_c`` before the c*ln(c) lookup table (the baseline)."""
+    S, N = sorted_codes.shape
+    new = np.empty((S, N), dtype=bool)
+    new[:, 0] = True
+    np.not_equal(sorted_codes[:, 1:], sorted_codes[:, :-1], out=new[:, 1:])
+    starts = np.flatnonzero(new.ravel())
+    counts = np.diff(np.append(starts, S * N)).astype(np.float64)
+    return np.bincount(starts // N, weights=counts * np.log(counts), minlength=S)
+
+
+def ebab_old_vs_new(repeats: int = 7) -> dict:
+    """CPU ms per network for EBAB on all layers of 50 networks, old digitize vs new, interleaved."""
+    binning = importlib.import_module("ibtools.estimators.binning")
+    new_sum = core._sum_c_log_c
+    task = tishby_task()
+    y = task.y
+    rng = np.random.default_rng(1)
+    new_digitize = binning.digitize
+    out = {"load_before": os.getloadavg()[0]}
+    for act in ("tanh", "relu"):
+        layers = []
+        for w in (10, 7, 5, 4, 3, 2):
+            z = np.stack([task.X @ rng.normal(size=(12, w)) for _ in range(50)]).astype(np.float32)
+            layers.append(np.tanh(z) if act == "tanh" else np.maximum(z - 0.5, 0.0))
+        def run(fns):
+            binning.digitize, core._sum_c_log_c = fns
+            try:
+                t0 = time.process_time()
+                res = [E.ebab(a, y) for a in layers]
+                return time.process_time() - t0, res
+            finally:
+                binning.digitize, core._sum_c_log_c = new_digitize, new_sum
+        times = {"old": [], "new": []}
+        for _ in range(repeats):
+            for name, fn in (("old", (old_digitize, old_sum_c_log_c)), ("new", (new_digitize, new_sum))):
+                t, res = run(fn)
+                times[name].append(t)
+                if name == "old":
+                    ref = res
+                else:
+                    assert all(np.array_equal(r[0], q[0]) and np.array_equal(r[1], q[1]) for r, q in zip(ref, res))
+        old_ms = 1e3 * float(np.median(times["old"])) / 50
+        new_ms = 1e3 * float(np.median(times["new"])) / 50
+        out[act] = {"old_ms_per_network": old_ms, "new_ms_per_network": new_ms, "speedup": old_ms / new_ms,
+                    "identical": True}
+        print(f"EBAB, 6 {act} layers: old {old_ms:.2f} ms, new {new_ms:.2f} ms CPU per network ({old_ms / new_ms:.2f}x), bits identical")
+    out["load_after"] = os.getloadavg()[0]
+    print(f"load average {out['load_before']:.1f} before, {out['load_after']:.1f} after")
+    return out
+
+
 def baseline_kde(a, y, var):
     def info(h):
         d = cdist(h, h, "sqeuclidean")
@@ -51,6 +125,10 @@ def baseline_kde(a, y, var):
 
 
 def main():
+    if "--ebab-only" in sys.argv:
+        torch.set_num_threads(1)
+        print("written", save("estimators_ebab", {"ebab old vs new": ebab_old_vs_new()}))
+        return
     torch.set_num_threads(2)
     task = tishby_task()
     y = task.y
@@ -91,8 +169,11 @@ def main():
         record[f"akde {name} (vs float32-only products)"] = {
             "ours": ours, "baseline": old, "speedup_median": old["median_s"] / ours["median_s"],
             "max_abs_difference_bits": float(np.abs(np.subtract(got, before)).max())}
+    record["ebab old vs new (recording, 50 networks, 6 layers)"] = ebab_old_vs_new()
     path = save("estimators", record)
     for k, v in record.items():
+        if "ours" not in v:
+            continue
         line = f"{k:45s} ours {1e3 * v['ours']['median_s']:8.2f} ms"
         if "baseline" in v:
             line += f"   baseline {1e3 * v['baseline']['median_s']:9.1f} ms   speed-up {v['speedup_median']:6.1f}x"

@@ -6,6 +6,7 @@ Everything here works on torch tensors with a leading *member* axis: ``(S, N, d)
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -292,8 +293,20 @@ def _sum_c_log_c(sorted_codes: np.ndarray) -> np.ndarray:
     new[:, 0] = True
     np.not_equal(sorted_codes[:, 1:], sorted_codes[:, :-1], out=new[:, 1:])
     starts = np.flatnonzero(new.ravel())
-    counts = np.diff(np.append(starts, S * N)).astype(np.float64)
-    return np.bincount(starts // N, weights=counts * np.log(counts), minlength=S)
+    counts = np.diff(np.append(starts, S * N))
+    return np.bincount(starts // N, weights=_c_log_c_table(N)[counts], minlength=S)
+
+
+@functools.lru_cache(maxsize=8)
+def _c_log_c_table(n: int) -> np.ndarray:
+    """``c * ln(c)`` for the integers c = 0..n (0 for c = 0), read-only; each entry is the same
+    float64 that ``c * np.log(c)`` gives for that count, looked up instead of recomputed."""
+    c = np.arange(n + 1, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table = c * np.log(c)
+    table[0] = 0.0
+    table.flags.writeable = False
+    return table
 
 
 def plugin_information(codes: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

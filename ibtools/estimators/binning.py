@@ -178,10 +178,34 @@ def digitize(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     edges = np.asarray(edges)
     if edges.ndim == 1:
         edges = np.broadcast_to(edges, (values.shape[0], edges.size))
-    out = np.full(values.shape, -1, dtype=np.int16 if edges.shape[1] < 2**15 else np.int64)
-    for k in range(edges.shape[1]):
-        out += values >= edges[:, k : k + 1]
+    K = edges.shape[1]
+    if K >= 2**7 or values.ndim != 2:
+        out = np.full(values.shape, -1, dtype=np.int16 if K < 2**15 else np.int64)
+        for k in range(K):
+            out += values >= edges[:, k : k + 1]
+        return out
+    # the same K comparisons, a block of rows of about _DIGITIZE_BLOCK values at a time,
+    # counted in int8 without temporaries (several times faster than whole-array passes)
+    S, n = values.shape
+    out = np.empty((S, n), dtype=np.int16)
+    rows = max(1, _DIGITIZE_BLOCK // max(n, 1))
+    acc = np.empty((min(rows, S), n), dtype=np.int8)
+    hit = np.empty(acc.shape, dtype=bool)
+    hit8 = hit.view(np.int8)
+    for s0 in range(0, S, rows):
+        v = values[s0 : s0 + rows]
+        e = edges[s0 : s0 + rows]
+        r = v.shape[0]
+        a, h, h8 = acc[:r], hit[:r], hit8[:r]
+        a.fill(-1)
+        for k in range(K):
+            np.greater_equal(v, e[:, k : k + 1], out=h)
+            a += h8
+        out[s0 : s0 + r] = a
     return out
+
+
+_DIGITIZE_BLOCK = 1 << 18
 
 
 def _edges_from_sorted(srt: np.ndarray, n_bins: int, low) -> np.ndarray:
