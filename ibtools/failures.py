@@ -35,6 +35,8 @@ from .analysis import wilson_interval
 
 __all__ = [
     "FailureCriteria",
+    "pooled_failure_rate",
+    "rate_text",
     "FAILURE_CRITERIA",
     "FAILED",
     "STATUSES",
@@ -179,3 +181,56 @@ def drop_failed(table: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
 
 def criteria_dict(criteria: FailureCriteria = FAILURE_CRITERIA) -> dict:
     return asdict(criteria)
+
+
+def pooled_failure_rate(parts: dict, estimator: str | None = None, level: float = 0.95,
+                        criteria: FailureCriteria = FAILURE_CRITERIA) -> pd.DataFrame:
+    """Failure counts of several groups of runs of one condition, each group alone and all pooled.
+
+    Parameters
+    ----------
+    parts : dict
+        ``{name: [RunResult, ...]}``, e.g. the stored study's unit and extra units of the same
+        configuration trained later with other seeds. Groups must not share networks (the same
+        ``(activation, l2, seed)`` in two groups is an error: it would be counted twice).
+    estimator : str, optional
+        Label of the estimator that supplies I(X;T) for the criteria (default: each run's first).
+    level : float
+        Confidence level of the Wilson interval on each rate.
+
+    Returns
+    -------
+    DataFrame
+        One row per group and a last row ``"pooled"``: the columns of :func:`failure_counts`
+        with ``group`` first. Empty groups are left out.
+    """
+    statuses, rows = [], []
+    for name, runs in parts.items():
+        if not runs:
+            continue
+        status = classify_runs(runs, estimator, criteria)
+        statuses.append(status)
+        counts = failure_counts(status, level)
+        counts.insert(0, "group", name)
+        rows.append(counts)
+    if not statuses:
+        raise ValueError("pooled_failure_rate needs at least one group with runs")
+    pooled = pd.concat(statuses, ignore_index=True)
+    dup = pooled.duplicated(["activation", "l2", "seed"])
+    if dup.any():
+        first = pooled[dup].iloc[0]
+        raise ValueError(f"network {first.activation}, l2={first.l2:g}, seed {int(first.seed)} is in more than one "
+                         "group; groups must hold different networks")
+    if len(statuses) > 1:
+        counts = failure_counts(pooled, level)
+        counts.insert(0, "group", "pooled")
+        rows.append(counts)
+    return pd.concat(rows, ignore_index=True)
+
+
+def rate_text(row) -> str:
+    """``"9 of 200 (4.5 %, 95 % CI 2.4–8.3 %)"`` from a row of :func:`failure_counts` or
+    :func:`pooled_failure_rate`."""
+    return (f"{int(row.failed)} of {int(row.networks)} ({row.rate * 100:.1f} %, 95 % CI "
+            f"{row.rate_low * 100:.1f}–{row.rate_high * 100:.1f} %)")
+

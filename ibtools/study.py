@@ -28,6 +28,9 @@ from .sweep import ResultCache, SweepConfig, SweepResult, run_sweep
 __all__ = [
     "StoredResultError",
     "PAPER_RESULTS",
+    "COLLAPSE_RESULTS",
+    "extra_failure_runs",
+    "pooled_reference_failures",
     "PAPER_EPOCHS",
     "PAPER_SEEDS",
     "L2_STRENGTHS",
@@ -52,6 +55,11 @@ __all__ = [
 #: the directory in the environment variable ``IBTOOLS_RESULTS`` (set by the chapters' Colab
 #: setup cell, which clones the repository).
 PAPER_RESULTS = Path(os.environ.get("IBTOOLS_RESULTS") or Path(__file__).resolve().parent.parent / "results" / "paper")
+
+#: Extra networks trained to pin down a failure rate (``results/collapse`` beside the stored
+#: study): ReLU at the paper code's λ = 0.015, seeds 50-199, EBAB on a 30-point schedule,
+#: ``ensemble_invariant`` (see the README there).
+COLLAPSE_RESULTS = PAPER_RESULTS.parent / "collapse"
 
 PAPER_EPOCHS = 8000
 PAPER_SEEDS = tuple(range(50))
@@ -225,3 +233,58 @@ def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: b
         run_sweep(activation_sweep(), cache, progress=progress, executor=executor)
     if "l2" in parts:
         run_sweep(l2_sweep(), cache, progress=progress, executor=executor)
+
+
+def extra_failure_runs(activation: str, l2: float, epochs: int = PAPER_EPOCHS, results_dir=None) -> list[RunResult]:
+    """The stored extra units (``results/collapse``) of one condition, for failure rates.
+
+    Parameters
+    ----------
+    activation, l2, epochs
+        The condition; only units whose configuration matches all three (and the study's
+        architecture, initialization and split) are returned.
+    results_dir : path, optional
+        Default :data:`COLLAPSE_RESULTS`.
+
+    Returns
+    -------
+    list of RunResult
+        Possibly empty (no extra networks for this condition). Each unit is verified on loading
+        (checksum and configuration), like every stored result.
+    """
+    from .results import load_run
+
+    root = Path(results_dir) if results_dir is not None else COLLAPSE_RESULTS
+    reference = TrainConfig(activation=activation, l2=float(l2), epochs=int(epochs))
+    runs = []
+    for sidecar in sorted(root.glob("*.json")):
+        run = load_run(sidecar.with_suffix(""))
+        c = run.config
+        same = (c.activation, c.l2, c.epochs, c.hidden, c.init, c.split, c.lr, c.batch_size) == (
+            reference.activation, reference.l2, reference.epochs, reference.hidden, reference.init, reference.split,
+            reference.lr, reference.batch_size)
+        if same:
+            runs.append(run)
+    return runs
+
+
+def pooled_reference_failures(runs, activation: str = "relu", l2: float = 0.015, epochs: int = PAPER_EPOCHS,
+                              estimator: str | None = None, results_dir=None):
+    """Failure counts of one condition: the networks of ``runs`` at that condition, the extra
+    networks stored for it (:func:`extra_failure_runs`), and both pooled
+    (:func:`ibtools.failures.pooled_failure_rate`).
+
+    Returns None when either group is empty (no extra networks were trained for the condition).
+    ``estimator`` supplies I(X;T) for the failure criteria (default: EBAB with 30 bins, which
+    every stored unit records).
+    """
+    from .failures import pooled_failure_rate
+
+    ref = [r for r in runs if r.config.activation == activation and np.isclose(r.config.l2, l2)
+           and r.config.epochs == epochs]
+    extra = extra_failure_runs(activation, l2, epochs, results_dir)
+    if not ref or not extra:
+        return None
+    return pooled_failure_rate({"stored study": ref, "extra networks (results/collapse)": extra},
+                               estimator=estimator or MAIN_ESTIMATORS[0].label)
+

@@ -102,3 +102,46 @@ def test_stored_unit_is_reproduced_by_the_code(sidecar):
                 f"(IBTOOLS_PROVENANCE_SEED={PROVENANCE_SEED})")
             kernel_compared += 1
     assert kernel_compared > 0, f"no kernel estimate stored at epoch 0 in {sidecar.name}"
+
+
+# -- units stored under ensemble-invariant arithmetic: any subset of seeds, bit for bit ----------
+
+from ibtools.study import COLLAPSE_RESULTS  # noqa: E402
+
+INVARIANT_SIDECARS = sorted(p for p in list(PAPER_RESULTS.glob("*.json")) + list(COLLAPSE_RESULTS.glob("*.json"))
+                            if json.loads(p.read_text())["config"].get("ensemble_invariant"))
+SUBSET = 2  # seeds re-run per unit, drawn with PROVENANCE_SEED
+
+
+def test_there_are_invariant_units():
+    assert INVARIANT_SIDECARS, f"expected ensemble-invariant units in {COLLAPSE_RESULTS}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sidecar", INVARIANT_SIDECARS, ids=[p.stem for p in INVARIANT_SIDECARS])
+def test_any_seeds_of_an_invariant_unit_reproduce_exactly(sidecar):
+    """Two seeds drawn at random from a unit stored with ``ensemble_invariant`` are retrained
+    alone, for the unit's full number of epochs, and every stored number of theirs (loss and
+    accuracies at every evaluation epoch, I(X;T) and I(T;Y) of every layer under every recorded
+    estimator) must come back bit for bit: a reader who re-runs any few seeds gets the stored
+    curves."""
+    config = TrainConfig.from_dict(json.loads(sidecar.read_text())["config"])
+    stored = load_run(sidecar.with_suffix(""), expected=config)
+    commit = stored.meta.get("git_commit") or ""
+    assert commit and not commit.endswith("-dirty"), f"{sidecar.name} was not made from a clean commit: {commit!r}"
+    rng = np.random.default_rng([PROVENANCE_SEED, sum(sidecar.stem.encode())])
+    picks = sorted(int(i) for i in rng.choice(len(config.seeds), size=SUBSET, replace=False))
+    seeds = tuple(config.seeds[i] for i in picks)
+    print(f"{sidecar.stem}: retraining seeds {seeds} for {config.epochs} epochs "
+          f"(IBTOOLS_PROVENANCE_SEED={PROVENANCE_SEED})")
+    again = train(config.replace(seeds=seeds), progress=False)
+    np.testing.assert_array_equal(again.epochs, stored.epochs)
+    compared = 0
+    for name, values in stored.history.items():
+        np.testing.assert_array_equal(again.history[name], values[:, picks], err_msg=f"{name}, seeds {seeds}")
+        compared += values[:, picks].size
+    for label, values in stored.mi.items():
+        want = values[:, :, picks]  # (epochs, layers, networks, [I(X;T), I(T;Y)])
+        np.testing.assert_array_equal(again.mi[label], want, err_msg=f"{label}, seeds {seeds}")
+        compared += int(np.isfinite(want).sum())
+    assert compared > 0
