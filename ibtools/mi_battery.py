@@ -72,6 +72,8 @@ __all__ = [
     "default_settings",
     "counted_information",
     "bias_table",
+    "check_battery_size",
+    "task_rng",
     "plot_bias",
 ]
 
@@ -328,6 +330,12 @@ class Task:
 
     def _check_n(self, n) -> int:
         return _check_int(n, f"n (rows of task {self.name!r})", self.min_n)
+
+    def draw_key(self) -> str:
+        """What a draw's random numbers depend on: the task's class and parameters except its
+        name and an elementwise ``transform``."""
+        params = {k: v for k, v in vars(self).items() if k not in ("name", "transform")}
+        return f"{type(self).__name__}{sorted(params.items())}"
 
 
 def _equicorrelation(dim: int, correlation: float) -> np.ndarray:
@@ -714,9 +722,20 @@ def _tasks(tasks) -> list[Task]:
 
 
 def task_rng(seed: int, task: Task, repeat: int) -> np.random.Generator:
-    """The generator of one draw: depends on the seed, the task's name and the repeat only, so a
-    task's numbers do not depend on which other tasks share the table."""
-    return np.random.default_rng([int(seed), zlib.crc32(task.name.encode()), int(repeat)])
+    """The generator of one draw: depends on the seed, the repeat and :meth:`Task.draw_key` only,
+    so a task's numbers do not depend on which other tasks share the table, and a transformed
+    task draws the very rows of its untransformed twin (common random numbers: their estimates
+    differ only through the transform)."""
+    return np.random.default_rng([int(seed), zlib.crc32(task.draw_key().encode()), int(repeat)])
+
+
+def check_battery_size(n, n_repeats, tasks=None) -> None:
+    """Check ``n`` and ``n_repeats`` for :func:`bias_table` before any work (ValueError naming the
+    problem): ``n`` at least every task's minimum, ``n_repeats`` at least 2."""
+    n = _check_int(n, "n", 8)
+    _check_int(n_repeats, "n_repeats", 2)
+    for t in _tasks(tasks):
+        t._check_n(n)
 
 
 TABLE_COLUMNS = ["task", "family", "quantity", "estimator", "true_bits", "truth_method", "truth_error",
@@ -765,11 +784,9 @@ def bias_table(estimators=None, tasks=None, n: int = 1024, n_repeats: int = 5, s
 
     settings = _settings(estimators)
     task_list = _tasks(tasks)
-    n = _check_int(n, "n", 8)
-    n_repeats = _check_int(n_repeats, "n_repeats", 2)
+    check_battery_size(n, n_repeats, task_list)
+    n, n_repeats = int(n), int(n_repeats)
     seed = _check_int(seed, "seed", 0)
-    for t in task_list:
-        t._check_n(n)
     rows = []
     for task in task_list:
         errors: dict = {}

@@ -341,3 +341,24 @@ def test_draw_rejects_bad_n_and_rng():
 def test_settings_accept_estimator_specs():
     tab = B.bias_table([EstimatorSpec.make("akde", alpha=0.02)], ["discrete, 8 rows on a grid"], n=64, n_repeats=2)
     assert set(tab.estimator) == {"akde(alpha=0.02)"}
+
+
+def test_transformed_tasks_share_draws_so_ebab_agrees_exactly_in_the_table(table):
+    # common random numbers: a transformed task draws its untransformed twin's rows, and EBAB
+    # (ranks only) then gives the very same numbers; fixed-range binning does not
+    gauss = table[table.task.str.startswith("gaussian 2-d")]
+    for est in ("ebab(n_bins=10)", "ebab(n_bins=30)", "ebab(n_bins=100)"):
+        values = gauss[gauss.estimator == est].groupby("quantity").mean_estimate
+        assert (values.max() - values.min() < 1e-12).all(), est
+    fixed = gauss[(gauss.estimator == "fixed") & (gauss.quantity == "I(X;T)")].mean_estimate
+    assert fixed.max() - fixed.min() > 0.1
+    assert TASKS["gaussian 2-d, cube"].draw_key() == TASKS["gaussian 2-d"].draw_key()
+    assert TASKS["gaussian 2-d"].draw_key() != TASKS["gaussian 5-d, ρ=0.5"].draw_key()
+
+
+def test_check_battery_size():
+    B.check_battery_size(128, 2)
+    with pytest.raises(ValueError, match="rows of task 'discrete, 64 random rows'"):
+        B.check_battery_size(100, 2)
+    with pytest.raises(ValueError, match="n_repeats must be an integer >= 2"):
+        B.check_battery_size(256, 1)
