@@ -75,6 +75,7 @@ __all__ = [
     "check_battery_size",
     "task_rng",
     "plot_bias",
+    "setting_name",
 ]
 
 LN2 = math.log(2.0)
@@ -729,13 +730,17 @@ def task_rng(seed: int, task: Task, repeat: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(task.draw_key().encode()), int(repeat)])
 
 
-def check_battery_size(n, n_repeats, tasks=None) -> None:
+def check_battery_size(n, n_repeats, tasks=None, names=("n", "n_repeats")) -> None:
     """Check ``n`` and ``n_repeats`` for :func:`bias_table` before any work (ValueError naming the
-    problem): ``n`` at least every task's minimum, ``n_repeats`` at least 2."""
-    n = _check_int(n, "n", 8)
-    _check_int(n_repeats, "n_repeats", 2)
-    for t in _tasks(tasks):
-        t._check_n(n)
+    problem, with the parameters called ``names``): ``n`` at least every task's minimum,
+    ``n_repeats`` at least 2."""
+    n = _check_int(n, names[0], 8)
+    _check_int(n_repeats, names[1], 2)
+    task_list = _tasks(tasks)
+    low = max(t.min_n for t in task_list)
+    if n < low:
+        worst = next(t for t in task_list if t.min_n == low)
+        raise ValueError(f"{names[0]} (rows of task {worst.name!r}) must be an integer >= {low}, got {n!r}")
 
 
 TABLE_COLUMNS = ["task", "family", "quantity", "estimator", "true_bits", "truth_method", "truth_error",
@@ -816,15 +821,48 @@ def bias_table(estimators=None, tasks=None, n: int = 1024, n_repeats: int = 5, s
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def plot_bias(table: pd.DataFrame, quantity: str = "I(T;Y)", ax=None, *, value: str = "bias", fmt: str = "{:+.2f}",
-              cmap: str = "RdBu_r", fontsize: float = 9):
+_SHORT = {"ebab": "EBAB", "kde": "KDE", "akde": "aKDE"}
+_SYMBOL = {"noise_var": "σ²", "alpha": "α", "n_bins": "", "bound": ""}
+
+
+def setting_name(label: str) -> str:
+    """A short name for an estimator setting's label, for figures and tables:
+    ``"ebab(n_bins=30)"`` -> ``"EBAB 30"``, ``"kde(bound=upper,noise_var=0.001)"`` ->
+    ``"KDE upper σ²=0.001"``, ``"akde(alpha=0.01,bound=lower)"`` -> ``"aKDE lower α=0.01"``;
+    other labels are returned unchanged."""
+    name, _, rest = str(label).partition("(")
+    if not rest.endswith(")") and rest:
+        return str(label)
+    params = dict(item.split("=", 1) for item in filter(None, rest[:-1].split(",")) if "=" in item)
+    if name not in _SHORT or not set(params) <= set(_SYMBOL):
+        return str(label)
+    parts = [_SHORT[name]]
+    if "n_bins" in params:
+        parts.append(params["n_bins"])
+    if "bound" in params:
+        parts.append(params["bound"])
+    parts += [f"{_SYMBOL[k]}={v}" for k, v in params.items() if k in ("noise_var", "alpha")]
+    return " ".join(parts)
+
+
+def _cell_text(value: float, fmt: str) -> str:
+    text = fmt.format(value)
+    return text.replace("+", "").replace("-0.0", "0.0") if float(text.replace("+", "")) == 0 else text
+
+
+def plot_bias(table: pd.DataFrame, quantity: str = "I(T;Y)", ax=None, *, value: str = "bias", fmt: str = "{:.1f}",
+              cmap: str = "RdBu_r", fontsize: float = 9, colorbar: bool = True):
     """Heat map of ``value`` (default: bias, bits) per task (rows) and estimator setting
-    (columns) for one quantity of a :func:`bias_table`, each cell annotated. Returns the axes."""
+    (columns, by :func:`setting_name`) for one quantity of a :func:`bias_table`, each cell
+    annotated with ``fmt``. Blue: the setting reads low; red: high (a colour scale symmetric
+    about 0). Returns the axes."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
     if quantity not in QUANTITIES:
         raise ValueError(f"quantity must be one of {list(QUANTITIES)}, got {quantity!r}")
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"plot_bias needs the DataFrame of bias_table(), got {type(table).__name__}")
     missing = {"task", "quantity", "estimator", value} - set(table.columns)
     if missing:
         raise ValueError(f"table lacks column(s) {sorted(missing)}; pass the DataFrame of bias_table()")
@@ -834,7 +872,7 @@ def plot_bias(table: pd.DataFrame, quantity: str = "I(T;Y)", ax=None, *, value: 
     grid = part.pivot(index="task", columns="estimator", values=value)
     grid = grid.loc[list(dict.fromkeys(part.task)), list(dict.fromkeys(part.estimator))]
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.35 * len(grid) + 1.6))
+        _, ax = plt.subplots(figsize=(7, 0.3 * len(grid) + 1.8))
     data = grid.to_numpy(dtype=float)
     peak = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0
     peak = peak if peak > 0 else 1.0
@@ -843,11 +881,12 @@ def plot_bias(table: pd.DataFrame, quantity: str = "I(T;Y)", ax=None, *, value: 
         for j in range(data.shape[1]):
             if np.isfinite(data[i, j]):
                 dark = abs(data[i, j]) > 0.6 * peak
-                ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", fontsize=fontsize,
+                ax.text(j, i, _cell_text(data[i, j], fmt), ha="center", va="center", fontsize=fontsize,
                         color="white" if dark else "black")
-    ax.set_xticks(range(data.shape[1]), [c.replace(",", ",\n").replace("(", "\n(") for c in grid.columns],
-                  rotation=90, fontsize=fontsize)
+    ax.set_xticks(range(data.shape[1]), [setting_name(c) for c in grid.columns], rotation=90, fontsize=fontsize)
     ax.set_yticks(range(data.shape[0]), list(grid.index), fontsize=fontsize)
+    ax.tick_params(length=0)
     ax.set_title(f"{value.replace('_', ' ')} of {quantity} (bits)", fontsize=fontsize + 1)
-    ax.figure.colorbar(image, ax=ax, label=f"{value.replace('_', ' ')} (bits)", shrink=0.8)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, label=f"{value.replace('_', ' ')} (bits)", shrink=0.8)
     return ax
