@@ -49,7 +49,7 @@ import math
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -235,9 +235,9 @@ def _student_pair_information(delta: float, p: float, dof: float, dim: int) -> K
         lz = m + math.log(math.exp(l1 - m) + math.exp(l0 - m))
         q1, q0 = math.exp(l1 - lz), math.exp(l0 - lz)
         h = -(q1 * (l1 - lz) + q0 * (l0 - lz))
-        radial = (dim - 2) * math.log(r) if dim > 2 else 0.0
-        if dim > 2 and r == 0.0:
+        if dim > 2 and r == 0.0:  # the radial factor r^(dim-2) vanishes
             return 0.0
+        radial = (dim - 2) * math.log(r) if dim > 2 else 0.0
         return math.exp(lz + log_c + radial) * h
 
     if dim == 1:

@@ -362,3 +362,45 @@ def test_check_battery_size():
         B.check_battery_size(100, 2)
     with pytest.raises(ValueError, match="n_repeats must be an integer >= 2"):
         B.check_battery_size(256, 1)
+
+
+def test_gaussian_quadrature_agrees_with_gauss_hermite_to_1e_9():
+    # an independent rule for the same 1-D integral: I = sum_y p_y E[log p(u|y) / p(u)] with
+    # u | y ~ N(a_y, 1), by 200-node Gauss-Hermite (spectrally accurate for this smooth integrand)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(200)
+    weights = weights / weights.sum()
+    for delta, p in ((0.5, 0.5), (1.7320508, 0.5), (2.0, 0.2), (6.0, 0.7)):
+        a = {1: delta / 2, 0: -delta / 2}
+        prior = {1: p, 0: 1 - p}
+        total = 0.0
+        for y in (0, 1):
+            u = nodes + a[y]
+            own = -0.5 * (u - a[y]) ** 2
+            mix = np.logaddexp(math.log(p) - 0.5 * (u - a[1]) ** 2, math.log(1 - p) - 0.5 * (u - a[0]) ** 2)
+            total += prior[y] * float(weights @ (own - mix))
+        task = B.GaussianClasses("g", dim=1, separation=delta, class_prob=p)
+        assert task.population_ty().bits == pytest.approx(total / math.log(2), abs=1e-9)
+
+
+def test_noisy_quadrature_agrees_with_a_dense_trapezoid_rule_to_1e_9():
+    # the trapezoid rule on a fine grid is spectrally accurate for smooth, fast-decaying integrands
+    task = TASKS["noisy centres, σ²=1e-3"]
+    counts = B._apportion(1000, task.decay ** np.arange(task.n_centres))
+    truth = task.truth_for_counts(counts)
+    c, w, y = task.centres(), counts / counts.sum(), task.centre_labels()
+    sigma = math.sqrt(task.noise_var)
+    t = np.linspace(-40 * sigma, 1 + 40 * sigma, 400_001)
+    step = t[1] - t[0]
+
+    def entropy(cs, ws):
+        ws = ws / ws.sum()
+        p = (ws[None] * np.exp(-0.5 * ((t[:, None] - cs[None]) / sigma) ** 2)).sum(1) / (sigma * math.sqrt(2 * math.pi))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.where(p > 0, -p * np.log(p), 0.0)
+        return float(f.sum() * step)
+
+    h_t = entropy(c, w)
+    h_z = 0.5 * math.log(2 * math.pi * math.e * task.noise_var)
+    h_t_y = sum(w[y == k].sum() * entropy(c[y == k], w[y == k]) for k in (0, 1))
+    assert truth["I(X;T)"].bits == pytest.approx((h_t - h_z) / math.log(2), abs=1e-9)
+    assert truth["I(T;Y)"].bits == pytest.approx((h_t - h_t_y) / math.log(2), abs=1e-9)
