@@ -570,7 +570,7 @@ class NoisyMixture(Task):
     truth is for the noisy layer: I(X;T) = h(T) - h(Z) and I(T;Y) = h(T) - sum_y p(y) h(T | Y=y),
     with the entropies of 1-D Gaussian mixtures (weights = the draw's counts) by adaptive
     quadrature (error ~1e-10 bits). ``kde(noise_var=noise_var)`` bounds exactly this I(X;T), and
-    so does ``akde(alpha=noise_var)`` (the largest |S| is 1).
+    so does ``akde(alpha=noise_var)`` (the largest ``|S|`` is 1).
     """
 
     n_centres: int = 16
