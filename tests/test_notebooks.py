@@ -15,7 +15,7 @@ CHAPTERS = sorted(p for p in BOOK.glob("*.ipynb"))
 SWEEP = {"SEEDS": 3, "EPOCHS": 12, "SENSITIVITY": False}
 CHEAP = {
     "01_task_and_network": {"EPOCHS": 15, "SEEDS": 2},
-    "02_estimators": {"EPOCHS": 10, "GAUSSIAN_SAMPLES": 512},
+    "02_estimators": {"EPOCHS": 10, "GAUSSIAN_SAMPLES": 512, "BATTERY_SAMPLES": 256, "BATTERY_REPEATS": 2},
     "03_one_network": {"EPOCHS": 10},
     "04_initializations": {**SWEEP, "SHOWN": 2},
     "05_activations": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus"},
@@ -80,6 +80,7 @@ def test_notebook_skeleton():
         ("04_initializations", {"ESTIMATOR": "ksg"}, "unknown study estimator 'ksg'"),
         ("01_task_and_network", {"SEEDS": 0}, "SEEDS must be a positive integer"),
         ("06_l2_regularization", {"L2S": "0.01,0.1"}, "L2S must include 0"),
+        ("02_estimators", {"BATTERY_REPEATS": 1}, "BATTERY_REPEATS must be an integer >= 2"),
     ],
 )
 def test_bad_parameters_stop_early_with_one_message(chapter, params, message, tmp_path):
