@@ -254,8 +254,12 @@ PERTURBED = [dict(activation="relu", noise_std=0.2), dict(activation="tanh", noi
 
 
 def _same_trainers(a, b, ka=slice(None), kb=slice(None)):
-    for pa, pb in zip(a.model.weights + a.model.biases + a.model.slopes, b.model.weights + b.model.biases + b.model.slopes):
+    params = lambda t: t.model.weights + t.model.biases + t.model.slopes  # noqa: E731
+    for pa, pb in zip(params(a), params(b)):
         assert torch.equal(pa[ka], pb[kb])
+    for state in ("exp_avg", "exp_avg_sq"):  # Adam's moments too
+        mine, theirs = a._split(getattr(a, state)), b._split(getattr(b, state))
+        assert all(torch.equal(p[ka], q[kb]) for part, other in zip(mine, theirs) for p, q in zip(part, other))
     if a._perturber.tracked:
         assert torch.equal(a._perturber.ranges[:, ka], b._perturber.ranges[:, kb])
     (acts_a, logits_a), (acts_b, logits_b) = a.evaluate(), b.evaluate()
