@@ -406,3 +406,17 @@ def test_noisy_means_errors():
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="draw"):
             noisy.evaluate_noisy_means(draw=bad)
+
+
+@pytest.mark.parametrize("kw", [dict(quantize_bits=4), dict(noise_std=0.1)])
+def test_every_paper_activation_trains_quantized_and_noisy(kw):
+    from ibtools.activations import PAPER_ACTIVATIONS
+    for activation in PAPER_ACTIVATIONS:
+        tr = EnsembleTrainer(TrainConfig(activation=activation, **TINY, **kw))
+        start = tr.model.flat.detach().clone()
+        loss = tr.train_epoch()
+        acts, _ = tr.evaluate()
+        assert torch.isfinite(loss).all() and all(torch.isfinite(a).all() for a in acts), activation
+        assert not torch.equal(start, tr.model.flat), activation
+        if "quantize_bits" in kw:
+            assert all(len(torch.unique(a[k])) <= 16 for a in acts[:-1] for k in range(tr.S)), activation
