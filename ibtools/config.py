@@ -15,6 +15,7 @@ from .activations import get_activation
 from .data import SPLIT_KINDS
 from .estimators import check_params, check_values, estimator_names
 from .networks import INIT_SCHEMES
+from .perturb import check_noise_std, check_quantize_bits
 
 __all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES"]
 
@@ -200,6 +201,22 @@ class TrainConfig:
         :mod:`ibtools.trainer`). Off by default: the stored study was computed without it, and
         with it almost every network's numbers differ from the stored ones by float rounding.
         Left out of :meth:`key` and :meth:`to_dict` when False.
+    quantize_bits : int or None
+        Quantize every hidden layer's activity to ``2**quantize_bits`` levels (1 to 16 bits)
+        during training and evaluation, with straight-through gradients (after Lorenzen, Igel &
+        Nielsen 2022), so that I(X;T) of a hidden layer is exactly the entropy of its distinct
+        rows. tanh and sigmoid use their natural range, other activations a per-layer range
+        tracked during training (see :mod:`ibtools.perturb`). None (default): no quantization;
+        left out of :meth:`key` and :meth:`to_dict` then.
+    noise_std : float
+        Standard deviation of the Gaussian noise N(0, noise_std²) added to every hidden unit
+        after the activation, during training and evaluation (after Goldfeld et al. 2019), so
+        that I(X;T) is finite; each network's noise comes from its own generator seeded by
+        (seed, epoch, step) (see :mod:`ibtools.perturb`). 0 (default): no noise; left out of
+        :meth:`key` and :meth:`to_dict` then. Cannot be combined with ``quantize_bits``: noise
+        after quantization makes the activity continuous again (no exact counting), noise
+        before it makes a discrete stochastic layer that neither the counting nor the
+        Gaussian-mixture estimate covers.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -219,6 +236,8 @@ class TrainConfig:
     record_activations: tuple[int, ...] | str = ()
     device: str = field(default="cpu", compare=False)
     ensemble_invariant: bool = False
+    quantize_bits: int | None = None
+    noise_std: float = 0.0
 
     def __post_init__(self):
         try:
@@ -276,6 +295,12 @@ class TrainConfig:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if not isinstance(self.ensemble_invariant, bool):
             raise ValueError(f"ensemble_invariant must be True or False, got {self.ensemble_invariant!r}")
+        object.__setattr__(self, "quantize_bits", check_quantize_bits(self.quantize_bits))
+        object.__setattr__(self, "noise_std", check_noise_std(self.noise_std))
+        if self.quantize_bits is not None and self.noise_std > 0:
+            raise ValueError(f"quantize_bits ({self.quantize_bits}) and noise_std ({self.noise_std}) cannot both be "
+                             "set: a quantized network is for exact MI by counting distinct rows, which noise would "
+                             "break; choose one")
 
     # -- derived quantities -----------------------------------------------------------------
 
@@ -319,6 +344,10 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         if not d["ensemble_invariant"]:  # configs from before the option keep their keys
             del d["ensemble_invariant"]
+        if d["quantize_bits"] is None:
+            del d["quantize_bits"]
+        if d["noise_std"] == 0:
+            del d["noise_std"]
         d["estimators"] = [{"name": s.name, "params": dict(s.params), "n_points": s.n_points} for s in self.estimators]
         return json.loads(json.dumps(d))
 

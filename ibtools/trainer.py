@@ -37,6 +37,13 @@ rule matches them all. Measured: seeds 0-49 trained 20 epochs with and without i
 bit in 0-3 of 50 networks depending on the activation (``benchmarks/results/
 invariance_vs_default.txt``); after 5 epochs their parameters agree within 1e-5
 (``tests/test_invariance.py``).
+
+Quantized and noise-injected hidden layers (``TrainConfig.quantize_bits`` / ``noise_std``,
+:mod:`ibtools.perturb`) enter through one hook, :meth:`EnsembleTrainer._perturb`, called after each
+hidden activation in the training and the evaluation pass. In training it writes the perturbed
+activity into a separate buffer that feeds the next layer and its weight gradient, while the
+unperturbed activity stays where the activation's derivative reads it: straight-through gradients
+for quantization, exact ones for additive noise.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from .config import TrainConfig
 from .data import Dataset, make_split, tishby_task
 from .activations import Workspace
 from .networks import EnsembleMLP
+from .perturb import EVAL, TRAIN, Perturber
 
 __all__ = ["EnsembleTrainer", "ADAM_BETAS", "ADAM_EPS", "resolve_device"]
 
@@ -126,6 +134,51 @@ class EnsembleTrainer:
         if not config.shuffle_batches:  # the paper's fixed order: precompute each batch once
             self._fixed_batches = [self._batch(self.X_train[a:b], self.onehot_train[a:b], self.y_train[a:b])
                                    for a, b in self.batch_bounds]
+        self._perturber = self._make_perturber()
+
+    # -- quantized and noisy hidden layers (ibtools.perturb) ------------------------------------
+
+    def _make_perturber(self) -> Perturber | None:
+        """The :class:`~ibtools.perturb.Perturber` of ``quantize_bits``/``noise_std``, or None. A
+        tracked quantization range is initialized here, from the first training minibatch at the
+        initial parameters (a forward and backward pass that changes nothing else)."""
+        config = self.config
+        if config.quantize_bits is None and config.noise_std == 0:
+            return None
+        spec = self.model.spec
+        if spec.forward_out is None or not self._manual:
+            raise ValueError(f"quantize_bits and noise_std need an activation with the fast path (forward_out and "
+                             f"derivative); {config.activation!r} has none")
+        p = Perturber(config.activation, config.hidden, config.seeds, config.quantize_bits, config.noise_std,
+                      self.device)
+        self._perturber, self._capture, self._eval_draw = p, None, 0
+        if p.tracked:
+            p.initializing = True
+            try:
+                with self._thread_invariant():
+                    self._manual_gradients(*next(iter(self._batches())))
+            finally:
+                p.initializing = False
+            self.grad.zero_()
+        return p
+
+    def _perturb(self, i: int, a: torch.Tensor, out: torch.Tensor, training: bool, n_real: int | None = None) -> None:
+        """Hook after hidden layer ``i``'s activation: write its quantized or noisy activity
+        ``a`` (S, width, n) into ``out`` (``a`` itself in evaluation; in training the layer's
+        ``fed`` buffer, while ``a`` stays unperturbed for the derivative: straight-through for
+        quantization, exact for additive noise). Layer 0 draws the pass's noise: seeded by
+        (seed, epoch, step) in training, (seed, epoch, evaluation draw) in evaluation."""
+        p = self._perturber
+        if p is None:
+            return
+        if i == 0 and p.noisy:
+            if training:
+                p.draw(self.epoch, TRAIN, self.steps, n_real, a.shape[-1])
+            else:
+                p.draw(self.epoch, EVAL, self._eval_draw, a.shape[-1], a.shape[-1])
+        if not training and self._capture is not None:
+            self._capture[i].copy_(a)
+        p.apply(i, a, out, training, n_real)
 
     #: Under ``ensemble_invariant`` every minibatch is padded to a multiple of this many samples:
     #: 32 floats are two AVX2 vectors (torch's element-wise loops take 2 vectors per step) and
@@ -234,6 +287,9 @@ class EnsembleTrainer:
             "g": [torch.empty(shape(w), device=dev) for w in hidden],
             "work": [Workspace(p) for p in pre],
             "fast": fast,
+            # what each hidden layer feeds forward: its activity, or that activity quantized or
+            # with noise added (then ``post`` keeps the unperturbed activity for the derivative)
+            "fed": post if self._perturber is None else [torch.empty(shape(w), device=dev) for w in hidden],
         }
         self._step_buffers[n] = buf
         return buf
@@ -257,7 +313,7 @@ class EnsembleTrainer:
         n = x_t.shape[-1]  # samples in the tensors, padding included
         n_real = n if n_real is None else n_real
         buf = self._buffers(n)
-        pre, post, gs = buf["pre"], buf["post"], buf["g"]
+        pre, post, gs, fed = buf["pre"], buf["post"], buf["g"], buf["fed"]
         shared_input = x_t.dim() == 2
         for i in range(L):
             W, b = Ws[i], bs[i]
@@ -266,9 +322,10 @@ class EnsembleTrainer:
                 fan_out, fan_in = W.shape[1:]
                 torch.addmm(b.reshape(S * fan_out, 1), W.reshape(S * fan_out, fan_in), x_t, out=z.view(S * fan_out, n))
             else:
-                torch.baddbmm(b, W, x_t if i == 0 else post[i - 1], out=z)
+                torch.baddbmm(b, W, x_t if i == 0 else fed[i - 1], out=z)
             if i < L - 1:
                 self._activate(i, z, post[i], buf)
+                self._perturb(i, post[i], fed[i], True, n_real)
         # softmax cross-entropy: loss and its gradient (p - onehot) / n
         log_p = torch.log_softmax(buf["logits"], dim=1, out=buf["log_p"])
         loss = torch.sum(torch.mul(log_p, onehot_t, out=buf["ce"]), dim=(1, 2), out=buf["loss"]).neg_().div_(n_real)
@@ -283,7 +340,7 @@ class EnsembleTrainer:
                 else:
                     torch.bmm(g, x, out=gWs[0])
             else:
-                torch.bmm(g, post[i - 1].transpose(1, 2), out=gWs[i])
+                torch.bmm(g, fed[i - 1].transpose(1, 2), out=gWs[i])
             torch.sum(g, dim=2, keepdim=True, out=gbs[i])
             if i > 0:
                 g = torch.bmm(Ws[i].transpose(1, 2), g, out=gs[i - 1])
@@ -357,6 +414,10 @@ class EnsembleTrainer:
         ``reuse_buffers`` the returned tensors are buffers too, overwritten by the next call
         (the :class:`~ibtools.engine.Recorder` uses them only within one recorded epoch);
         otherwise they are new tensors.
+
+        With ``quantize_bits`` the hidden activities are the quantized ones; with ``noise_std``
+        they include the noise, drawn from (network seed, epoch): the same at every call in one
+        epoch (draw 0 of :meth:`evaluate_noisy_means`, which also gives the noiseless means).
         """
         with self._thread_invariant():
             layers = self._forward_all()
@@ -371,6 +432,48 @@ class EnsembleTrainer:
         logits = outs[len(layers) - 1]
         torch._softmax(logits, 2, False, out=outs[-1])
         return outs[: len(layers) - 1] + [outs[-1]], logits
+
+    @torch.no_grad()
+    def evaluate_noisy_means(self, draw: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Noisy networks (``noise_std > 0``) on all inputs: each hidden layer's noiseless mean
+        and its noisy activity, for Monte Carlo estimates of I(X;T_l).
+
+        With T_0 = X and T_l = f(W_l T_{l-1} + b_l) + Z_l, Z_l ~ N(0, noise_std² I), one forward
+        pass samples every T_l. For hidden layer l it returns
+
+        * ``means[l]`` = f(W_l t_{l-1} + b_l): the mean of T_l given the sampled previous layer
+          t_{l-1} (given X for the first hidden layer), i.e. the activity before layer l's
+          own noise is added; given T_{l-1} = t_{l-1}, T_l is exactly N(means[l], noise_std² I);
+        * ``noisy[l]`` = means[l] + z_l: the sampled T_l, fed to layer l + 1.
+
+        Both are lists over hidden layers (not the softmax output) of (S, N, width) tensors,
+        new tensors. ``draw`` selects the noise realization, seeded by (network seed, epoch,
+        ``draw``): the same arguments give the same numbers, and ``draw=0`` is the realization
+        that :meth:`evaluate` returns at this epoch (its hidden activities equal ``noisy``).
+        Draws 0, 1, 2, ... are independent samples of the whole network's noise, e.g. for
+        sampling T_{l-1} given X several times when estimating h(T_l | X).
+
+        Raises
+        ------
+        ValueError
+            If the networks are not noisy, or ``draw`` is not an integer >= 0.
+        """
+        p = self._perturber
+        if p is None or not p.noisy:
+            raise ValueError("evaluate_noisy_means needs noisy networks (TrainConfig.noise_std > 0)")
+        if isinstance(draw, bool) or not isinstance(draw, (int, np.integer)) or draw < 0:
+            raise ValueError(f"draw must be an integer >= 0, got {draw!r}")
+        N = self.X_all_t.shape[1]
+        self._capture = [torch.empty(self.S, w, N, device=self.device) for w in self.config.hidden]
+        self._eval_draw = int(draw)
+        try:
+            with self._thread_invariant():
+                layers = self._forward_all()
+            means = [m.transpose(1, 2).contiguous() for m in self._capture]
+            noisy = [h.transpose(1, 2).contiguous() for h in layers[: len(self._capture)]]
+        finally:
+            self._capture, self._eval_draw = None, 0
+        return means, noisy
 
     def _forward_all(self) -> list[torch.Tensor]:
         """Every layer's activity on all inputs in the internal layout (S, width, N), the last
@@ -395,6 +498,7 @@ class EnsembleTrainer:
             if i < L - 1:  # in place: nothing needs the pre-activation here
                 extra = (slopes[i],) if spec.learnable_slope else ()
                 spec.forward_out(h, h, self._eval_work[i], *extra)
+                self._perturb(i, h, h, False)
         return out
 
     # -- checkpointing --------------------------------------------------------------------------
@@ -406,6 +510,7 @@ class EnsembleTrainer:
             "exp_avg_sq": self.exp_avg_sq.cpu().clone(),
             "steps": self.steps,
             "epoch": self.epoch,
+            **(self._perturber.state_dict() if self._perturber is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -415,3 +520,5 @@ class EnsembleTrainer:
             self.exp_avg_sq.copy_(state["exp_avg_sq"].to(self.device))
         self.steps = int(state["steps"])
         self.epoch = int(state["epoch"])
+        if self._perturber is not None:
+            self._perturber.load_state_dict(state)
