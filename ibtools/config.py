@@ -14,6 +14,7 @@ import numpy as np
 from .activations import get_activation
 from .data import SPLIT_KINDS
 from .estimators import check_params, check_values, estimator_names
+from .geometry import check_measure_names
 from .networks import INIT_SCHEMES
 
 __all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES"]
@@ -200,6 +201,11 @@ class TrainConfig:
         :mod:`ibtools.trainer`). Off by default: the stored study was computed without it, and
         with it almost every network's numbers differ from the stored ones by float rounding.
         Left out of :meth:`key` and :meth:`to_dict` when False.
+    measures : tuple of str
+        Geometric measures of every layer to record at every epoch of the main schedule
+        (:meth:`schedule`), by name (see :data:`ibtools.geometry.MEASURES`), e.g.
+        ``("within_between", "distinct_rows")``; stored in ``RunResult.measures``. Empty (the
+        default) records none. Left out of :meth:`key` and :meth:`to_dict` when empty.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -219,6 +225,7 @@ class TrainConfig:
     record_activations: tuple[int, ...] | str = ()
     device: str = field(default="cpu", compare=False)
     ensemble_invariant: bool = False
+    measures: tuple[str, ...] = ()
 
     def __post_init__(self):
         try:
@@ -276,6 +283,7 @@ class TrainConfig:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if not isinstance(self.ensemble_invariant, bool):
             raise ValueError(f"ensemble_invariant must be True or False, got {self.ensemble_invariant!r}")
+        object.__setattr__(self, "measures", check_measure_names(self.measures))
 
     # -- derived quantities -----------------------------------------------------------------
 
@@ -319,6 +327,8 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         if not d["ensemble_invariant"]:  # configs from before the option keep their keys
             del d["ensemble_invariant"]
+        if not d["measures"]:  # likewise for configs from before geometric measures
+            del d["measures"]
         d["estimators"] = [{"name": s.name, "params": dict(s.params), "n_points": s.n_points} for s in self.estimators]
         return json.loads(json.dumps(d))
 
@@ -332,7 +342,7 @@ class TrainConfig:
             d["estimators"] = tuple(
                 EstimatorSpec.make(e["name"], e.get("n_points"), **e.get("params", {})) for e in d["estimators"]
             )
-        for key in ("hidden", "seeds"):
+        for key in ("hidden", "seeds", "measures"):
             if key in d:
                 d[key] = tuple(d[key])
         if isinstance(d.get("record_activations"), list):
