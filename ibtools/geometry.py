@@ -336,7 +336,7 @@ def distinct_binned_rows_per_class(activity, labels, n_bins: int = 30):
     """Distinct rows after EBAB binning, counted within each class and averaged over classes.
 
     Each network's layer is binned as the ``"ebab"`` estimator bins it
-    (:func:`ibtools.estimators.binning.ebab_bin_indices`, ``n_bins`` equal-count bins of the
+    (``ibtools.estimators.binning.ebab_bin_indices``, ``n_bins`` equal-count bins of the
     layer's distinct values, bottom edge the layer's minimum); the number of distinct binned
     rows among the inputs of each class is then averaged over the classes present (unweighted).
     This is the clustering that EBAB's I(X;T) sees: its I(X;T) is the entropy of the binned
