@@ -8,7 +8,7 @@ ICML 2019; Geiger 2021). These functions measure that geometry directly, so that
 
 Every measure takes a layer's activity, ``(N, d)`` for one network or ``(S, N, d)`` for ``S``
 networks at once (numpy or torch, any real dtype; computed in float64), and the class labels
-``(N,)`` (integers; any distinct values are classes). It returns a float for ``(N, d)`` and a
+``(N,)`` (integers; the classes are the distinct values, so none is empty). It returns a float for ``(N, d)`` and a
 float64 array ``(S,)`` for ``(S, N, d)``. Activity must be finite: NaN or inf is refused with a
 ValueError. Degenerate layers (constant activity, class means that coincide) give a documented
 value (``inf`` or ``0``), never NaN.
@@ -121,7 +121,7 @@ def _class_means(a: np.ndarray, idx: np.ndarray, C: int) -> tuple[np.ndarray, np
     counts = np.bincount(idx, minlength=C).astype(np.float64)
     onehot = np.zeros((C, idx.size))
     onehot[idx, np.arange(idx.size)] = 1.0
-    means = np.einsum("cn,snd->scd", onehot, a) / counts[None, :, None]
+    means = np.matmul(onehot, a) / counts[None, :, None]
     return means, counts / idx.size
 
 
@@ -220,7 +220,7 @@ def nc1(activity, labels):
     dm = means - mu[:, None, :]  # (S, C, d)
     sigma_b = np.einsum("c,sci,scj->sij", p, dm, dm)
     centred = a - means[:, idx, :]
-    sigma_w = np.einsum("sni,snj->sij", centred, centred) / N
+    sigma_w = np.matmul(centred.transpose(0, 2, 1), centred) / N
     evals, evecs = np.linalg.eigh(sigma_b)  # ascending
     top = evals[:, -1:]
     keep = evals > d * np.finfo(np.float64).eps * np.maximum(top, 0)
@@ -389,7 +389,7 @@ def effective_rank(activity, labels=None):
     """
     a, batched = _activity(activity)
     centred = a - a.mean(axis=1, keepdims=True)
-    gram = np.einsum("sni,snj->sij", centred, centred)
+    gram = np.matmul(centred.transpose(0, 2, 1), centred)
     ev = np.linalg.eigvalsh(gram)
     top = ev[:, -1:]
     sv = np.sqrt(np.where(ev > a.shape[2] * np.finfo(np.float64).eps * np.maximum(top, 0), ev, 0.0))

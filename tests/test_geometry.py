@@ -325,6 +325,37 @@ def test_results_without_measures_load_as_before(tmp_path):
                                                   "measure", "value", "diverged"]
 
 
+def test_stored_results_load_with_their_keys_and_no_measures():
+    from pathlib import Path
+
+    stored = sorted((Path(__file__).resolve().parents[1] / "results" / "paper").glob("*.json"))
+    if not stored:
+        pytest.skip("no stored results in this checkout")
+    r = load_run(stored[0])  # its sidecar's key is checked against the config's key on load
+    assert r.config.measures == () and r.measures == {} and r.measure_table().empty
+
+
+def test_a_measure_array_of_the_wrong_shape_is_refused(tiny_run, tmp_path):
+    import hashlib
+    import io
+
+    from ibtools.results import CorruptResultError
+
+    tiny_run.save(tmp_path / "run")
+    npz, sidecar = result_paths(tmp_path / "run")
+    with np.load(npz, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["measure_1"] = arrays["measure_1"][:, :3]
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    npz.write_bytes(buffer.getvalue())
+    meta = json.loads(sidecar.read_text())
+    meta["npz_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()  # a consistent checksum
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(CorruptResultError, match="measure_1"):
+        load_run(tmp_path / "run")
+
+
 class Stop(KeyboardInterrupt):
     pass
 
