@@ -325,6 +325,23 @@ def test_results_without_measures_load_as_before(tmp_path):
                                                   "measure", "value", "diverged"]
 
 
+def test_a_diverged_network_gets_no_measures_and_the_others_are_unaffected():
+    from ibtools.engine import Recorder
+    from ibtools.trainer import EnsembleTrainer
+
+    cfg = TINY.replace(seeds=(3, 1, 4), record_activations=())
+    trainer = EnsembleTrainer(cfg)
+    rec = Recorder(cfg, trainer)
+    rec.record(0)
+    with torch.no_grad():
+        trainer.model.weights[1][1].fill_(float("inf"))  # network 1 blows up
+    rec.record(2)  # no training in between: the other networks are as they were at epoch 0
+    assert list(rec.diverged) == [-1, 2, -1]
+    for name, v in rec.measures.items():
+        assert np.isfinite(v[0]).all() and np.isnan(v[1][:, 1]).all()
+        assert np.array_equal(v[1][:, [0, 2]], v[0][:, [0, 2]])  # one network's blow-up moves no other
+
+
 def test_stored_results_load_with_their_keys_and_no_measures():
     from pathlib import Path
 
