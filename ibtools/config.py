@@ -342,7 +342,7 @@ class TrainConfig:
             d["estimators"] = tuple(
                 EstimatorSpec.make(e["name"], e.get("n_points"), **e.get("params", {})) for e in d["estimators"]
             )
-        for key in ("hidden", "seeds", "measures"):
+        for key in ("hidden", "seeds"):
             if key in d:
                 d[key] = tuple(d[key])
         if isinstance(d.get("record_activations"), list):
