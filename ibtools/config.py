@@ -14,6 +14,7 @@ import numpy as np
 from .activations import get_activation
 from .data import SPLIT_KINDS
 from .estimators import check_params, check_values, estimator_names
+from .geometry import check_measure_names
 from .networks import INIT_SCHEMES
 from .perturb import check_noise_std, check_quantize_bits
 
@@ -217,6 +218,11 @@ class TrainConfig:
         after quantization makes the activity continuous again (no exact counting), noise
         before it makes a discrete stochastic layer that neither the counting nor the
         Gaussian-mixture estimate covers.
+    measures : tuple of str
+        Geometric measures of every layer to record at every epoch of the main schedule
+        (:meth:`schedule`), by name (see :data:`ibtools.geometry.MEASURES`), e.g.
+        ``("within_between", "distinct_rows")``; stored in ``RunResult.measures``. Empty (the
+        default) records none. Left out of :meth:`key` and :meth:`to_dict` when empty.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -238,6 +244,7 @@ class TrainConfig:
     ensemble_invariant: bool = False
     quantize_bits: int | None = None
     noise_std: float = 0.0
+    measures: tuple[str, ...] = ()
 
     def __post_init__(self):
         try:
@@ -301,6 +308,7 @@ class TrainConfig:
             raise ValueError(f"quantize_bits ({self.quantize_bits}) and noise_std ({self.noise_std}) cannot both be "
                              "set: a quantized network is for exact MI by counting distinct rows, which noise would "
                              "break; choose one")
+        object.__setattr__(self, "measures", check_measure_names(self.measures))
 
     # -- derived quantities -----------------------------------------------------------------
 
@@ -348,6 +356,8 @@ class TrainConfig:
             del d["quantize_bits"]
         if d["noise_std"] == 0:
             del d["noise_std"]
+        if not d["measures"]:  # likewise for configs from before geometric measures
+            del d["measures"]
         d["estimators"] = [{"name": s.name, "params": dict(s.params), "n_points": s.n_points} for s in self.estimators]
         return json.loads(json.dumps(d))
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .config import TrainConfig
 from .data import Dataset
 from .estimators import get_estimator
+from .geometry import get_measure
 from .results import RunResult, atomic_write_bytes, provenance
 from .trainer import EnsembleTrainer
 
@@ -109,6 +110,8 @@ class Recorder:
         self.activation_epochs = set(int(e) for e in config.activation_epochs())
         self.activations: dict[int, list[np.ndarray]] = {}
         self.recorded: set[int] = set()
+        self.measures = {name: np.full((E, L, S), np.nan, dtype=np.float64) for name in config.measures}
+        self._measure_epochs = set(int(e) for e in config.schedule()) if config.measures else set()
         split = trainer.split
         dev = trainer.device
         self._train_idx = torch.from_numpy(split.train).to(dev)
@@ -159,15 +162,33 @@ class Recorder:
                     result = fn(a, y, **params)
                     self.mi[spec.label][i, layer, ok, 0] = result[0]
                     self.mi[spec.label][i, layer, ok, 1] = result[1]
+        self._record_measures(epoch, acts, y)
         if epoch in self.activation_epochs:
             self.activations[epoch] = [a.cpu().numpy().astype(np.float32) for a in acts]
         self.recorded.add(epoch)
+
+    def _record_measures(self, epoch: int, layers, labels) -> None:
+        """Geometric measures (``config.measures``) of every layer of the networks that have not
+        diverged, at the epochs of the main schedule; others stay NaN."""
+        if epoch not in self._measure_epochs:
+            return
+        ok = np.flatnonzero(self.diverged < 0)  # record() has just marked this epoch's divergences
+        if not ok.size:
+            return
+        i = self.index[epoch]
+        y = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        for layer, a in enumerate(layers):
+            a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+            if ok.size < a.shape[0]:
+                a = a[ok]
+            for name in self.config.measures:
+                self.measures[name][i, layer, ok] = get_measure(name).function(a, y)
 
     def state(self) -> dict:
         return {
             "mi": self.mi, "history": self.history, "layer_max": self.layer_max, "diverged": self.diverged,
             "network_max": self.network_max, "activations": self.activations, "recorded": sorted(self.recorded),
-        }
+        } | ({"measures": self.measures} if self.config.measures else {})  # older checkpoints stay loadable
 
     def load_state(self, state: dict) -> None:
         self.mi = state["mi"]
@@ -177,6 +198,8 @@ class Recorder:
         self.network_max = state["network_max"]
         self.activations = state["activations"]
         self.recorded = set(state["recorded"])
+        if self.config.measures:
+            self.measures = state["measures"]
 
 
 #: Version of the checkpoint layout. Checkpoints are ``.npz`` files read with
@@ -420,7 +443,7 @@ def train(
     result = RunResult(
         config=config, epochs=recorder.epochs, mi=recorder.mi, history=recorder.history,
         epoch_loss=losses, layer_max=recorder.layer_max, diverged=recorder.diverged,
-        activations=recorder.activations, meta=meta,
+        activations=recorder.activations, meta=meta, measures=recorder.measures,
     )
     if ckpt is not None and stop_at is None:
         ckpt.unlink(missing_ok=True)

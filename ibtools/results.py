@@ -157,6 +157,11 @@ class RunResult:
         Raw activity at the epochs listed in ``config.record_activations``.
     meta : dict
         Provenance: versions, git commit, wall time, device.
+    measures : dict[str, ndarray (E, L, S)]
+        Per name in ``config.measures``: the geometric measure (:mod:`ibtools.geometry`) of every
+        layer and network, float64, at every epoch of the main schedule (``config.schedule()``);
+        NaN at the other evaluation epochs and after a network diverged. Empty when the config
+        records none. Stored as ``measure_<i>`` arrays, in the order of ``config.measures``.
     """
 
     config: TrainConfig
@@ -168,6 +173,7 @@ class RunResult:
     diverged: np.ndarray
     activations: dict[int, list[np.ndarray]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    measures: dict[str, np.ndarray] = field(default_factory=dict)
 
     # -- views --------------------------------------------------------------------------------
 
@@ -224,6 +230,46 @@ class RunResult:
         cols = ["activation", "l2", "seed", "epoch", "layer", "layer_name", "estimator", "i_xt", "i_ty", "diverged"]
         return df[cols].sort_values(["estimator", "seed", "epoch", "layer"], ignore_index=True)
 
+    def measure_table(self, measures=None) -> pd.DataFrame:
+        """The geometric measures as a tidy table.
+
+        Columns: ``activation, l2, seed, epoch, layer, layer_name, measure, value, diverged``;
+        one row per recorded (measure, epoch, layer, network), i.e. at every epoch of the main
+        schedule. ``layer`` counts from 1 (the last is the softmax output); units are those of
+        :data:`ibtools.geometry.MEASURES`. Rows of diverged networks keep NaN values and
+        ``diverged=True``, as in :meth:`table`.
+
+        Raises
+        ------
+        KeyError
+            If a measure asked for was not recorded in this run.
+        """
+        names = list(self.measures) if measures is None else [measures] if isinstance(measures, str) else list(measures)
+        cols = ["activation", "l2", "seed", "epoch", "layer", "layer_name", "measure", "value", "diverged"]
+        L, S = len(self.layer_names), len(self.seeds)
+        ep, ly, sd = np.meshgrid(self.epochs, np.arange(1, L + 1), np.asarray(self.seeds), indexing="ij")
+        div_epoch = np.where(self.diverged >= 0, self.diverged, np.iinfo(np.int64).max)
+        is_div = (ep >= div_epoch[None, None, :]).ravel()
+        recorded = np.repeat(np.isin(self.epochs, self.config.schedule()), L * S)
+        frames = []
+        for name in names:
+            if name not in self.measures:
+                raise KeyError(f"no measure {name!r} in this result; it has {list(self.measures)}")
+            values = self.measures[name].ravel()
+            keep = recorded & (~np.isnan(values) | is_div)  # inf is a value (see ibtools.geometry)
+            frames.append(pd.DataFrame({
+                "seed": sd.ravel()[keep], "epoch": ep.ravel()[keep], "layer": ly.ravel()[keep],
+                "measure": name, "value": values[keep], "diverged": is_div[keep],
+            }))
+        if not frames:
+            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, (
+                object, float, int, int, int, object, object, float, bool))})
+        df = pd.concat(frames, ignore_index=True)
+        df.insert(0, "activation", self.config.activation)
+        df.insert(1, "l2", self.config.l2)
+        df["layer_name"] = np.asarray(self.layer_names)[df["layer"].to_numpy() - 1]
+        return df[cols].sort_values(["measure", "seed", "epoch", "layer"], ignore_index=True)
+
     def history_table(self) -> pd.DataFrame:
         """Loss and accuracy at every evaluation epoch: ``activation, l2, seed, epoch,
         train_loss, test_loss, train_acc, test_acc``."""
@@ -254,6 +300,8 @@ class RunResult:
         for epoch, layers in self.activations.items():
             for j, a in enumerate(layers):
                 arrays[f"act_{epoch}_{j}"] = a
+        for i, name in enumerate(self.config.measures):
+            arrays[f"measure_{i}"] = self.measures[name]
         # inside the checksummed file, so that editing the sidecar alone cannot relabel the numbers
         arrays["config_key"] = np.array(self.config.key())
         return arrays
@@ -396,4 +444,5 @@ def _from_arrays(config: TrainConfig, labels, act_epochs, arrays: dict, meta) ->
         diverged=get("diverged", (S,), "i"),
         activations={e: [activity(f"act_{e}_{j}", widths[j]) for j in range(L)] for e in act_epochs},
         meta=meta,
+        measures={name: get(f"measure_{i}", (E, L, S)) for i, name in enumerate(config.measures)},
     )
