@@ -15,7 +15,9 @@ copy of the previous implementation):
   very sequence of float64 additions ``numpy.bincount`` performs in
   :func:`ibtools.estimators._core._sum_c_log_c`;
 * :func:`all_finite` - whether every float is finite, from the exponent bits (integer max,
-  vectorized), instead of ``torch.isfinite(x).all()``'s boolean temporary.
+  vectorized), instead of ``torch.isfinite(x).all()``'s boolean temporary;
+* :func:`row_min_max` - each network's minimum and maximum (the Recorder's layer maxima) in one
+  pass, when every value is finite.
 
 They are compiled on first use (``cache=True`` keeps the machine code between sessions).
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ebab_edges", "joint_codes", "sorted_c_log_c", "all_finite"]
+__all__ = ["ebab_edges", "joint_codes", "sorted_c_log_c", "all_finite", "row_min_max"]
 
 _ROWS_PER_BLOCK = 256  # rows digitized at a time: values and counters stay in L1
 
@@ -66,7 +68,7 @@ def joint_codes(flat, edges, labels, d, shift, out):  # pragma: no cover - compi
     S, total = flat.shape
     K = edges.shape[1]
     N = total // d
-    rows = max(1, _ROWS_PER_BLOCK)
+    rows = _ROWS_PER_BLOCK
     cnt = np.empty(rows * d, dtype=np.int32)
     for s in range(S):
         row = flat[s]
