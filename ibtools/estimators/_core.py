@@ -128,8 +128,8 @@ def prepare(activity, labels) -> Prepared:
         act = _integer_activity_to_float(act)
     elif act.dtype in (torch.float16, torch.bfloat16):
         act = act.to(torch.float32)
-    finite = torch.isfinite(act)
-    if not bool(finite.all()):
+    if not _all_finite(act):
+        finite = torch.isfinite(act)
         bad = (~finite).reshape(S, -1).sum(1)
         n_nan = int(torch.isnan(act).sum())
         n_inf = int((~finite).sum()) - n_nan
@@ -161,6 +161,16 @@ def prepare(activity, labels) -> Prepared:
 
 
 _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def _all_finite(act: torch.Tensor) -> bool:
+    """Whether every value of the floating tensor ``act`` is finite: a compiled pass over the
+    exponent bits for contiguous CPU float32/float64 tensors (no boolean temporary), else torch."""
+    if act.device.type == "cpu" and act.dtype in (torch.float32, torch.float64) and act.is_contiguous():
+        from ._kernels import all_finite
+
+        return all_finite(act.numpy())
+    return bool(torch.isfinite(act).all())
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
@@ -319,9 +329,18 @@ def plugin_information(codes: np.ndarray, labels: np.ndarray, n_classes: int) ->
     if codes.min() < 0 or float(codes.max() + 1) * n_classes >= _CODE_LIMIT:
         codes = dense_rank(codes)
     joint = np.sort(codes * n_classes + labels[None, :], axis=1)
+    # floor division keeps rows sorted
+    return information_from_sums(_sum_c_log_c(joint), _sum_c_log_c(joint // n_classes), labels, n_classes)
+
+
+def information_from_sums(sum_joint: np.ndarray, sum_t: np.ndarray, labels: np.ndarray, n_classes: int):
+    """I(X;T) and I(T;Y) in bits from the per-member sums of ``c ln c`` over the groups of equal
+    (T, Y) (``sum_joint``) and equal T (``sum_t``), each (S,) float64; see
+    :func:`plugin_information`."""
+    N = labels.shape[0]
     log_n = np.log(N)
-    h_ty = log_n - _sum_c_log_c(joint) / N
-    h_t = log_n - _sum_c_log_c(joint // n_classes) / N  # floor division keeps rows sorted
+    h_ty = log_n - sum_joint / N
+    h_t = log_n - sum_t / N
     p_y = np.bincount(labels, minlength=n_classes) / N
     p_y = p_y[p_y > 0]
     h_y = -(p_y * np.log(p_y)).sum()
