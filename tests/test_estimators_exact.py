@@ -3,6 +3,7 @@
 Tolerance: the results are exact plug-in quantities, so only the rounding of a sum of N terms is
 allowed, 1e-12 bits (the reference below counts Python tuples, independently of ibtools)."""
 
+import importlib
 from collections import Counter
 
 import numpy as np
@@ -127,3 +128,25 @@ def test_wrong_shapes_are_rejected(shape):
 def test_labels_must_fit():
     with pytest.raises(ValueError, match="length"):
         E.exact(np.zeros((10, 2), np.float32), np.arange(9) % 2)
+
+
+def test_hash_collisions_are_detected_and_resolved_exactly(rng, monkeypatch):
+    exact_module = importlib.import_module("ibtools.estimators.exact")
+
+    a = rng.integers(-3, 4, size=(2000, 4)).astype(np.float32)
+    y = rng.integers(0, 2, 2000)
+    words = exact_module._words(a[None])
+    assert exact_module._hashed_ids(words) is not None  # the real hash: no collision here
+    # a hash that sums the words collides for permuted rows: detected, then the exact fallback
+    monkeypatch.setattr(exact_module, "_HASH_KEYS", np.ones(64, dtype=np.uint64) << np.uint64(32))
+    assert exact_module._hashed_ids(words) is None
+    est = E.exact(a, y)
+    ref = reference(a, y)
+    assert est.i_xt == pytest.approx(ref[0], abs=TOL) and est.i_ty == pytest.approx(ref[1], abs=TOL)
+
+
+def test_float64_rows_differing_in_low_bits_are_distinct():
+    x = 0.1
+    a = np.array([[x, 1.0], [np.nextafter(x, 1.0), 1.0], [x, 1.0]])
+    est = E.exact(a, [0, 1, 0])
+    assert est.i_xt == pytest.approx(h_bits([2, 1]), abs=TOL)
