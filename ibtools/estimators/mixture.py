@@ -47,6 +47,7 @@ TARGET_SE = 0.05
 #: worst-case absolute error (nats) allowed in any log-density exponent A_j(t); float32 products
 #: are used only when a bound on their rounding error meets it, else float64, else differences
 _EXPONENT_TOL = 1e-4
+_SUM_CHUNK = 256  # terms per float32 partial sum of the mixture densities
 _BLOCK_ELEMENTS = 1 << 20  # draws x components per block (4 MiB in float32)
 _PILOT_DRAWS = 512  # total draws of the first round when the number of draws adapts
 _MAX_DRAWS = 1 << 22  # total draws at most when adapting to target_se (then a warning)
@@ -179,7 +180,9 @@ def _draw_terms(comp: _Components, z: np.ndarray, rows_of: np.ndarray, device) -
 
     Per block of draws: the exponents ``A`` (float32 or float64 matrix product, or differences),
     their row maximum, ``exp(A - max)`` in float32 (relative error ~1e-7 per term), and the
-    weighted sums over all components, each class and (K > 1) each input's draws in float64."""
+    weighted sums over all components and each class: float32 sums of at most ``_SUM_CHUNK``
+    positive terms (relative error <= 256 * 2**-24 = 1.5e-5 each), added in float64; (K > 1)
+    each input's K draws in float64."""
     u = comp.u
     n, d = u.shape
     t = u[rows_of] + z
@@ -193,7 +196,9 @@ def _draw_terms(comp: _Components, z: np.ndarray, rows_of: np.ndarray, device) -
     sums = np.zeros((n, 1 + n_classes))
     sums[:, 0] = w
     sums[np.arange(n), 1 + comp.y_of] = np.exp(comp.log_w_in_y)
-    sums = torch.from_numpy(sums).to(device)
+    sums = torch.from_numpy(sums).to(device=device, dtype=torch.float32)
+    n_main = (n // _SUM_CHUNK) * _SUM_CHUNK
+    sums_main = sums[:n_main].reshape(n_main // _SUM_CHUNK, _SUM_CHUNK, 1 + n_classes)
     y_of = torch.from_numpy(comp.y_of).to(device)
     grouped_x = comp.x_groups.shape[1] > 1 and not comp.singleton_x
     if grouped_x:
@@ -217,13 +222,17 @@ def _draw_terms(comp: _Components, z: np.ndarray, rows_of: np.ndarray, device) -
         top = A.amax(1, keepdim=True)
         A -= top  # every exponent now <= 0, the largest 0
         own = A.gather(1, c[:, None])[:, 0].double()
-        E = A.to(torch.float32).exp_().double()
-        mass = E @ sums  # (r, 1 + C)
+        E = A.to(torch.float32).exp_()
+        r = stop - start
+        mass = (E[:, n_main:] @ sums[n_main:]).double()  # (r, 1 + C): the last < 256 terms
+        if n_main:
+            chunks = E[:, :n_main].reshape(r, n_main // _SUM_CHUNK, _SUM_CHUNK).transpose(0, 1)
+            mass += torch.bmm(chunks, sums_main).double().sum(0)
         log_total = mass[:, 0].log()
         log_class = mass.gather(1, 1 + y_of[c][:, None])[:, 0].log()
         if grouped_x:  # p(t | x) is the mixture of that input's K draws
             g = x_of[c]
-            log_x = (E.gather(1, x_table[g]) * w_in_x[g]).sum(1).log()
+            log_x = (E.gather(1, x_table[g]).double() * w_in_x[g]).sum(1).log()
         else:  # p(t | x) is the component's own Gaussian
             log_x = own
         out[0, start:stop] = (log_x - log_total).cpu().numpy()
