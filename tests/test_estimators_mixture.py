@@ -228,3 +228,14 @@ def test_bad_input_is_rejected():
             fn(np.zeros((9, 2)), y, noise_std=0.1)
     with pytest.raises(ValueError, match="overflows"):
         E.mixture_information(np.array([[1e300], [-1e300]]), [0, 1], noise_std=1e-300)
+
+
+def test_unreachable_target_warns_and_reports_the_actual_error(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("ibtools.estimators.mixture")
+    monkeypatch.setattr(module, "_MAX_DRAWS", 2000)
+    means = np.random.default_rng(8).normal(size=(20, 2))
+    with pytest.warns(RuntimeWarning, match="above target_se"):
+        r = E.mixture_information(means, np.arange(20) % 2, noise_std=0.5, target_se=1e-4, seed=0)
+    assert r.se_xt > 1e-4 and r.n_draws * 20 >= 2000
