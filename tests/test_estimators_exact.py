@@ -150,3 +150,14 @@ def test_float64_rows_differing_in_low_bits_are_distinct():
     a = np.array([[x, 1.0], [np.nextafter(x, 1.0), 1.0], [x, 1.0]])
     est = E.exact(a, [0, 1, 0])
     assert est.i_xt == pytest.approx(h_bits([2, 1]), abs=TOL)
+
+
+@pytest.mark.parametrize("binning", [E.ebab, E.fixed_binning, E.binsize_binning, E.max_binning])
+def test_every_binning_is_a_coarsening_of_the_exact_partition(task, binning):
+    # binning merges rows, never splits them: H(binned T) <= H(T) and, by data processing,
+    # I(binned T; Y) <= I(T; Y)
+    rng = np.random.default_rng(3)
+    for act in (np.tanh, lambda z: np.maximum(z - 0.5, 0)):
+        a = act(task.X @ rng.normal(size=(12, 3))).astype(np.float32)
+        ex, b = E.exact(a, task.y), binning(a, task.y)
+        assert b.i_xt <= ex.i_xt + TOL and b.i_ty <= ex.i_ty + TOL
