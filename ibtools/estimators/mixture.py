@@ -22,11 +22,16 @@ Estimator (per network). Means are taken in units of sigma, ``u_i = S_i / sigma`
     I(X;T) = E[ A_c(t) - L(t) ]                       (component c that t was drawn from)
     I(T;Y) = E[ logsumexp_{j in y_c} (log w_j/p(y_c) + A_j(t)) - L(t) ]
 
-The first identity is ``I = E[log p(t|x) - log p(t)]`` with the ``|z|^2/2`` terms cancelled
-exactly (they would add d/2 nats^2 of variance per draw for nothing). ``A`` is one matrix
-product per block of draws, in float32 where a worst-case bound on its rounding error is below
-1e-4 nats, else in float64 (see :func:`mixture_information` for the error bound). The estimate is ``sum_c w_c mean_k f(c, k)`` and its standard error
-``sqrt(sum_c w_c^2 s_c^2 / m)``, ``s_c^2`` the variance of the ``m`` draws of component ``c``.
+The first identity is ``I = E[log p(t|x) - log p(t)]``. Estimating h(T) as the mean of
+``-log p(t)`` and subtracting the closed-form h(T|X) would carry the term ``|z|^2/2`` (d/2
+nats^2 of variance per draw, for nothing); in the paired form it cancels exactly, and h(T) is
+reported as ``h(Z) + E[A_c(t) - L(t)]`` using ``E|z|^2/2 = d/2``. With K draws of the earlier
+layers' noise per input (deeper layers, see :func:`mixture_information`), ``p(t|x)`` is the
+mixture of that input's K components. ``A`` is one matrix product per block of draws, in
+float32 where a worst-case bound on its rounding error is below 1e-4 nats, else in float64 (see
+:func:`mixture_information` for the error bound). The estimate is ``sum_c w_c mean_k f(c, k)``
+and its standard error ``sqrt(sum_c w_c^2 s_c^2 / m)``, ``s_c^2`` the sample variance of the
+``m`` draws of component ``c`` (so ``m >= 2``).
 """
 
 from __future__ import annotations
@@ -338,10 +343,12 @@ def mixture_information(means, labels, noise_std: float, n_samples: int | None =
     equal-weight mixture of its K Gaussians, ``p(t)`` as the mixture of all ``K N``, and the
     estimate is ``E[log p(t|x) - log p(t)]`` under these. That is exact Monte Carlo for the
     mixture with the K sampled means (the plug-in of Goldfeld et al.), and it converges to the
-    true I(X;T_l) as K grows; with K = 1 it conditions on one draw of the earlier noise per input
-    and treats that draw as fixed, which over-states I(X;T_l) (it ignores h(T_l | X) from the
-    earlier noise). Averaging K = 1 estimates over several draws does not remove that bias;
-    passing the K draws together does.
+    true I(X;T_l) as K grows. With K = 1 it conditions on one draw ``zeta`` of the earlier noise
+    per input and treats that draw as fixed: it estimates ``I(X; T_l | zeta)``, and since the
+    noise is independent of X, ``I(X; T_l | zeta) = I(X; T_l, zeta) >= I(X; T_l)``: it
+    over-states the information (it leaves out the part of h(T_l | X) due to the earlier
+    noise). Averaging K = 1 estimates over several draws estimates the same conditional
+    quantity and does not remove that bias; passing the K draws together does.
 
     Cost: ``m`` draws per component against all ``n`` components, ``O(m n^2 d)`` in blocked
     matrix products; at N = 4096 distinct means a handful of draws per component already gives a
