@@ -277,3 +277,19 @@ def test_precision_choice_matters_and_is_made(monkeypatch):
     assert abs(auto.i_xt - results["direct"].i_xt) <= 3.4e-4
     assert abs(auto.i_ty - results["direct"].i_ty) <= 3.4e-4
     assert abs(results["float32"].i_xt - results["direct"].i_xt) > 0.1
+
+
+def test_same_seed_gives_common_random_numbers_across_calls():
+    # a slightly changed layer (the next epoch) with the same seed: the change is estimated
+    # with much less noise than each estimate's standard error
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(300, 3))
+    moved = means + 0.02 * rng.normal(size=means.shape)
+    y = np.arange(300) % 2
+    changes, ses = [], []
+    for seed in range(12):
+        a = E.mixture_information(means, y, noise_std=0.5, n_samples=4, seed=seed)
+        b = E.mixture_information(moved, y, noise_std=0.5, n_samples=4, seed=seed)
+        changes.append(b.i_xt - a.i_xt)
+        ses.append(a.se_xt)
+    assert np.std(changes, ddof=1) < 0.2 * np.mean(ses)

@@ -141,6 +141,10 @@ def _components(means: np.ndarray, labels: np.ndarray, n_classes: int, noise_std
     x = dense_rank(x[None])[0]
     key = dense_rank(row_codes(np.stack([mean_id, x, y], 1)[None]))[0]
     _, first, counts = np.unique(key, return_index=True, return_counts=True)  # key is 0..n-1
+    # components in the order of their first input (not of the row numbering), so that with
+    # a fixed seed each input keeps its noise draws from one call (epoch) to the next
+    order = np.argsort(first, kind="stable")
+    first, counts = first[order], counts[order]
     n = first.size
     counts = counts.astype(np.float64)
     w = counts / counts.sum()
@@ -312,7 +316,11 @@ def mixture_information(means, labels, noise_std: float, n_samples: int | None =
         (default 0.05). Draws are added in rounds; if ``2**21`` draws in all do not reach it, a
         ``RuntimeWarning`` says so and the estimate is returned with its actual standard error.
     seed : int or numpy.random.Generator
-        Randomness of the draws. The same seed gives the same numbers.
+        Randomness of the draws. The same seed gives the same numbers. Draws are made
+        component by component in the order of the inputs, so with a fixed seed and distinct
+        means input ``i`` gets the same noise draws at every call: estimates recorded at
+        successive epochs share their random numbers, and the change from one epoch to the next
+        carries far less Monte Carlo noise than either SE (about 25x less in the test).
 
     Returns
     -------
