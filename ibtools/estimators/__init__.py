@@ -16,6 +16,8 @@ max      :func:`max_binning`          equal-width bins up to the layer's (or a g
 ebab     :func:`ebab`                 entropy-based adaptive binning (Chelombiev et al.)
 kde      :func:`kde`                  Kolchinsky-Tracey bounds, fixed noise variance
 akde     :func:`akde`                 the same with noise variance scaled to the layer's maximum
+exact    :func:`exact`                exact I of the deterministic layer: its distinct rows
+mixture  :func:`mixture`              Monte Carlo I of a noise-injected layer (clean means in)
 ======== ============================ ====================================================
 """
 
@@ -29,7 +31,9 @@ from .binning import (
     information_from_bins,
     max_binning,
 )
+from .exact import exact
 from .kde import AKDE_ALPHA, akde, akde_noise_var, kde
+from .mixture import MixtureEstimate, gaussian_entropy_bits, mixture, mixture_information
 from .registry import ESTIMATORS, check_params, check_values, estimator_names, get_estimator, register_estimator
 
 __all__ = [
@@ -45,6 +49,11 @@ __all__ = [
     "akde",
     "akde_noise_var",
     "AKDE_ALPHA",
+    "exact",
+    "mixture",
+    "mixture_information",
+    "MixtureEstimate",
+    "gaussian_entropy_bits",
     "ESTIMATORS",
     "get_estimator",
     "register_estimator",

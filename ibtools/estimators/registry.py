@@ -7,7 +7,9 @@ import inspect
 from typing import Any, Callable, Mapping
 
 from .binning import binsize_binning, ebab, fixed_binning, max_binning
+from .exact import exact
 from .kde import akde, kde
+from .mixture import mixture
 
 __all__ = ["ESTIMATORS", "get_estimator", "register_estimator", "check_params", "check_values", "estimator_names"]
 
@@ -19,6 +21,8 @@ ESTIMATORS: dict[str, Callable] = {
     "ebab": ebab,
     "kde": kde,
     "akde": akde,
+    "exact": exact,
+    "mixture": mixture,
 }
 
 
