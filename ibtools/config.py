@@ -223,6 +223,12 @@ class TrainConfig:
         (:meth:`schedule`), by name (see :data:`ibtools.geometry.MEASURES`), e.g.
         ``("within_between", "distinct_rows")``; stored in ``RunResult.measures``. Empty (the
         default) records none. Left out of :meth:`key` and :meth:`to_dict` when empty.
+    nested_schedules : bool
+        Draw the schedule of every estimator with ``n_points`` from the run's main schedule
+        (:func:`ibtools.schedules.nested_schedule`), so that all settings share epochs: a sparse
+        schedule is a subset of every denser one. False (default, the stored study): each
+        estimator has its own log schedule, not nested. Left out of :meth:`key` and
+        :meth:`to_dict` when False.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -245,6 +251,7 @@ class TrainConfig:
     quantize_bits: int | None = None
     noise_std: float = 0.0
     measures: tuple[str, ...] = ()
+    nested_schedules: bool = False
 
     def __post_init__(self):
         try:
@@ -309,6 +316,8 @@ class TrainConfig:
                              "set: a quantized network is for exact MI by counting distinct rows, which noise would "
                              "break; choose one")
         object.__setattr__(self, "measures", check_measure_names(self.measures))
+        if not isinstance(self.nested_schedules, bool):
+            raise ValueError(f"nested_schedules must be True or False, got {self.nested_schedules!r}")
 
     # -- derived quantities -----------------------------------------------------------------
 
@@ -327,7 +336,17 @@ class TrainConfig:
         return log_schedule(self.epochs, self.n_log_points)
 
     def estimator_schedule(self, spec: EstimatorSpec) -> np.ndarray:
-        return log_schedule(self.epochs, spec.n_points) if spec.n_points else self.schedule()
+        """Epochs at which ``spec`` is recorded: the run's schedule, or for a spec with
+        ``n_points`` its own log schedule (``nested_schedules=False``, the stored study) or that
+        many epochs drawn from the run's schedule (``nested_schedules=True``, see
+        :mod:`ibtools.schedules`)."""
+        if not spec.n_points:
+            return self.schedule()
+        if self.nested_schedules:
+            from .schedules import nested_schedule
+
+            return nested_schedule(self.schedule(), max(spec.n_points, 2))
+        return log_schedule(self.epochs, spec.n_points)
 
     def activation_epochs(self) -> np.ndarray:
         if self.record_activations == "all":
@@ -358,6 +377,8 @@ class TrainConfig:
             del d["noise_std"]
         if not d["measures"]:  # likewise for configs from before geometric measures
             del d["measures"]
+        if not d["nested_schedules"]:
+            del d["nested_schedules"]
         d["estimators"] = [{"name": s.name, "params": dict(s.params), "n_points": s.n_points} for s in self.estimators]
         return json.loads(json.dumps(d))
 

@@ -216,17 +216,4 @@ def test_stored_study_failures():
     assert (failed.final_test_acc < 0.2).all()  # all predict the majority class of the training set
 
 
-def test_nested_schedules_are_subsets_of_the_main_one():
-    from ibtools.config import log_schedule
-    from ibtools.schedules import nested_schedule, nested_schedules
-
-    s = nested_schedules(8000)
-    main = set(s[400].tolist())
-    for n in (100, 25, 10):
-        sub = s[n]
-        assert set(sub.tolist()) <= main and sub[0] == 0 and sub[-1] == 7999 and len(sub) <= n
-    assert set(s[10].tolist()) <= set(s[25].tolist()) <= set(s[100].tolist())
-    # the stored study's schedules are not nested (why this exists)
-    assert not set(log_schedule(8000, 100).tolist()) <= main
-    with pytest.raises(ValueError, match="n_points"):
-        nested_schedule([0, 1, 2], 1)
+# nested schedules: tests/test_schedules.py
