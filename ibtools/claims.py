@@ -26,6 +26,7 @@ from scipy import stats
 
 from .activations import get_activation
 from .analysis import compression_scores, correlate, final_generalization, holm, mean_ci, mean_over_seeds, one_sided_t
+from .settings import EBAB
 
 __all__ = [
     "ClaimResult",
@@ -329,7 +330,7 @@ def network_scores(table: pd.DataFrame, estimator: str, scores: pd.DataFrame | N
 # R1: the network-wide binning range
 
 
-def global_range_claim(single_run, ranged_run, ebab_label: str = "ebab(n_bins=30)", early_layers: int | None = None) -> ClaimResult:
+def global_range_claim(single_run, ranged_run, ebab_label: str = EBAB.label, early_layers: int | None = None) -> ClaimResult:
     """R1: a network-wide range (dominated by the last ReLU layer) under-estimates the information
     of the early layers. Rule: reproduced if the layer with the largest activity is the last
     hidden layer and the first ``early_layers`` layers average at least 1 bit less with the

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ibtools.failures import classify_runs, failure_counts
 from ibtools.results import load_run
+from ibtools.settings import EBAB
 from ibtools.study import PAPER_RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def main() -> None:
     for name, runs in parts.items():
         if not runs:
             continue
-        counts = failure_counts(classify_runs(runs, estimator="ebab(n_bins=30)"))
+        counts = failure_counts(classify_runs(runs, estimator=EBAB.label))
         counts.insert(0, "networks from", name)
         rows.append(counts)
     table = pd.concat(rows, ignore_index=True)
