@@ -230,3 +230,14 @@ def test_nested_schedules_are_subsets_of_the_main_one():
     assert not set(log_schedule(8000, 100).tolist()) <= main
     with pytest.raises(ValueError, match="n_points"):
         nested_schedule([0, 1, 2], 1)
+
+
+def test_thresholds_are_the_rules_parameters():
+    """The named thresholds that chapters quote are the ones the rules decide with."""
+    from ibtools import claims
+
+    assert claims.rule("R1", 1).p["min_gap"] == claims.GLOBAL_RANGE_GAP_BITS
+    assert claims.rule("R3", 1).p["strong"] == claims.STRONG_COMPRESSION_BITS
+    assert claims.rule("R2", 2).p["min_bits"] == claims.rule("R5a", 2).p["min_bits"] == claims.MIN_EXCESS_BITS
+    assert (claims.rule("R4", 1).p["high"], claims.rule("R4", 1).p["low"]) == (claims.SPREAD_BITS, claims.SPREAD_PARTLY_BITS)
+    assert f"> {claims.STRONG_COMPRESSION_BITS:g} bit" in claims.rule("R3", 1).text()
