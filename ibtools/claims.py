@@ -623,16 +623,20 @@ def generalization_claim(table: pd.DataFrame, history: pd.DataFrame, estimator: 
 def claims_markdown(claims, extra: dict | None = None, links: dict | None = None) -> str:
     """A Markdown table of claims (for ``IPython.display.Markdown``): key, claim, measurement,
     verdict in bold, each part of the claim, the decision rule with its version, and optional
-    extra columns (``{"estimator": [...]}``) or links (``{key: "chapter"}``)."""
+    extra columns (``{"estimator": [...]}``) or links to where each claim is shown:
+    ``{key: (label, target)}``, e.g. ``{"R2": ("Activation functions", "05_activations")}`` (a
+    link labelled by the chapter's title, :func:`ibtools.chapters.chapter_title`). A bare
+    ``{key: target}`` is labelled by the target itself."""
     extra = extra or {}
-    head = ["", "claim", *extra, "what we measured", "verdict", "parts", "rule"] + (["figures"] if links else [])
+    head = ["", "claim", *extra, "what we measured", "verdict", "parts", "rule"] + (["shown in"] if links else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, c in enumerate(claims):
         cells = [c.key, c.claim, *(str(v[i]) for v in extra.values()), c.measured, f"**{c.verdict}**",
                  c.parts_text(), f"v{c.version}: {c.rule}"]
         if links:
-            target = links.get(c.key, "")
-            cells.append(f"[{target}]({target})" if target else "")
+            link = links.get(c.key)
+            label, target = (link, link) if isinstance(link, str) else (link or ("", ""))
+            cells.append(f"[{label}]({target})" if target else "")
         lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
     return "\n".join(lines)
 
