@@ -53,9 +53,9 @@ def checking_parameters():
 
 def positive_int(value, name: str) -> int:
     """Check a count-like chapter parameter."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ParameterError(f"bad chapter parameter: {name} must be a positive integer, got {value!r}")
-    return int(value)
+    from .validation import check_int
+
+    return check_int(value, f"bad chapter parameter: {name}", 1, error=ParameterError)
 
 
 def positive_number(value, name: str) -> float:
