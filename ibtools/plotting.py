@@ -184,7 +184,7 @@ def plot_mean_ci(x, mean, low, high, ax=None, *, connect: bool = False, label=No
     ``mean``, ``low`` and ``high`` are equal-length arrays (or scalars) with ``low <= mean <= high``,
     e.g. from :func:`ibtools.analysis.mean_ci` (bounds of a 95 % interval, in the data's units).
     ``connect=True`` joins the points with a line (a quantity along an ordered axis such as L2
-    strength). Extra keywords go to :meth:`matplotlib.axes.Axes.errorbar` (``ms``, ``zorder``...).
+    strength). Extra keywords go to ``matplotlib.axes.Axes.errorbar`` (``ms``, ``zorder``...).
 
     Raises
     ------
