@@ -1,7 +1,10 @@
 """The rendered book, as a reader sees it: serve the built book on localhost, open every page of the
 table of contents in headless Chromium, and check that it loads, shows its figures, has no error
 output, and has the navigation and the launch/Colab buttons. Screenshots of every page are kept
-in ``_build/screenshots`` (a build artifact, not committed).
+in ``_build/screenshots`` (a build artifact, not committed). Every page is also read at phone
+width (:data:`PHONE`, 390 CSS px): the page must not scroll sideways, nothing may spill out of the
+screen except inside a box that scrolls on its own (tables, code blocks), images must fit the
+column, and figure text must stay at least :data:`MIN_PHONE_TEXT_PX` tall as shown.
 
 The book comes from the session fixture ``book_html`` (tests/conftest.py): the build ``make book``
 made when it is fresh, else a new build (always a new one in CI). Set ``IBTOOLS_BOOK_HTML`` to an
