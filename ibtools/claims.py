@@ -66,7 +66,8 @@ CORRECTION = "Holm-Bonferroni (family-wise error rate)"
 #: R1: the early layers must read at least this much lower with the network-wide range.
 GLOBAL_RANGE_GAP_BITS = 1.0
 #: R3: a network "compresses strongly" when some hidden layer loses more than this from its peak
-#: (peak - final); also the cut of chapter 4's per-layer share and chapter 5's cell comparison.
+#: (peak - final); also the cut of the initializations chapter's per-layer share and of the
+#: activations chapter's comparison of two scores.
 STRONG_COMPRESSION_BITS = 1.0
 #: R2 v2, R5a v2: a layer compresses beyond its noise floor only with at least this mean excess.
 MIN_EXCESS_BITS = 0.1

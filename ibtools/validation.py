@@ -4,10 +4,8 @@ of bins or workers, a chapter parameter) is refused with the same clear message.
 >>> from ibtools.validation import check_int
 >>> check_int(3, "epochs", 1)
 3
->>> check_int(0, "epochs", 1)
-Traceback (most recent call last):
-...
-ValueError: epochs must be an integer >= 1, got 0
+
+``check_int(0, "epochs", 1)`` raises ``ValueError: epochs must be an integer >= 1, got 0``.
 """
 
 from __future__ import annotations
@@ -34,8 +32,9 @@ def check_int(value, name: str, minimum: int = 0, *, error: type[Exception] = Va
 
     Raises
     ------
-    error
-        ``"{name} must be an integer >= {minimum}, got {value!r}"``.
+    ValueError
+        ``"{name} must be an integer >= {minimum}, got {value!r}"`` (or the class given as
+        ``error``, with the same message).
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise error(f"{name} must be an integer >= {minimum}, got {value!r}")
