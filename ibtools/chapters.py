@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 
 __all__ = ["ParameterError", "setup", "checking_parameters", "positive_int", "positive_number", "as_list", "provenance_markdown",
-           "provenance_footer", "PAPER_URL"]
+           "provenance_footer", "PAPER_URL", "chapter_title"]
 
 
 class ParameterError(ValueError):
@@ -53,9 +53,9 @@ def checking_parameters():
 
 def positive_int(value, name: str) -> int:
     """Check a count-like chapter parameter."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ParameterError(f"bad chapter parameter: {name} must be a positive integer, got {value!r}")
-    return int(value)
+    from .validation import check_int
+
+    return check_int(value, f"bad chapter parameter: {name}", 1, error=ParameterError)
 
 
 def positive_number(value, name: str) -> float:
@@ -84,6 +84,36 @@ def as_list(value, name: str, cast=str) -> list:
         return [cast(v) for v in items]
     except (TypeError, ValueError):
         raise ParameterError(f"bad chapter parameter: {name} holds {value!r}, which are not all {cast.__name__}") from None
+
+
+# --- chapter titles ---------------------------------------------------------------------------------
+
+
+def chapter_title(name: str, book_dir=None) -> str:
+    """The title of the book's chapter ``name`` (``"05_activations"``): the first ``# `` heading of
+    ``<name>.ipynb``, for links that a reader can read (a table's "see *Activation functions*"
+    instead of a file name).
+
+    The notebook is looked up in ``book_dir``, else in the working directory (the book's folder when
+    a chapter runs), its ``ib-book/book`` (the clone of the Colab setup cell) and the ``book``
+    folder next to the package. Raises ValueError if no such chapter, or no heading, is found.
+    """
+    import json
+    from pathlib import Path
+
+    stem = Path(str(name)).name.removesuffix(".ipynb")
+    places = [Path(book_dir)] if book_dir is not None else [
+        Path.cwd(), Path.cwd() / "ib-book" / "book", Path(__file__).resolve().parent.parent / "book"]
+    for place in places:
+        path = place / f"{stem}.ipynb"
+        if path.is_file():
+            for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+                if cell["cell_type"] == "markdown":
+                    for line in "".join(cell["source"]).splitlines():
+                        if line.startswith("# "):
+                            return line[2:].strip()
+            raise ValueError(f"chapter {path} has no title (a '# ' heading in a Markdown cell)")
+    raise ValueError(f"no chapter {stem}.ipynb in {', '.join(str(p) for p in places)}")
 
 
 # --- provenance footer -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from scipy import stats
 
 from .activations import get_activation
 from .analysis import compression_scores, correlate, final_generalization, holm, mean_ci, mean_over_seeds, one_sided_t
+from .settings import EBAB
 
 __all__ = [
     "ClaimResult",
@@ -37,6 +38,11 @@ __all__ = [
     "network_scores",
     "SIGNIFICANCE",
     "CORRECTION",
+    "GLOBAL_RANGE_GAP_BITS",
+    "STRONG_COMPRESSION_BITS",
+    "MIN_EXCESS_BITS",
+    "SPREAD_BITS",
+    "SPREAD_PARTLY_BITS",
     "Rule",
     "RULES",
     "CURRENT",
@@ -52,6 +58,21 @@ REPRODUCED, PARTLY, NOT = "reproduced", "partly reproduced", "not reproduced"
 SIGNIFICANCE = 0.05
 #: The correction for multiple comparisons used wherever a rule tests many cells.
 CORRECTION = "Holm-Bonferroni (family-wise error rate)"
+#: Thresholds (bits) of the rules, named once: the rules' parameters below and the chapters that
+#: quote them (a table column "losing > 1 bit", a sentence of the text) read them from here, so the
+#: text cannot drift from the rule. A rule that needs another value gets a new version with its
+#: own parameter; these values stay those of the versions that use them.
+#:
+#: R1: the early layers must read at least this much lower with the network-wide range.
+GLOBAL_RANGE_GAP_BITS = 1.0
+#: R3: a network "compresses strongly" when some hidden layer loses more than this from its peak
+#: (peak - final); also the cut of the initializations chapter's per-layer share and of the
+#: activations chapter's comparison of two scores.
+STRONG_COMPRESSION_BITS = 1.0
+#: R2 v2, R5a v2: a layer compresses beyond its noise floor only with at least this mean excess.
+MIN_EXCESS_BITS = 0.1
+#: R4: mean SD over initializations of final hidden-layer I(X;T) for "reproduced" / "partly".
+SPREAD_BITS, SPREAD_PARTLY_BITS = 0.5, 0.25
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,26 +238,26 @@ A = (("alpha", SIGNIFICANCE),)
 RULES: dict[str, tuple[Rule, ...]] = {
     "R1": (Rule("R1", 1, *_V1, False, "reproduced if the last hidden layer sets the maximum and layers h1-h{early_layers} are "
                 "at least {min_gap:g} bit lower with the network-wide range than with EBAB; partly if one of the two holds",
-                (("min_gap", 1.0), ("early_layers", 3)), _r1),),
+                (("min_gap", GLOBAL_RANGE_GAP_BITS), ("early_layers", 3)), _r1),),
     "R2": (Rule("R2", 1, *_V1, False, "reproduced if some non-saturating activation has post-fit compression with 95 % CI "
                 "above 0 and activations differ (Kruskal-Wallis p < {alpha:g}); partly if one of the two holds", A, _r2_v1),
            Rule("R2", 2, *_NOW, True, "reproduced if at least {majority:.0%} of the non-saturating activations have a hidden "
                 "layer whose peak - final score exceeds its noise floor by >= {min_bits:g} bit and whose post-fit score is > 0 "
                 "(one-sided t-tests, Holm over all activation x hidden-layer cells, p < {alpha:g}) and activations differ "
                 "(Kruskal-Wallis p < {alpha:g}); partly if at least one qualifies or they differ",
-                (("alpha", SIGNIFICANCE), ("majority", 0.5), ("min_bits", 0.1)), _r2_v2)),
+                (("alpha", SIGNIFICANCE), ("majority", 0.5), ("min_bits", MIN_EXCESS_BITS)), _r2_v2)),
     "R3": (Rule("R3", 1, *_V1, False, "reproduced if >= {share:.0%} of networks compress a hidden layer by > {strong:g} bit "
                 "(peak - final) and the average curve keeps < {ratio:.0%} of the mean single-network compression; partly "
                 "if half that share compress or the average keeps < {ratio:.0%}",
-                (("strong", 1.0), ("share", 0.5), ("ratio", 0.5)), _r3),),
+                (("strong", STRONG_COMPRESSION_BITS), ("share", 0.5), ("ratio", 0.5)), _r3),),
     "R4": (Rule("R4", 1, *_V1, False, "reproduced if the mean standard deviation over initializations of final hidden-layer "
-                "I(X;T) is >= {high:g} bit; partly if >= {low:g} bit", (("high", 0.5), ("low", 0.25)), _r4),),
+                "I(X;T) is >= {high:g} bit; partly if >= {low:g} bit", (("high", SPREAD_BITS), ("low", SPREAD_PARTLY_BITS)), _r4),),
     "R5a": (Rule("R5a", 1, *_V1, False, "reproduced if each of ELU, Swish and centered softplus has post-fit compression "
                  "(hidden-layer mean) with 95 % CI above 0; partly if some do", (), _r5a_v1),
             Rule("R5a", 2, *_NOW, True, "reproduced if each of ELU, Swish and centered softplus has a hidden layer whose "
                  "peak - final score exceeds its noise floor by >= {min_bits:g} bit and whose post-fit score is > 0 (one-sided "
                  "t-tests, Holm over all activation x hidden-layer cells, p < {alpha:g}); partly if some do",
-                 (("alpha", SIGNIFICANCE), ("min_bits", 0.1)), _r5a_v2)),
+                 (("alpha", SIGNIFICANCE), ("min_bits", MIN_EXCESS_BITS)), _r5a_v2)),
     "R5b": (Rule("R5b", 1, *_V1, False, "reproduced if tanh ranks first (hidden-layer mean peak - final) and differs from "
                  "the second (Mann-Whitney p < {alpha:g}); partly if it only ranks first", A, _r5b),),
     "R5c": (Rule("R5c", 1, *_V1, False, "reproduced if the two distributions differ (Mann-Whitney p < {alpha:g})", A, _r5c),),
@@ -329,11 +350,12 @@ def network_scores(table: pd.DataFrame, estimator: str, scores: pd.DataFrame | N
 # R1: the network-wide binning range
 
 
-def global_range_claim(single_run, ranged_run, ebab_label: str = "ebab(n_bins=30)", early_layers: int | None = None) -> ClaimResult:
+def global_range_claim(single_run, ranged_run, ebab_label: str = EBAB.label, early_layers: int | None = None) -> ClaimResult:
     """R1: a network-wide range (dominated by the last ReLU layer) under-estimates the information
     of the early layers. Rule: reproduced if the layer with the largest activity is the last
-    hidden layer and the first ``early_layers`` layers average at least 1 bit less with the
-    network-wide range than with EBAB; partly if only one of the two holds."""
+    hidden layer and the first ``early_layers`` layers average at least
+    :data:`GLOBAL_RANGE_GAP_BITS` less with the network-wide range than with EBAB; partly if only
+    one of the two holds."""
     early_layers = rule("R1").p["early_layers"] if early_layers is None else early_layers
     peaks = np.nanmax(single_run.layer_max[:, :-1, 0], axis=0)
     deepest = int(np.argmax(peaks))
@@ -602,16 +624,20 @@ def generalization_claim(table: pd.DataFrame, history: pd.DataFrame, estimator: 
 def claims_markdown(claims, extra: dict | None = None, links: dict | None = None) -> str:
     """A Markdown table of claims (for ``IPython.display.Markdown``): key, claim, measurement,
     verdict in bold, each part of the claim, the decision rule with its version, and optional
-    extra columns (``{"estimator": [...]}``) or links (``{key: "chapter"}``)."""
+    extra columns (``{"estimator": [...]}``) or links to where each claim is shown:
+    ``{key: (label, target)}``, e.g. ``{"R2": ("Activation functions", "05_activations")}`` (a
+    link labelled by the chapter's title, :func:`ibtools.chapters.chapter_title`). A bare
+    ``{key: target}`` is labelled by the target itself."""
     extra = extra or {}
-    head = ["", "claim", *extra, "what we measured", "verdict", "parts", "rule"] + (["figures"] if links else [])
+    head = ["", "claim", *extra, "what we measured", "verdict", "parts", "rule"] + (["shown in"] if links else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, c in enumerate(claims):
         cells = [c.key, c.claim, *(str(v[i]) for v in extra.values()), c.measured, f"**{c.verdict}**",
                  c.parts_text(), f"v{c.version}: {c.rule}"]
         if links:
-            target = links.get(c.key, "")
-            cells.append(f"[{target}]({target})" if target else "")
+            link = links.get(c.key)
+            label, target = (link, link) if isinstance(link, str) else (link or ("", ""))
+            cells.append(f"[{label}]({target})" if target else "")
         lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
     return "\n".join(lines)
 

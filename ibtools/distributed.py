@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import TrainConfig
+from .validation import check_int
 
 __all__ = ["DaskExecutor", "UnitFailure", "SweepFailed", "compute_unit"]
 
@@ -140,8 +141,7 @@ class DaskExecutor:
                     f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}); "
                     "check the address, that the scheduler is running, and the tunnel or network to it") from None
         else:
-            if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-                raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+            n_workers = check_int(n_workers, "n_workers", 1)
             self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=self.threads, processes=True,
                                          host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                          worker_dashboard_address="127.0.0.1:0", silence_logs=40)

@@ -827,7 +827,7 @@ _SYMBOL = {"noise_var": "σ²", "alpha": "α", "n_bins": "", "bound": ""}
 
 def setting_name(label: str) -> str:
     """A short name for an estimator setting's label, for figures and tables:
-    ``"ebab(n_bins=30)"`` -> ``"EBAB 30"``, ``"kde(bound=upper,noise_var=0.001)"`` ->
+    ``ebab(n_bins=30)`` -> ``"EBAB 30"``, ``"kde(bound=upper,noise_var=0.001)"`` ->
     ``"KDE upper σ²=0.001"``, ``"akde(alpha=0.01,bound=lower)"`` -> ``"aKDE lower α=0.01"``;
     other labels are returned unchanged."""
     name, _, rest = str(label).partition("(")

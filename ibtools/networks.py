@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .activations import PRELU_INITIAL_SLOPE, get_activation
+from .validation import check_int
 
 __all__ = [
     "DEFAULT_WIDTHS",
@@ -44,9 +45,7 @@ def check_widths(widths: Sequence[int]) -> tuple[int, ...]:
         raise ValueError(f"widths must be a sequence of positive integers, got {widths!r}") from None
     if len(widths) < 2:
         raise ValueError(f"widths needs at least an input and an output width, got {widths}")
-    for w in widths:
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-            raise ValueError(f"every width must be a positive integer, got {widths}")
+    widths = tuple(check_int(w, f"every width (widths {widths})", 1) for w in widths)
     if widths[-1] < 2:
         raise ValueError(f"the softmax output needs at least 2 units, got widths {widths}")
     return widths

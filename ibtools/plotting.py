@@ -19,6 +19,7 @@ __all__ = [
     "plot_layer_curves",
     "plot_history",
     "plot_band",
+    "plot_mean_ci",
     "EPOCH_CMAP",
     "plot_estimator_grid",
     "plot_plane_grid",
@@ -173,6 +174,37 @@ def plot_band(x, mean, low, high, ax=None, *, label=None, color=None, logx: bool
     ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
     if logx:
         ax.set_xscale("log")
+    return ax
+
+
+def plot_mean_ci(x, mean, low, high, ax=None, *, connect: bool = False, label=None, color=None, marker: str = "o",
+                 capsize: float = 2, **kw):
+    """Means with their confidence intervals as points with error bars: one point per ``x``.
+
+    ``mean``, ``low`` and ``high`` are equal-length arrays (or scalars) with ``low <= mean <= high``,
+    e.g. from :func:`ibtools.analysis.mean_ci` (bounds of a 95 % interval, in the data's units).
+    ``connect=True`` joins the points with a line (a quantity along an ordered axis such as L2
+    strength). Extra keywords go to ``matplotlib.axes.Axes.errorbar`` (``ms``, ``zorder``...).
+
+    Raises
+    ------
+    ValueError
+        If the arrays differ in length or an interval does not contain its mean (a swapped
+        ``low``/``high`` would otherwise draw a wrong bar silently).
+    """
+    ax = ax or plt.gca()
+    x, mean, low, high = (np.atleast_1d(np.asarray(v, float)) for v in (x, mean, low, high))
+    if not (x.shape == mean.shape == low.shape == high.shape) or x.ndim != 1:
+        raise ValueError(f"x, mean, low and high must be 1-D and of one length, got shapes "
+                         f"{x.shape}, {mean.shape}, {low.shape}, {high.shape}")
+    below, above = mean - low, high - mean
+    bad = (below < 0) | (above < 0)  # NaN (an undefined interval) compares False: drawn without a bar
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"interval [{low[i]:g}, {high[i]:g}] at x = {x[i]:g} does not contain its mean {mean[i]:g} "
+                         "(expected low <= mean <= high)")
+    ax.errorbar(x, mean, yerr=np.vstack([below, above]), ls="-" if connect else "none", marker=marker,
+                capsize=capsize, label=label, color=color, **kw)
     return ax
 
 

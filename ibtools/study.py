@@ -21,7 +21,7 @@ import numpy as np
 
 from .activations import PAPER_ACTIVATIONS
 from .config import EstimatorSpec, TrainConfig
-from .estimators import AKDE_ALPHA
+from . import settings
 from .results import CorruptResultError, RunResult, result_paths
 from .sweep import ResultCache, SweepConfig, SweepResult, run_sweep
 
@@ -67,28 +67,22 @@ PAPER_SEEDS = tuple(range(50))
 L2_STRENGTHS = (0.0, 1e-4, 1e-3, 5e-3, 0.015, 0.05)
 
 #: Recorded for every network of the study: EBAB at all 274 epochs, adaptive KDE at 24
-#: log-spaced epochs (it costs ~100x more per evaluation).
-MAIN_ESTIMATORS = (
-    EstimatorSpec.make("ebab", n_bins=30),
-    EstimatorSpec.make("akde", alpha=AKDE_ALPHA, n_points=25),
-)
+#: log-spaced epochs (it costs ~100x more per evaluation). Each setting is defined once, in
+#: :mod:`ibtools.settings`.
+MAIN_ESTIMATORS = (settings.EBAB, settings.AKDE)
 #: Settings for the sensitivity of each verdict: EBAB with 10 and 100 bins (83 epochs), adaptive
 #: KDE with 10x smaller and larger constants (10 epochs).
-SENSITIVITY_ESTIMATORS = (
-    EstimatorSpec.make("ebab", n_bins=10, n_points=100),
-    EstimatorSpec.make("ebab", n_bins=100, n_points=100),
-    EstimatorSpec.make("akde", alpha=AKDE_ALPHA / 10, n_points=10),
-    EstimatorSpec.make("akde", alpha=AKDE_ALPHA * 10, n_points=10),
-)
+SENSITIVITY_ESTIMATORS = (settings.EBAB_10_BINS, settings.EBAB_100_BINS, settings.AKDE_SMALL_ALPHA,
+                          settings.AKDE_LARGE_ALPHA)
 #: The single networks of the estimator-comparison chapter get every estimator at every epoch.
 SINGLE_NETWORK_ESTIMATORS = (
-    EstimatorSpec.make("ebab", n_bins=30),
-    EstimatorSpec.make("fixed", lo=-1.0, hi=1.0, n_edges=30),
-    EstimatorSpec.make("binsize", bin_size=0.07),
-    EstimatorSpec.make("max", n_bins=30),
-    EstimatorSpec.make("max", n_bins=30, max_value="network"),
-    EstimatorSpec.make("kde", noise_var=1e-3),
-    EstimatorSpec.make("akde", alpha=AKDE_ALPHA),
+    settings.EBAB,
+    settings.FIXED_UNIT_RANGE,
+    settings.FIXED_BIN_SIZE,
+    settings.OWN_RANGE,
+    settings.NETWORK_RANGE,
+    settings.KDE_FIXED_NOISE,
+    settings.AKDE_EVERY_EPOCH,
 )
 
 
@@ -151,7 +145,7 @@ def snapshot_epochs(epochs: int = PAPER_EPOCHS) -> tuple[int, ...]:
 
 def snapshot_config(activation: str = "relu", seed: int = 0, epochs: int = PAPER_EPOCHS) -> TrainConfig:
     """One network whose raw activity is kept at a few epochs (for figures of the binning)."""
-    return _base(epochs, (seed,), (EstimatorSpec.make("ebab", n_bins=30),)).replace(
+    return _base(epochs, (seed,), (settings.EBAB,)).replace(
         activation=activation, record_activations=snapshot_epochs(epochs))
 
 
@@ -160,7 +154,7 @@ def global_range_config(first: RunResult) -> TrainConfig:
     from 0 to the largest activity of *any* layer over *all* of training (known only after
     training once; training is deterministic, so the re-run is the same network)."""
     global_max = float(np.nanmax(first.layer_max[:, :-1]))  # hidden layers
-    spec = EstimatorSpec.make("max", n_bins=30, max_value=round(global_max, 6))
+    spec = EstimatorSpec.make("max", n_bins=settings.N_BINS, max_value=round(global_max, 6))
     return first.config.replace(estimators=(spec,))
 
 

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from .validation import check_int
+
 __all__ = ["readable", "human_header", "BITS"]
 
 #: Unit suffix of information columns.
@@ -98,8 +100,7 @@ def readable(
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"readable() formats a pandas DataFrame, got {type(df).__name__}")
-    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)) or precision < 0:
-        raise ValueError(f"precision must be an integer >= 0, got {precision!r}")
+    check_int(precision, "precision", 0)
     headers = dict(headers or {})
     bits, counts, p_values, percent = (_as_list(v, n) for v, n in ((bits, "bits"), (counts, "counts"),
                                                                    (p_values, "p_values"), (percent, "percent")))

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ibtools.failures import pooled_failure_rate
 from ibtools.results import load_run
+from ibtools.settings import EBAB
 from ibtools.study import PAPER_RESULTS, extra_failure_runs
 
 
@@ -23,7 +24,7 @@ def main() -> None:
     stored = [load_run(p.with_suffix("")) for p in sorted(PAPER_RESULTS.glob("relu_l2-0p015_s0-49x50_*.npz"))]
     extra = extra_failure_runs("relu", 0.015)
     table = pooled_failure_rate({"stored study (seeds 0-49)": stored, "extra (seeds 50+)": extra},
-                                estimator="ebab(n_bins=30)")
+                                estimator=EBAB.label)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 

@@ -217,3 +217,33 @@ def test_stored_study_failures():
 
 
 # nested schedules: tests/test_schedules.py
+
+
+def test_thresholds_are_the_rules_parameters():
+    """The named thresholds that chapters quote are the ones the rules decide with."""
+    from ibtools import claims
+
+    assert claims.rule("R1", 1).p["min_gap"] == claims.GLOBAL_RANGE_GAP_BITS
+    assert claims.rule("R3", 1).p["strong"] == claims.STRONG_COMPRESSION_BITS
+    assert claims.rule("R2", 2).p["min_bits"] == claims.rule("R5a", 2).p["min_bits"] == claims.MIN_EXCESS_BITS
+    assert (claims.rule("R4", 1).p["high"], claims.rule("R4", 1).p["low"]) == (claims.SPREAD_BITS, claims.SPREAD_PARTLY_BITS)
+    assert f"> {claims.STRONG_COMPRESSION_BITS:g} bit" in claims.rule("R3", 1).text()
+
+
+def test_claims_table_links_carry_chapter_titles(tmp_path):
+    """The summary's claims table links each claim to its chapter by the chapter's title, not its file name."""
+    import json
+
+    from ibtools.chapters import chapter_title
+
+    assert chapter_title("05_activations") == "Activation functions"  # the book next to the package
+    assert chapter_title("02_estimators.ipynb") == "Estimating information"
+    with pytest.raises(ValueError, match="no chapter 99_missing.ipynb"):
+        chapter_title("99_missing")
+    (tmp_path / "untitled.ipynb").write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": ["no heading"]}]}))
+    with pytest.raises(ValueError, match="has no title"):
+        chapter_title("untitled", tmp_path)
+    claim = claims.ClaimResult(key="R2", claim="c", measured="m", verdict=REPRODUCED, rule="r", version=1)
+    table = claims.claims_markdown([claim], links={"R2": (chapter_title("05_activations"), "05_activations")})
+    assert "[Activation functions](05_activations)" in table and "[05_activations]" not in table
+    assert "[05_activations](05_activations)" in claims.claims_markdown([claim], links={"R2": "05_activations"})

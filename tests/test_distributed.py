@@ -123,5 +123,5 @@ def test_unreachable_scheduler_fails_fast():
 def test_executor_arguments():
     with pytest.raises(ValueError, match="exactly one of"):
         DaskExecutor(n_workers=2, address="tcp://127.0.0.1:1")
-    with pytest.raises(ValueError, match="n_workers must be a positive integer"):
+    with pytest.raises(ValueError, match="n_workers must be an integer >= 1"):
         DaskExecutor(n_workers=0)

@@ -11,7 +11,9 @@ from ibtools.failures import classify_runs, pooled_failure_rate, rate_text
 from ibtools.results import load_run
 from ibtools.study import COLLAPSE_RESULTS, PAPER_RESULTS, extra_failure_runs, pooled_reference_failures
 
-LABEL = "ebab(n_bins=30)"
+from ibtools.settings import EBAB  # noqa: E402
+
+LABEL = EBAB.label
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_notebook_skeleton():
         ("05_activations", {"ACTIVATIONS": "tanh,gelu"}, "unknown activation 'gelu'"),
         ("04_initializations", {"EPOCHS": -3}, "epochs must be an integer >= 1"),
         ("04_initializations", {"ESTIMATOR": "ksg"}, "unknown study estimator 'ksg'"),
-        ("01_task_and_network", {"SEEDS": 0}, "SEEDS must be a positive integer"),
+        ("01_task_and_network", {"SEEDS": 0}, "SEEDS must be an integer >= 1"),
         ("06_l2_regularization", {"L2S": "0.01,0.1"}, "L2S must include 0"),
         ("02_estimators", {"BATTERY_REPEATS": 1}, "BATTERY_REPEATS must be an integer >= 2"),
     ],

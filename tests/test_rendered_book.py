@@ -1,7 +1,10 @@
 """The rendered book, as a reader sees it: serve the built book on localhost, open every page of the
 table of contents in headless Chromium, and check that it loads, shows its figures, has no error
 output, and has the navigation and the launch/Colab buttons. Screenshots of every page are kept
-in ``_build/screenshots`` (a build artifact, not committed).
+in ``_build/screenshots`` (a build artifact, not committed). Every page is also read at phone
+width (:data:`PHONE`, 390 CSS px): the page must not scroll sideways, nothing may spill out of the
+screen except inside a box that scrolls on its own (tables, code blocks), images must fit the
+column, and figure text must stay at least :data:`MIN_PHONE_TEXT_PX` tall as shown.
 
 The book comes from the session fixture ``book_html`` (tests/conftest.py): the build ``make book``
 made when it is fresh, else a new build (always a new one in CI). Set ``IBTOOLS_BOOK_HTML`` to an
@@ -179,3 +182,105 @@ def test_page_renders_for_a_reader(page, server, browser, html_dir):
         browser.save_screenshot(str(SCREENSHOTS / f"{Path(page).name}.png"))
     finally:
         browser.set_window_size(1280, 1800)
+
+
+# --- phone width ------------------------------------------------------------------------------------
+
+#: The phone the pages are checked on: a 390 CSS px wide viewport at 3 device pixels per CSS px
+#: (an iPhone 12-15), emulated by Chromium with its mobile layout (the viewport meta tag honoured).
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True}
+#: Smallest size (CSS px) at which the smallest figure text (ibtools.plotting.MIN_FONT_PT points,
+#: 9 pt) may be shown at phone width. Figures shrink to the column there (no sideways scrolling),
+#: so the desktop rule (12 px) cannot hold for a 7-inch figure in a ~360 px column; 6 CSS px is
+#: 18 device pixels on such a phone (the height of 6.5-pt print held at reading distance), and a
+#: reader can zoom. The desktop rule stays in tests/test_book_html.py.
+MIN_PHONE_TEXT_PX = 6.0
+
+_PHONE_LAYOUT = """
+const vw = document.documentElement.clientWidth;
+const article = document.querySelector('article.bd-article') || document.querySelector('main');
+if (!article) return null;
+const scrollsItself = el => {  // inside a container that scrolls (or clips) sideways on its own
+  for (let p = el.parentElement; p && p !== article.parentElement; p = p.parentElement) {
+    const o = getComputedStyle(p).overflowX;
+    if (o === 'auto' || o === 'scroll' || o === 'hidden') return true;
+  }
+  return false;
+};
+const describe = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+  + (typeof el.className === 'string' && el.className ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+const overflowing = [];
+for (const el of article.querySelectorAll('*')) {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) continue;
+  if ((r.right > vw + 1 || r.left < -1) && !scrollsItself(el)) overflowing.push(
+    describe(el) + ' spans ' + Math.round(r.left) + '..' + Math.round(r.right) + ' px: '
+    + (el.innerText || el.getAttribute('src') || '').slice(0, 60));
+}
+const style = getComputedStyle(article);
+const column = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+const images = Array.from(article.querySelectorAll('img'))
+  .filter(i => i.src.startsWith(location.origin) && !i.src.endsWith('.svg'))
+  .map(i => ({src: i.getAttribute('src'), width: i.getBoundingClientRect().width,
+              right: i.getBoundingClientRect().right, natural: i.naturalWidth}));
+return {vw: vw, pageWidth: document.documentElement.scrollWidth, column: column,
+        overflowing: overflowing.slice(0, 8), nOverflowing: overflowing.length, images: images};
+"""
+
+
+@pytest.fixture
+def phone(browser):
+    """The browser emulating :data:`PHONE` for one test, then back to the desktop window."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    try:
+        yield browser
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _png_size_and_dpi(path: Path):
+    from test_book_html import _png_size_and_dpi as read  # the desktop legibility test's PNG reader
+
+    return read(path)
+
+
+def check_phone_layout(browser, url: str, html_dir: Path) -> list[str]:
+    """What a reader at phone width would stumble on at ``url`` (empty: nothing): the page
+    scrolling sideways, text or images spilling out of the column (tables and code may scroll
+    inside their own container), images wider than the column, figure text below
+    :data:`MIN_PHONE_TEXT_PX`."""
+    from ibtools.plotting import MIN_FONT_PT
+
+    _load(browser, url)
+    state = browser.execute_script(_PHONE_LAYOUT)
+    if state is None:
+        return [f"no article on the page; the browser showed:\n{_shown(browser)}"]
+    problems = []
+    if state["vw"] != PHONE["width"]:
+        problems.append(f"the viewport is {state['vw']} px wide, not the phone's {PHONE['width']} px")
+    if state["pageWidth"] > state["vw"] + 1:
+        problems.append(f"the page scrolls sideways: {state['pageWidth']} px wide in a {state['vw']} px viewport")
+    if state["nOverflowing"]:
+        problems.append(f"{state['nOverflowing']} elements spill out of the {state['vw']} px viewport, e.g.:\n  "
+                        + "\n  ".join(state["overflowing"]))
+    for img in state["images"]:
+        if img["width"] > state["column"] + 1 or img["right"] > state["vw"] + 1:
+            problems.append(f"{img['src']}: shown {img['width']:.0f} px wide in a {state['column']:.0f} px column")
+        file = (html_dir / Path(url.split("://", 1)[1].split("/", 1)[1]).parent / img["src"]).resolve()
+        if file.suffix.lower() != ".png" or not file.is_file():
+            continue
+        width, _, dpi = _png_size_and_dpi(file)
+        if not dpi:
+            problems.append(f"{img['src']}: PNG does not record its dpi")
+            continue
+        text_px = MIN_FONT_PT / 72 * img["width"] / (width / dpi)  # CSS px of MIN_FONT_PT-point text
+        if text_px < MIN_PHONE_TEXT_PX:
+            problems.append(f"{img['src']}: {width / dpi:.1f} in wide, shown {img['width']:.0f} px wide: its "
+                            f"{MIN_FONT_PT}-pt text is {text_px:.1f} CSS px (< {MIN_PHONE_TEXT_PX:g})")
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_reads_at_phone_width(page, server, phone, html_dir):
+    problems = check_phone_layout(phone, f"{server}/{page}.html", Path(html_dir))
+    assert not problems, f"{page} at {PHONE['width']} px:\n" + "\n".join(problems)
