@@ -318,3 +318,13 @@ def test_cli_mnist1d_sweep_killed_mid_run_resumes(tmp_path):
     # the last unit (the one most likely interrupted and resumed) has an uninterrupted run's numbers
     direct = train(sweep.units()[-1], progress=False)
     assert direct.table().equals(runs[-1].table())
+
+
+def test_cli_task_option_reaches_the_config():
+    from ibtools import cli
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["sweep", "--task", "mnist1d:num_samples=5000", "--cache", "x"])
+    assert cli._config_from(args).task == "mnist1d"  # canonical
+    assert cli._config_from(parser.parse_args(["run", "--out", "x"])).task == "tishby"
+    assert cli._config_from(parser.parse_args(["run", "--task", "digits", "--out", "x"])).widths == (64, 10, 7, 5, 4, 3, 10)
