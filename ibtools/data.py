@@ -216,6 +216,10 @@ class Dataset:
         p = p[p > 0]
         return float(-(p * np.log2(p)).sum())
 
+    def split(self, kind: str = "unshuffled", train_fraction: float = 0.8, seed: int = 0) -> "Split":
+        """A train/test split of this data set (see :func:`make_split`)."""
+        return make_split(self, kind, train_fraction, seed)
+
 
 @functools.lru_cache(maxsize=1)
 def _tishby_arrays() -> tuple[np.ndarray, np.ndarray]:

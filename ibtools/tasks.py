@@ -93,8 +93,15 @@ class TaskInfo:
     n_features, n_classes : int
         Input width and number of classes: the widths of a network's input and softmax layers.
     description : str
-    options : dict
-        Options the task accepts, with their defaults (``{"num_samples": 5000}`` for MNIST-1D).
+    options : tuple of (str, int) pairs
+        Options the task accepts, with their defaults (``(("num_samples", 5000),)`` for MNIST-1D);
+        :attr:`defaults` gives them as a dict.
+    generate : callable
+        ``generate(**options) -> (X, y)``, the generator (no network access, no global state left
+        changed).
+    checksums : callable
+        ``checksums(options) -> str or None``: the recorded :func:`array_checksum` of the data
+        these options generate.
     """
 
     name: str

@@ -79,6 +79,8 @@ def test_known_label_counts():
 def test_splits_disjoint_and_covering(name, kind):
     task = load_task(name)
     split = make_split(task, kind, 0.8, seed=3)
+    again = task.split(kind, 0.8, seed=3)
+    assert np.array_equal(again.train, split.train) and np.array_equal(again.test, split.test)
     assert np.intersect1d(split.train, split.test).size == 0
     assert np.array_equal(np.sort(np.concatenate([split.train, split.test])), np.arange(task.n_samples))
     assert split.train.size == round(0.8 * task.n_samples)
