@@ -13,6 +13,7 @@ EPILOG = """examples:
   python -m ibtools run --activation tanh --epochs 2000 --seeds 0-9 --out results/tanh
   python -m ibtools run --estimators ebab "akde:alpha=0.01,n_points=40" --out results/relu
   python -m ibtools sweep --activations tanh relu elu --l2 0 0.015 --seeds 0-49 --cache results/sweep
+  python -m ibtools sweep --task mnist1d --hidden 100 50 20 10 --activations tanh relu --seeds 0-9 --cache results/mnist1d
 """
 
 
@@ -75,11 +76,25 @@ def _estimator(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _task(text: str) -> str:
+    from .tasks import canonical_task
+
+    try:
+        return canonical_task(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     from .config import TrainConfig
+    from .tasks import task_names
 
     d = TrainConfig()
     g = p.add_argument_group("network and training (defaults: the paper's code)")
+    g.add_argument("--task", type=_task, default=d.task, metavar="TASK",
+                   help=f"data set: one of {', '.join(task_names())}; options as name:key=value, e.g. "
+                        f"mnist1d:num_samples=10000 (default: {d.task}, the paper's 12-bit task); the input and "
+                        "output widths follow from it")
     g.add_argument("--hidden", type=number("every --hidden width", 1), nargs="+", default=list(d.hidden), metavar="W", help="hidden widths (default: 10 7 5 4 3)")
     if not sweep:
         g.add_argument("--activation", default=d.activation, help=f"hidden activation (default: {d.activation})")
@@ -179,7 +194,7 @@ def _config_from(args, **overrides):
         epochs=args.epochs, split=args.split, train_fraction=args.train_fraction, split_seed=args.split_seed,
         shuffle_batches=args.shuffle_batches, seeds=tuple(args.seeds), n_log_points=args.n_log_points,
         estimators=_flatten(args.estimators), record_activations=tuple(args.record_activations), device=args.device,
-        ensemble_invariant=args.ensemble_invariant,
+        ensemble_invariant=args.ensemble_invariant, task=args.task,
     )
     kwargs.update(overrides)
     return TrainConfig(**kwargs)

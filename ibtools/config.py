@@ -17,6 +17,7 @@ from .estimators import check_params, check_values, estimator_names
 from .geometry import check_measure_names
 from .networks import INIT_SCHEMES
 from .perturb import check_noise_std, check_quantize_bits
+from .tasks import DEFAULT_TASK, canonical_task, task_info
 
 __all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES"]
 
@@ -159,7 +160,9 @@ class TrainConfig:
     Attributes
     ----------
     hidden : tuple of int
-        Hidden-layer widths; the input (12) and the 2-unit softmax output are added around them.
+        Hidden-layer widths; the task's input layer (12 units for the 12-bit task, 40 for
+        MNIST-1D) and a softmax output with one unit per class (2, resp. 10) are added around
+        them (see :attr:`widths`).
     activation : str
         Hidden-layer activation (see :data:`ibtools.activations.ACTIVATIONS`).
     init : str
@@ -177,7 +180,7 @@ class TrainConfig:
     split : str
         ``"unshuffled"`` (the paper's code: first 80 % of patterns train) or ``"stratified"``.
     train_fraction : float
-        Share of the 4096 patterns used for training.
+        Share of the task's samples used for training (of the 4096 patterns of the 12-bit task).
     split_seed : int
         Seed of the stratified split (ignored for ``"unshuffled"``).
     shuffle_batches : bool
@@ -229,6 +232,12 @@ class TrainConfig:
         schedule is a subset of every denser one. False (default, the stored study): each
         estimator has its own log schedule, not nested. Left out of :meth:`key` and
         :meth:`to_dict` when False.
+    task : str
+        The data set, by its name in :mod:`ibtools.tasks`: ``"tishby"`` (the 12-bit task, the
+        default), ``"mnist1d"``, ``"digits"``, or with options, ``"mnist1d:num_samples=10000"``;
+        stored in its canonical form. The network's input and output widths follow from it.
+        Left out of :meth:`key` and :meth:`to_dict` when it is the default, so every result
+        computed before the option keeps its key.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -252,6 +261,7 @@ class TrainConfig:
     noise_std: float = 0.0
     measures: tuple[str, ...] = ()
     nested_schedules: bool = False
+    task: str = DEFAULT_TASK
 
     def __post_init__(self):
         try:
@@ -318,13 +328,16 @@ class TrainConfig:
         object.__setattr__(self, "measures", check_measure_names(self.measures))
         if not isinstance(self.nested_schedules, bool):
             raise ValueError(f"nested_schedules must be True or False, got {self.nested_schedules!r}")
+        object.__setattr__(self, "task", canonical_task(self.task))  # ValueError lists the valid tasks
 
     # -- derived quantities -----------------------------------------------------------------
 
     @property
     def widths(self) -> tuple[int, ...]:
-        """All layer widths: input 12, hidden, output 2."""
-        return (12, *self.hidden, 2)
+        """All layer widths: the task's input features, the hidden widths, and one softmax unit per
+        class of the task (12, hidden, 2 for the 12-bit task; 40, hidden, 10 for MNIST-1D)."""
+        info = task_info(self.task)
+        return (info.n_features, *self.hidden, info.n_classes)
 
     @property
     def n_layers(self) -> int:
@@ -379,6 +392,8 @@ class TrainConfig:
             del d["measures"]
         if not d["nested_schedules"]:
             del d["nested_schedules"]
+        if d["task"] == DEFAULT_TASK:  # likewise: results of the 12-bit task keep their keys
+            del d["task"]
         d["estimators"] = [{"name": s.name, "params": dict(s.params), "n_points": s.n_points} for s in self.estimators]
         return json.loads(json.dumps(d))
 

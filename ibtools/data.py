@@ -39,6 +39,13 @@ __all__ = [
     "stratified_split",
     "make_split",
     "SPLIT_KINDS",
+    # the task registry, defined in ibtools.tasks and importable from here
+    "load_task",
+    "task_names",
+    "task_info",
+    "canonical_task",
+    "DEFAULT_TASK",
+    "TASKS",
 ]
 
 N_BITS = 12
@@ -180,11 +187,16 @@ class Dataset:
     y : numpy.ndarray, shape (n_samples,), int64
         Class labels ``0 .. n_classes - 1``.
     name : str
+        For a registered task, its canonical name (see :func:`ibtools.tasks.load_task`).
+    checksum : str
+        :func:`ibtools.tasks.array_checksum` of the arrays, verified when they were generated
+        ("" for a data set built by hand).
     """
 
     X: np.ndarray
     y: np.ndarray
     name: str
+    checksum: str = ""
 
     @property
     def n_samples(self) -> int:
@@ -203,6 +215,10 @@ class Dataset:
         p = np.bincount(self.y) / self.y.size
         p = p[p > 0]
         return float(-(p * np.log2(p)).sum())
+
+    def split(self, kind: str = "unshuffled", train_fraction: float = 0.8, seed: int = 0) -> "Split":
+        """A train/test split of this data set (see :func:`make_split`)."""
+        return make_split(self, kind, train_fraction, seed)
 
 
 @functools.lru_cache(maxsize=1)
@@ -224,15 +240,16 @@ def tishby_task() -> Dataset:
     Dataset
         ``X`` holds all 4096 patterns (row ``i`` = bits of ``i``, most significant bit first,
         values 0.0/1.0) and ``y`` the labels (2118 ones, 1978 zeros; H(Y) = 0.99916 bits).
-        The arrays are read-only.
+        The arrays are read-only. The same as ``load_task("tishby")``.
 
     Raises
     ------
     RuntimeError
         If the regenerated labels differ from the published file (count or checksum).
     """
-    X, y = _tishby_arrays()
-    return Dataset(X=X, y=y, name="tishby12")
+    from .tasks import load_task
+
+    return load_task("tishby")
 
 
 @dataclass(frozen=True, eq=False)
@@ -329,3 +346,15 @@ def make_split(dataset: Dataset, kind: str = "unshuffled", train_fraction: float
     if kind == "stratified":
         return stratified_split(dataset.y, train_fraction, rng=seed)
     raise ValueError(f"unknown split kind {kind!r}; choose one of {SPLIT_KINDS}")
+
+
+_TASK_EXPORTS = ("load_task", "task_names", "task_info", "canonical_task", "DEFAULT_TASK", "TASKS")
+
+
+def __getattr__(name: str):
+    # the registry lives in ibtools.tasks, which imports this module; re-exported lazily
+    if name in _TASK_EXPORTS:
+        from . import tasks
+
+        return getattr(tasks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,9 @@
 """Train the networks of a :class:`~ibtools.config.TrainConfig` and record their information
 planes online, with checkpoints that survive interruption.
 
-At every scheduled epoch all 4096 inputs go through every network once; the chosen estimators
-run on every layer (the softmax output included) and only their values, the losses and the
-accuracies are kept. Raw activity is kept only at the epochs the config asks for, so memory does
+At every scheduled epoch all inputs of the task (4096 for the 12-bit task) go through every
+network once; the chosen estimators run on every layer (the softmax output included) and only
+their values, the losses and the accuracies are kept. Raw activity is kept only at the epochs the config asks for, so memory does
 not grow with the number of epochs.
 """
 
@@ -379,7 +379,8 @@ def train(
         Show a progress bar over epochs (True), nothing (False), or advance the given bar by the
         number of network-epochs done.
     dataset : Dataset, optional
-        Defaults to the Tishby task.
+        Defaults to the config's task (``config.task``); one given here replaces it but is not
+        part of the config's key, so do not store such a run in a sweep cache.
     on_epoch : callable, optional
         Called with the number of epochs completed after every epoch (tests use it to interrupt).
     stop_at : int, optional
@@ -449,7 +450,8 @@ def train(
         recorder.diverged[k] = int(np.argmax(bad[:, k]))
     meta = provenance()
     meta.update(wall_time_s=round(elapsed_before + time.monotonic() - started, 3), device=config.device,
-                threads=torch.get_num_threads())
+                threads=torch.get_num_threads(),
+                data=trainer.dataset.name, data_checksum=trainer.dataset.checksum)
     result = RunResult(
         config=config, epochs=recorder.epochs, mi=recorder.mi, history=recorder.history,
         epoch_loss=losses, layer_max=recorder.layer_max, diverged=recorder.diverged,

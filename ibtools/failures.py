@@ -87,9 +87,10 @@ FAILURE_CRITERIA = FailureCriteria()
 def majority_rate(config) -> float:
     """Share of the majority class in the training set of a :class:`~ibtools.config.TrainConfig`
     (0.563 for the paper's unshuffled 80 % split)."""
-    from .data import make_split, tishby_task
+    from .data import make_split
+    from .tasks import load_task
 
-    task = tishby_task()
+    task = load_task(getattr(config, "task", "tishby"))
     split = make_split(task, config.split, config.train_fraction, config.split_seed)
     y = task.y[split.train]
     return float(np.bincount(y).max() / y.size)

@@ -33,6 +33,7 @@ from .activations import get_activation
 from .config import TrainConfig
 from .engine import train
 from .results import CorruptResultError, RunResult, check_writable_dir, load_run, result_paths
+from .tasks import DEFAULT_TASK
 
 try:
     import fcntl
@@ -49,7 +50,7 @@ class SweepConfig:
     Attributes
     ----------
     base : TrainConfig
-        Everything not swept (epochs, estimators, split, ...). Its ``activation``, ``l2`` and
+        Everything not swept (task, epochs, estimators, split, ...). Its ``activation``, ``l2`` and
         ``seeds`` are the defaults of the three swept fields.
     activations : tuple of str, optional
     l2s : tuple of float, optional
@@ -117,7 +118,9 @@ class ResultCache:
         seeds = config.seeds
         span = f"s{seeds[0]}" if len(seeds) == 1 else f"s{seeds[0]}-{seeds[-1]}x{len(seeds)}"
         l2 = f"{config.l2:g}".replace(".", "p")
-        return f"{config.activation}_l2-{l2}_{span}_{config.key()[:12]}"
+        # units of the default task keep the names they always had; others start with the task
+        task = "" if config.task == DEFAULT_TASK else re.sub(r"[^A-Za-z0-9]+", "-", config.task) + "_"
+        return f"{task}{config.activation}_l2-{l2}_{span}_{config.key()[:12]}"
 
     def path(self, config: TrainConfig) -> Path:
         return self.root / self.name(config)

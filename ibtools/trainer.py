@@ -56,7 +56,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
-from .data import Dataset, make_split, tishby_task
+from .data import Dataset, make_split
+from .tasks import load_task
 from .activations import Workspace
 from .networks import EnsembleMLP
 from .perturb import EVAL, TRAIN, Perturber
@@ -82,7 +83,8 @@ class EnsembleTrainer:
     ----------
     config : TrainConfig
     dataset : Dataset, optional
-        Defaults to the Tishby task.
+        Defaults to the config's task (:func:`ibtools.tasks.load_task` of ``config.task``). A
+        data set given here replaces it; it is not part of the config's key.
 
     Attributes
     ----------
@@ -93,7 +95,7 @@ class EnsembleTrainer:
 
     def __init__(self, config: TrainConfig, dataset: Dataset | None = None):
         self.config = config
-        self.dataset = dataset if dataset is not None else tishby_task()
+        self.dataset = dataset if dataset is not None else load_task(config.task)
         if self.dataset.n_features != config.widths[0] or self.dataset.n_classes > config.widths[-1]:
             raise ValueError(
                 f"data set {self.dataset.name} has {self.dataset.n_features} features and "
