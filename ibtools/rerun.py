@@ -161,9 +161,8 @@ def run_rerun(cache=None, parts=RERUN_PARTS, progress: bool = True, **kwargs) ->
     _check_clean(cache)
     if "single" in parts:
         from .study import _compute_run
-        from .sweep import ResultCache
 
-        store = ResultCache(cache)
+        store = cache
         for activation in SINGLE_ACTIVATIONS:
             first = _compute_run(single_rerun_config(activation, kwargs.get("epochs", PAPER_EPOCHS)), store, progress)
             _compute_run(_invariant(global_range_config(first)), store, progress)
