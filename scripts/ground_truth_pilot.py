@@ -63,7 +63,7 @@ def quantized(seeds=tuple(range(5)), epochs=2000, n_points=30):
     return rows
 
 
-def noise(seeds=(0, 1, 2), epochs=500, n_points=30, levels=(0.01, 0.05, 0.1, 0.3)):
+def noise(seeds=(0, 1, 2), epochs=500, n_points=30, levels=(0.1, 0.3, 0.05, 0.01)):
     rows = []
     for sigma in levels:
         cfg = TrainConfig(activation="tanh", noise_std=sigma, seeds=seeds, epochs=epochs, n_log_points=n_points,
