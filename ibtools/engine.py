@@ -193,6 +193,7 @@ class Recorder:
                     result = fn(a, y, **params)
                     self.mi[spec.label][i, layer, ok, 0] = result[0]
                     self.mi[spec.label][i, layer, ok, 1] = result[1]
+        self._noisy_means = None  # the clean means of this epoch (mixture) are not needed again
         self._record_measures(epoch, acts, y)
         if epoch in self.activation_epochs:
             self.activations[epoch] = [a.cpu().numpy().astype(np.float32) for a in acts]
@@ -221,7 +222,7 @@ class Recorder:
         used at every epoch (common random numbers: epoch-to-epoch changes carry less Monte
         Carlo noise than either value's standard error).
         """
-        cached = getattr(self, "_noisy_means", None)
+        cached = getattr(self, "_noisy_means", None)  # computed once per epoch for all mixture specs
         if cached is None or cached[0] != epoch:
             self._noisy_means = cached = (epoch, self.trainer.evaluate_noisy_means(0)[0])
         params = spec.kwargs
