@@ -110,12 +110,19 @@ def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     g.add_argument("--ensemble-invariant", action="store_true",
                    help="arithmetic under which a network's numbers do not depend on which networks share its "
                         "ensemble (TrainConfig.ensemble_invariant; the stored study was computed without it)")
+    g.add_argument("--quantize-bits", type=number("--quantize-bits", 1), default=None, metavar="B",
+                   help="quantize hidden activity to 2**B levels, 1-16, for exact MI by counting (default: none)")
+    g.add_argument("--noise-std", type=number("--noise-std", 0, float), default=d.noise_std, metavar="SIGMA",
+                   help="Gaussian noise std added to every hidden unit; a mixture estimator needs the same "
+                        "noise_std (default: 0 = none)")
     g.add_argument("--seeds", type=parse_seeds, default=d.seeds, help="network seeds, e.g. 0-49 or 0,3,7 (default: 0)")
     r = p.add_argument_group("recording")
     r.add_argument("--estimators", type=_estimator, nargs="+", default=list(d.estimators), metavar="SPEC",
                    help='estimators as name[:key=value,...], e.g. ebab "akde:alpha=0.01,n_points=40"; '
                         '"study" = the book study\'s ebab and akde, as chapters expect them (default: ebab)')
     r.add_argument("--n-log-points", type=number("--n-log-points", 1), default=d.n_log_points, help="points of the log-spaced schedule (default: 400 -> 274 epochs of 8000)")
+    r.add_argument("--measures", nargs="+", default=[], metavar="NAME",
+                   help="geometric measures recorded at every scheduled epoch, e.g. within_between nc1 (default: none)")
     r.add_argument("--record-activations", type=number("every --record-activations epoch", 0), nargs="*", default=[], metavar="EPOCH", help="epochs at which to keep raw activity")
     x = p.add_argument_group("execution")
     x.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default: cpu)")
@@ -195,6 +202,7 @@ def _config_from(args, **overrides):
         shuffle_batches=args.shuffle_batches, seeds=tuple(args.seeds), n_log_points=args.n_log_points,
         estimators=_flatten(args.estimators), record_activations=tuple(args.record_activations), device=args.device,
         ensemble_invariant=args.ensemble_invariant, task=args.task,
+        quantize_bits=args.quantize_bits, noise_std=args.noise_std, measures=tuple(args.measures),
     )
     kwargs.update(overrides)
     return TrainConfig(**kwargs)

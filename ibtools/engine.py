@@ -29,7 +29,7 @@ from .geometry import get_measure
 from .results import RunResult, atomic_write_bytes, provenance
 from .trainer import EnsembleTrainer
 
-__all__ = ["train", "Recorder", "set_threads", "default_threads", "THREADS_ENV"]
+__all__ = ["train", "Recorder", "set_threads", "default_threads", "THREADS_ENV", "mixture_seed"]
 
 
 #: Environment variable that sets the number of torch CPU threads ibtools uses.
@@ -102,8 +102,26 @@ def _abs_max(a: torch.Tensor) -> torch.Tensor:
     return torch.maximum(high, low.neg_())
 
 
+def mixture_seed(seed: int, network_seed: int, layer: int) -> int:
+    """Seed of the ``"mixture"`` estimator's Monte Carlo draws for one layer of one network: a
+    64-bit integer from the estimator's own ``seed``, the network's seed and the layer index
+    alone (folded in through the SplitMix64 finalizer), the same at every epoch."""
+    from .perturb import _splitmix64
+
+    h = 0x6D6978  # "mix"
+    for part in (seed, network_seed, layer):
+        h = _splitmix64(h ^ (int(part) & 0xFFFFFFFFFFFFFFFF))
+    return h
+
+
 class Recorder:
-    """Evaluates the networks at scheduled epochs and stores what the config asks for."""
+    """Evaluates the networks at scheduled epochs and stores what the config asks for.
+
+    Every estimator runs on every layer's activity as :meth:`EnsembleTrainer.evaluate` returns
+    it (quantized activity on quantized networks; on noisy ones the activity with one draw of
+    the noise), except ``"mixture"``, which gets the clean means of the hidden layers and NaN
+    for the softmax output (see :meth:`_record_mixture`).
+    """
 
     def __init__(self, config: TrainConfig, trainer: EnsembleTrainer):
         self.config = config
@@ -164,6 +182,9 @@ class Recorder:
             for spec in self.config.estimators:
                 if epoch not in self.when[spec.label]:
                     continue
+                if spec.name == "mixture":  # on the clean means, not on the noisy activity
+                    self._record_mixture(epoch, spec, ok, y)
+                    continue
                 fn = get_estimator(spec.name)
                 params = spec.kwargs
                 if spec.name == "max" and params.get("max_value") == "network":
@@ -172,10 +193,49 @@ class Recorder:
                     result = fn(a, y, **params)
                     self.mi[spec.label][i, layer, ok, 0] = result[0]
                     self.mi[spec.label][i, layer, ok, 1] = result[1]
+        self._noisy_means = None  # the clean means of this epoch (mixture) are not needed again
         self._record_measures(epoch, acts, y)
         if epoch in self.activation_epochs:
             self.activations[epoch] = [a.cpu().numpy().astype(np.float32) for a in acts]
         self.recorded.add(epoch)
+
+    def _record_mixture(self, epoch: int, spec, ok: np.ndarray, labels) -> None:
+        """The ``"mixture"`` estimator (Monte Carlo I(X;T), I(T;Y) of a noise-injected layer) of
+        the hidden layers of the networks ``ok`` at ``epoch``.
+
+        It runs on the **clean means** of each hidden layer from
+        ``trainer.evaluate_noisy_means(0)`` (the activity before the layer's own noise, given the
+        sampled previous layer: the realization :meth:`EnsembleTrainer.evaluate` returns at this
+        epoch), with the spec's ``noise_std``, which ``TrainConfig`` has checked equals the
+        network's. Every other estimator on a noisy network sees the noisy activity that
+        ``evaluate()`` returns (one draw of all the noise). The softmax output has no noise of
+        its own, so its ``mixture`` values stay NaN.
+
+        With one draw of the earlier layers' noise (K = 1), the values of the second and deeper
+        hidden layers estimate I(X; T_l | earlier noise) >= I(X; T_l): they over-state the
+        information (see :func:`ibtools.estimators.mixture.mixture_information`); the first
+        hidden layer's are unbiased up to the Monte Carlo error.
+
+        Seeds: network ``s``'s layer ``l`` draws from ``mixture_seed(spec seed, s, l)``, a
+        function of these alone, so its numbers do not depend on which networks share its
+        ensemble, a resumed run draws what an uninterrupted one does, and the same draws are
+        used at every epoch (common random numbers: epoch-to-epoch changes carry less Monte
+        Carlo noise than either value's standard error).
+        """
+        cached = getattr(self, "_noisy_means", None)  # computed once per epoch for all mixture specs
+        if cached is None or cached[0] != epoch:
+            self._noisy_means = cached = (epoch, self.trainer.evaluate_noisy_means(0)[0])
+        params = spec.kwargs
+        base = int(params.pop("seed", 0))
+        fn = get_estimator("mixture")
+        out = self.mi[spec.label]
+        i = self.index[epoch]
+        for layer, means in enumerate(cached[1]):
+            for k in ok:
+                params["seed"] = mixture_seed(base, self.config.seeds[k], layer)
+                result = fn(means[k], labels, **params)
+                out[i, layer, k, 0] = result[0]
+                out[i, layer, k, 1] = result[1]
 
     def _record_measures(self, epoch: int, layers, labels) -> None:
         """Geometric measures (``config.measures``) of every layer of the networks that have not
