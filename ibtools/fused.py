@@ -1,0 +1,678 @@
+"""A fused training kernel for the ensemble: one compiled call trains every network for a whole
+epoch (``TrainConfig(backend="fused")``).
+
+The torch engine (:class:`~ibtools.trainer.EnsembleTrainer`'s ``_manual_gradients`` and
+``_adam_step``) issues some thirty tensor operations per minibatch; with layers of 2-12 units
+each of them does little work, and most of the time goes to dispatch, temporaries and passes
+over memory. Here a network's whole epoch -- every minibatch, forward pass, softmax
+cross-entropy, backward pass, L2 on the hidden weights, and PyTorch's Adam update with
+:meth:`~ibtools.trainer.EnsembleTrainer._adam_step`'s bias correction -- runs in one compiled
+loop, in float32, with its parameters, Adam moments and gradient in a few kilobytes of scratch
+memory that stay in the L1 cache. Samples are processed one at a time (forward, backward,
+gradient accumulated), so no buffer grows with the batch size and nothing is allocated per step.
+
+**Why numba.** It installs from a binary wheel on a fresh machine (it is a dependency of the
+package) and comes preinstalled in Colab, so the two-command install keeps working with no
+compiler; a C++ extension built with torch's extension tools would need a compiler and torch's
+headers on every reader's machine. Kernels are compiled once per machine and cached
+(``cache=True``, in ``__pycache__``).
+
+**Lanes and invariance.** Networks are processed in fixed groups of :data:`LANES` = 8 (one AVX2
+vector of float32); every operation is element-wise across the lanes of a group, so the
+compiler turns it into vector instructions, and lane ``l`` computes exactly what network ``l``
+would compute alone: the order of every sum is fixed by the code (no reassociation,
+``fastmath=False``, so no fused multiply-add either). A group that the ensemble does not fill
+is padded with copies of its first network, whose results are discarded. A network's numbers
+are therefore bit for bit the same whatever the ensemble size and wherever the network sits in
+it (``tests/test_fused.py``).
+
+**Transcendental functions.** Without Intel's SVML (not a dependency) ``math.exp`` and
+``math.tanh`` compile to scalar library calls, which would dominate the kernel's time. The
+kernel therefore evaluates ``exp``, ``log``, ``tanh`` with its own branch-free float32
+polynomials (Cody-Waite range reduction and Cephes' minimax coefficients; about 1-2 ulp), which
+vectorize, and which give the same bits on every machine. They are not the bits of torch's
+Sleef/libm functions, and the matrix products sum in a different order than MKL, so the fused
+backend agrees with the torch engine to float32 rounding that Adam then carries along (see the
+tolerances in ``tests/test_fused.py``), not bit for bit. The stored study was computed with the
+torch engine, which stays the default and the reference.
+
+Functions
+---------
+:class:`FusedKernel`
+    Layout and scratch memory of one ensemble; :meth:`FusedKernel.train_epoch` trains it in
+    place on numpy views of the trainer's flat tensors, :meth:`FusedKernel.forward_all` gives
+    every layer's activity on a set of inputs (for recording).
+:data:`SUPPORTED_ACTIVATIONS`
+    Activations the kernel implements.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+__all__ = ["LANES", "SUPPORTED_ACTIVATIONS", "FusedKernel", "check_activation", "adam_scalars"]
+
+#: Networks per group: one AVX2 vector of float32. Fixed, so a network's arithmetic never
+#: depends on the ensemble's size.
+LANES = 8
+
+#: Activations the kernel implements, with their codes inside the kernel.
+SUPPORTED_ACTIVATIONS = {
+    "tanh": 0, "relu": 1, "abs": 2, "prelu": 3, "elu": 4, "softplus": 5,
+    "centered_softplus": 6, "swish": 7, "sigmoid": 8, "softsign": 9, "linear": 10,
+}
+_PRELU = 3
+
+_f = np.float32
+_ONE, _ZERO, _HALF, _TWO = _f(1.0), _f(0.0), _f(0.5), _f(2.0)
+_LOG2E = _f(1.44269504088896341)
+_C1, _C2 = _f(0.693359375), _f(-2.12194440e-4)  # ln 2 = C1 - C2, C1 exact in few bits
+_EXP_HI, _EXP_LO = _f(88.0), _f(-87.33654)
+_LOG2 = _f(math.log(2.0))
+_SQRT2 = _f(1.41421356237)
+_SOFTPLUS_THRESHOLD = _f(20.0)
+# Cephes expf, logf and tanhf minimax coefficients
+_E0, _E1, _E2, _E3, _E4, _E5 = (_f(1.9875691500e-4), _f(1.3981999507e-3), _f(8.3334519073e-3),
+                                _f(4.1665795894e-2), _f(1.6666665459e-1), _f(5.0000001201e-1))
+_L = tuple(_f(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
+                           1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+                           3.3333331174e-1))
+_L0, _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8 = _L
+_T0, _T1, _T2, _T3, _T4 = (_f(-5.70498872745e-3), _f(2.06390887954e-2), _f(-5.37397155531e-2),
+                           _f(1.33314422036e-1), _f(-3.33332819422e-1))
+_TANH_SMALL = _f(0.625)
+_EXPM1_SMALL = _f(-0.5)
+_INV = tuple(_f(1.0 / math.factorial(k)) for k in range(2, 9))
+_I2, _I3, _I4, _I5, _I6, _I7, _I8 = _INV
+
+
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _bits_from_f32(typingctx, x):
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+@njit(cache=True, fastmath=False)
+def _exp(x):
+    """float32 exp, branch-free; NaN propagates; clamped to [e^-87.3, e^88]."""
+    if x > _EXP_HI:
+        x = _EXP_HI
+    if x < _EXP_LO:
+        x = _EXP_LO
+    fx = np.floor(x * _LOG2E + _HALF)
+    r = x - fx * _C1
+    r = r - fx * _C2
+    z = r * r
+    p = (((((_E0 * r + _E1) * r + _E2) * r + _E3) * r + _E4) * r + _E5) * z + r + _ONE
+    n = np.int32(fx)
+    return p * _f32_from_bits(np.int32((n + np.int32(127)) << np.int32(23)))
+
+
+@njit(cache=True, fastmath=False)
+def _log(x):
+    """float32 natural log of a positive normal number, branch-free."""
+    bits = _bits_from_f32(x)
+    e = np.int32((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(127)
+    m = _f32_from_bits(np.int32((bits & np.int32(0x007FFFFF)) | np.int32(0x3F800000)))
+    big = m > _SQRT2
+    m = m * _HALF if big else m
+    fe = np.float32(e + np.int32(1)) if big else np.float32(e)
+    t = m - _ONE
+    z = t * t
+    y = ((((((((_L0 * t + _L1) * t + _L2) * t + _L3) * t + _L4) * t + _L5) * t + _L6) * t + _L7) * t + _L8) * t * z
+    y = y + fe * _C2
+    y = y - _HALF * z
+    return t + y + fe * _C1
+
+
+@njit(cache=True, fastmath=False)
+def _log1p(u):
+    """log(1 + u) for u >= 0, accurate for small u (log(w) * u / (w - 1) with w = 1 + u)."""
+    w = _ONE + u
+    d = w - _ONE
+    return u if d == _ZERO else _log(w) * (u / d)
+
+
+@njit(cache=True, fastmath=False)
+def _tanh(x):
+    ax = abs(x)
+    z = x * x
+    small = ((((_T0 * z + _T1) * z + _T2) * z + _T3) * z + _T4) * z * x + x
+    e = _exp(_TWO * ax)
+    big = _ONE - _TWO / (e + _ONE)
+    big = big if x >= _ZERO else -big
+    return small if ax < _TANH_SMALL else big
+
+
+@njit(cache=True, fastmath=False)
+def _sigmoid(x):
+    return _ONE / (_ONE + _exp(-x))
+
+
+@njit(cache=True, fastmath=False)
+def _expm1(x):
+    """exp(x) - 1 for x <= 0: Taylor series near 0, exp(x) - 1 below -0.5."""
+    series = x * (_ONE + x * (_HALF + x * (_I3 + x * (_I4 + x * (_I5 + x * (_I6 + x * (_I7 + x * _I8)))))))
+    return series if x > _EXPM1_SMALL else _exp(x) - _ONE
+
+
+@njit(cache=True, fastmath=False)
+def _softplus(x):
+    sp = _log1p(_exp(x))
+    return x if x > _SOFTPLUS_THRESHOLD else sp
+
+
+@njit(cache=True, fastmath=False)
+def _activate(code, Z, A, zo, ao, width, slope, so):
+    """A[ao:...] = f(Z[zo:...]) for ``width`` units x LANES lanes (slope[so + l] for PReLU)."""
+    n = width * LANES
+    if code == 0:
+        for q in range(n):
+            A[ao + q] = _tanh(Z[zo + q])
+    elif code == 1:
+        for q in range(n):
+            z = Z[zo + q]
+            A[ao + q] = z if z > _ZERO else _ZERO
+    elif code == 2:
+        for q in range(n):
+            A[ao + q] = abs(Z[zo + q])
+    elif code == 3:
+        for u in range(width):
+            for l in range(LANES):
+                z = Z[zo + u * LANES + l]
+                A[ao + u * LANES + l] = z if z > _ZERO else slope[so + l] * z
+    elif code == 4:
+        for q in range(n):
+            z = Z[zo + q]
+            A[ao + q] = z if z > _ZERO else _expm1(z)
+    elif code == 5:
+        for q in range(n):
+            A[ao + q] = _softplus(Z[zo + q])
+    elif code == 6:
+        for q in range(n):
+            A[ao + q] = _softplus(Z[zo + q]) - _LOG2
+    elif code == 7:
+        for q in range(n):
+            z = Z[zo + q]
+            A[ao + q] = z * _sigmoid(z)
+    elif code == 8:
+        for q in range(n):
+            A[ao + q] = _sigmoid(Z[zo + q])
+    elif code == 9:
+        for q in range(n):
+            z = Z[zo + q]
+            A[ao + q] = z / (_ONE + abs(z))
+    else:
+        for q in range(n):
+            A[ao + q] = Z[zo + q]
+
+
+@njit(cache=True, fastmath=False)
+def _derivative(code, g, Z, A, zo, width, slope, so):
+    """g[q] *= f'(z) for ``width`` units x LANES lanes, from the pre-activation Z and output A."""
+    n = width * LANES
+    if code == 0:
+        for q in range(n):
+            a = A[zo + q]
+            g[q] = g[q] * (_ONE - a * a)
+    elif code == 1:
+        for q in range(n):
+            g[q] = g[q] if A[zo + q] > _ZERO else _ZERO
+    elif code == 2:
+        for q in range(n):
+            z = Z[zo + q]
+            s = _ONE if z > _ZERO else (-_ONE if z < _ZERO else _ZERO)
+            g[q] = g[q] * s
+    elif code == 3:
+        for u in range(width):
+            for l in range(LANES):
+                q = u * LANES + l
+                g[q] = g[q] if Z[zo + q] > _ZERO else g[q] * slope[so + l]
+    elif code == 4:
+        for q in range(n):
+            a = A[zo + q]
+            g[q] = g[q] * (_ONE if a > _ZERO else a + _ONE)
+    elif code == 5 or code == 6:
+        for q in range(n):
+            g[q] = g[q] * _sigmoid(Z[zo + q])
+    elif code == 7:
+        for q in range(n):
+            sig = _sigmoid(Z[zo + q])
+            g[q] = g[q] * ((_ONE - sig) * A[zo + q] + sig)
+    elif code == 8:
+        for q in range(n):
+            a = A[zo + q]
+            g[q] = g[q] * ((_ONE - a) * a)
+    elif code == 9:
+        for q in range(n):
+            d = _ONE + abs(Z[zo + q])
+            g[q] = g[q] * (_ONE / (d * d))
+
+
+@njit(cache=True, fastmath=False)
+def _gather(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
+    """Copy the parameters of group ``g``'s networks from the layer-major ensemble layout ``src``
+    into the lane layout ``dst[p * LANES + lane]``; empty lanes copy the group's first network."""
+    n_layers = widths.shape[0] - 1
+    for l in range(LANES):
+        k = g * LANES + l
+        if k >= S:
+            k = g * LANES
+        for i in range(n_layers):
+            fi, fo = widths[i], widths[i + 1]
+            nw = fi * fo
+            for q in range(nw):
+                dst[(lw[i] + q) * LANES + l] = src[w_off[i] + k * nw + q]
+            for q in range(fo):
+                dst[(lb[i] + q) * LANES + l] = src[b_off[i] + k * fo + q]
+            if has_slope and i < n_layers - 1:
+                dst[ls[i] * LANES + l] = src[s_off[i] + k]
+
+
+@njit(cache=True, fastmath=False)
+def _scatter(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
+    """Inverse of :func:`_gather` for the group's real networks."""
+    n_layers = widths.shape[0] - 1
+    for l in range(LANES):
+        k = g * LANES + l
+        if k >= S:
+            break
+        for i in range(n_layers):
+            fi, fo = widths[i], widths[i + 1]
+            nw = fi * fo
+            for q in range(nw):
+                dst[w_off[i] + k * nw + q] = src[(lw[i] + q) * LANES + l]
+            for q in range(fo):
+                dst[b_off[i] + k * fo + q] = src[(lb[i] + q) * LANES + l]
+            if has_slope and i < n_layers - 1:
+                dst[s_off[i] + k] = src[ls[i] * LANES + l]
+
+
+@njit(cache=True, fastmath=False)
+def _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao):
+    """Forward pass of one sample (already in A[ao[0]:]) for every lane; Z holds the
+    pre-activations (same offsets as A), the last layer's entries of A are the logits."""
+    n_layers = widths.shape[0] - 1
+    for i in range(n_layers):
+        fi, fo = widths[i], widths[i + 1]
+        zo = ao[i + 1]
+        for j in range(fo):
+            bo = (lb[i] + j) * LANES
+            for l in range(LANES):
+                Z[zo + j * LANES + l] = P[bo + l]
+            wo = (lw[i] + j * fi) * LANES
+            for k in range(fi):
+                xo = ao[i] + k * LANES
+                po = wo + k * LANES
+                for l in range(LANES):
+                    Z[zo + j * LANES + l] += P[po + l] * A[xo + l]
+        if i < n_layers - 1:
+            _activate(code, Z, A, zo, zo, fo, P, ls[i] * LANES)
+        else:
+            for q in range(fo * LANES):
+                A[zo + q] = Z[zo + q]
+
+
+@njit(cache=True, fastmath=False)
+def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S, widths,
+                 w_off, b_off, s_off, lw, lb, ls, ao, batch_size, l2, inv_n, step_size,
+                 bias2_sqrt, one_minus_beta1, beta2, one_minus_beta2, eps,
+                 P, M, V, G, A, Z, g1, g2, m_lane, rows, lane_net, losses):
+    """One epoch for every network of the ensemble, in place on ``flat``, ``exp_avg``,
+    ``exp_avg_sq``; ``losses[k]`` gets network ``k``'s mean minibatch cross-entropy."""
+    n_layers = widths.shape[0] - 1
+    n_par = P.shape[0] // LANES
+    n_train = order.shape[1]
+    n_in, n_out = widths[0], widths[n_layers]
+    has_slope = code == _PRELU
+    n_groups = (S + LANES - 1) // LANES
+    n_batches = (n_train + batch_size - 1) // batch_size
+    for grp in range(n_groups):
+        _gather(flat, P, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
+        _gather(exp_avg, M, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
+        _gather(exp_avg_sq, V, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
+        for l in range(LANES):
+            m_lane[l] = 0.0
+        for l in range(LANES):
+            k = grp * LANES + l
+            lane_net[l] = k if k < S else grp * LANES
+        for bi in range(n_batches):
+            start = bi * batch_size
+            stop = min(start + batch_size, n_train)
+            scale = inv_n[bi]
+            for q in range(n_par * LANES):
+                G[q] = 0.0
+            for s in range(start, stop):
+                # inputs and labels of this sample for every lane
+                for l in range(LANES):
+                    rows[l] = order[lane_net[l] if per_net_order else 0, s]
+                for k in range(n_in):
+                    for l in range(LANES):
+                        A[k * LANES + l] = X[rows[l], k]
+                _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao)
+                # softmax cross-entropy; g1 = (p - onehot) / n
+                lo = ao[n_layers]
+                for l in range(LANES):
+                    mx = A[lo + l]
+                    for c in range(1, n_out):
+                        v = A[lo + c * LANES + l]
+                        if v > mx:
+                            mx = v
+                    se = _ZERO
+                    for c in range(n_out):
+                        se += _exp(A[lo + c * LANES + l] - mx)
+                    lse = mx + _log(se)
+                    lab = y[rows[l]]
+                    for c in range(n_out):
+                        logp = A[lo + c * LANES + l] - lse
+                        p = _exp(logp)
+                        if c == lab:
+                            m_lane[l] -= logp * scale
+                            g1[c * LANES + l] = (p - _ONE) * scale
+                        else:
+                            g1[c * LANES + l] = p * scale
+                # backward, layer by layer; g1 holds the gradient w.r.t. layer i's output
+                for i in range(n_layers - 1, -1, -1):
+                    fi, fo = widths[i], widths[i + 1]
+                    xo = ao[i]
+                    for j in range(fo):
+                        bo = (lb[i] + j) * LANES
+                        for l in range(LANES):
+                            G[bo + l] += g1[j * LANES + l]
+                        wo = (lw[i] + j * fi) * LANES
+                        for k in range(fi):
+                            po = wo + k * LANES
+                            for l in range(LANES):
+                                G[po + l] += g1[j * LANES + l] * A[xo + k * LANES + l]
+                    if i > 0:
+                        for q in range(fi * LANES):
+                            g2[q] = 0.0
+                        for j in range(fo):
+                            wo = (lw[i] + j * fi) * LANES
+                            for k in range(fi):
+                                po = wo + k * LANES
+                                for l in range(LANES):
+                                    g2[k * LANES + l] += P[po + l] * g1[j * LANES + l]
+                        if has_slope:
+                            so = ls[i - 1] * LANES
+                            for k in range(fi):
+                                for l in range(LANES):
+                                    z = Z[xo + k * LANES + l]
+                                    G[so + l] += (z if z < _ZERO else _ZERO) * g2[k * LANES + l]
+                        _derivative(code, g2, Z, A, xo, fi, P, ls[i - 1] * LANES)
+                        for q in range(fi * LANES):
+                            g1[q] = g2[q]
+            # L2 on hidden weights, then Adam
+            if l2 != 0.0:
+                for i in range(n_layers - 1):
+                    for q in range(lw[i] * LANES, (lw[i] + widths[i] * widths[i + 1]) * LANES):
+                        G[q] += l2 * P[q]
+            t = bi
+            ss, b2s = step_size[t], bias2_sqrt[t]
+            for q in range(n_par * LANES):
+                gq = G[q]
+                m = M[q]
+                m = m + one_minus_beta1 * (gq - m)
+                M[q] = m
+                v = V[q] * beta2 + one_minus_beta2 * gq * gq
+                V[q] = v
+                P[q] = P[q] + ss * (m / (np.sqrt(v) / b2s + eps))
+        for l in range(LANES):
+            k = grp * LANES + l
+            if k < S:
+                losses[k] = m_lane[l] / n_batches
+        _scatter(P, flat, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
+        _scatter(M, exp_avg, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
+        _scatter(V, exp_avg_sq, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
+
+
+@njit(cache=True, fastmath=False)
+def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, ob, P, A, Z, out):
+    """Every layer's activity (hidden activations, then logits) of every network on every row of
+    ``X``: layer ``i`` of network ``k`` at ``out[ob[i] + (k * N + n) * width + unit]``."""
+    n_layers = widths.shape[0] - 1
+    N, n_in = X.shape[0], widths[0]
+    has_slope = code == _PRELU
+    for grp in range((S + LANES - 1) // LANES):
+        _gather(flat, P, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
+        for n in range(N):
+            for k in range(n_in):
+                x = X[n, k]
+                for l in range(LANES):
+                    A[k * LANES + l] = x
+            _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao)
+            for l in range(LANES):
+                net = grp * LANES + l
+                if net >= S:
+                    break
+                for i in range(n_layers):
+                    w = widths[i + 1]
+                    base = ob[i] + (net * N + n) * w
+                    for u in range(w):
+                        out[base + u] = A[ao[i + 1] + u * LANES + l]
+
+
+def check_activation(name: str) -> int:
+    """The kernel's code for activation ``name``.
+
+    Raises
+    ------
+    ValueError
+        If the kernel does not implement ``name`` (e.g. an activation registered by a user); the
+        message lists the supported ones.
+    """
+    try:
+        return SUPPORTED_ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"the fused backend does not implement activation {name!r}; it supports "
+            f"{', '.join(SUPPORTED_ACTIVATIONS)} (use backend='torch' for others)"
+        ) from None
+
+
+def adam_scalars(lr: float, first_step: int, n_steps: int, betas=(0.9, 0.999)) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step Adam scalars, computed in double precision exactly as
+    :meth:`~ibtools.trainer.EnsembleTrainer._adam_step` computes them.
+
+    Returns
+    -------
+    step_size, bias2_sqrt : numpy.ndarray of float32, shape (n_steps,)
+        ``-lr / (1 - beta1**t)`` and ``sqrt(1 - beta2**t)`` for ``t = first_step, ...``.
+    """
+    beta1, beta2 = betas
+    t = range(first_step, first_step + n_steps)
+    step_size = np.array([-lr / (1 - beta1**s) for s in t], dtype=np.float32)
+    bias2_sqrt = np.array([math.sqrt(1 - beta2**s) for s in t], dtype=np.float32)
+    return step_size, bias2_sqrt
+
+
+def _check_array(a, name, dtype, ndim):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype or a.ndim != ndim or not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be a C-contiguous {ndim}-d {np.dtype(dtype).name} array, "
+                         f"got {a.ndim}-d {a.dtype}{'' if a.flags.c_contiguous else ' (not contiguous)'}")
+
+
+class FusedKernel:
+    """Layout and scratch memory for training one ensemble with the fused kernel.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Layer widths, input first, classes last (any sizes).
+    activation : str
+        Hidden activation, one of :data:`SUPPORTED_ACTIVATIONS`.
+    layout : list of (offset, shape)
+        Where each piece sits in the flat parameter vector, as
+        :attr:`EnsembleMLP._layout <ibtools.networks.EnsembleMLP>` gives it: per layer the
+        weights (S, fan_out, fan_in) then the biases (S, fan_out, 1), then one (S, 1, 1) slope
+        per hidden layer for PReLU.
+    n_members : int
+        Networks ``S`` in the ensemble.
+
+    Notes
+    -----
+    Scratch memory is allocated here, once: per group of :data:`LANES` networks the parameters,
+    Adam moments and gradient in lane layout (``3 + 1`` times 8 x parameters per network floats)
+    and one sample's activity; a call allocates only its small per-epoch scalars.
+    """
+
+    def __init__(self, widths, activation: str, layout, n_members: int):
+        self.code = check_activation(activation)
+        self.widths = np.asarray(tuple(widths), dtype=np.int64)
+        if self.widths.ndim != 1 or self.widths.size < 2 or (self.widths < 1).any():
+            raise ValueError(f"widths must be at least two positive integers, got {tuple(widths)}")
+        self.S = int(n_members)
+        n_layers = len(self.widths) - 1
+        has_slope = self.code == _PRELU
+        expected = 2 * n_layers + (n_layers - 1 if has_slope else 0)
+        if len(layout) != expected:
+            raise ValueError(f"layout has {len(layout)} pieces; widths {tuple(widths)} with "
+                             f"{activation} need {expected}")
+        offs = [int(o) for o, _ in layout]
+        self.w_off = np.array(offs[0:2 * n_layers:2], dtype=np.int64)
+        self.b_off = np.array(offs[1:2 * n_layers:2], dtype=np.int64)
+        self.s_off = np.zeros(n_layers, dtype=np.int64)  # always n_layers long (unused without PReLU)
+        self.s_off[:len(offs) - 2 * n_layers] = offs[2 * n_layers:]
+        lw, lb, ls, p = [], [], [], 0
+        for fi, fo in zip(self.widths[:-1], self.widths[1:]):
+            lw.append(p)
+            p += int(fi * fo)
+            lb.append(p)
+            p += int(fo)
+        for _ in range(n_layers - 1 if has_slope else 0):
+            ls.append(p)
+            p += 1
+        self.n_params = p
+        self.lw, self.lb = np.array(lw, dtype=np.int64), np.array(lb, dtype=np.int64)
+        self.ls = np.zeros(n_layers, dtype=np.int64)
+        self.ls[:len(ls)] = ls
+        self.ao = np.concatenate([[0], np.cumsum(self.widths) * LANES]).astype(np.int64)
+        f32 = np.float32
+        self.P, self.M, self.V, self.G = (np.zeros(p * LANES, dtype=f32) for _ in range(4))
+        self.A = np.zeros(int(self.ao[-1]), dtype=f32)
+        self.Z = np.zeros(int(self.ao[-1]), dtype=f32)
+        wmax = int(self.widths.max()) * LANES
+        self.g1, self.g2 = np.zeros(wmax, dtype=f32), np.zeros(wmax, dtype=f32)
+        self.m_lane = np.zeros(LANES, dtype=np.float64)
+        self.rows = np.zeros(LANES, dtype=np.int64)
+        self.lane_net = np.zeros(LANES, dtype=np.int64)
+        self.losses = np.zeros(self.S, dtype=np.float64)
+
+    @property
+    def flat_size(self) -> int:
+        """Length of the flat parameter vector of the whole ensemble."""
+        return self.n_params * self.S
+
+    def train_epoch(self, flat, exp_avg, exp_avg_sq, X, y, order, steps_before: int, *,
+                    lr: float, l2: float, batch_size: int) -> np.ndarray:
+        """Train every network for one epoch, in place.
+
+        Parameters
+        ----------
+        flat, exp_avg, exp_avg_sq : numpy.ndarray of float32, shape (S * n_params,)
+            Parameters and Adam moments in the ensemble layout (e.g. ``tensor.numpy()`` views
+            of the trainer's tensors, which are updated in place).
+        X : numpy.ndarray of float32, shape (n_train, n_inputs)
+            Training inputs.
+        y : numpy.ndarray of int64, shape (n_train,)
+            Class labels, ``0 <= y < n_classes``.
+        order : numpy.ndarray of int64, shape (1, n_train) or (S, n_train)
+            The order in which samples are visited: one row shared by all networks, or one
+            row per network (``shuffle_batches``); minibatch ``b`` is positions
+            ``b * batch_size`` to ``(b + 1) * batch_size`` (the last one holds the remainder).
+        steps_before : int
+            Adam steps taken so far (the bias correction's ``t`` starts at ``steps_before + 1``).
+        lr, l2 : float
+            Adam learning rate; L2 strength on hidden-layer weights (gradient ``l2 * W``).
+        batch_size : int
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (S,)
+            Each network's mean minibatch cross-entropy (nats); a buffer overwritten by the next
+            call.
+        """
+        for a, name in ((flat, "flat"), (exp_avg, "exp_avg"), (exp_avg_sq, "exp_avg_sq")):
+            _check_array(a, name, np.float32, 1)
+            if a.shape[0] != self.flat_size:
+                raise ValueError(f"{name} has {a.shape[0]} values; this ensemble has {self.flat_size}")
+        _check_array(X, "X", np.float32, 2)
+        _check_array(y, "y", np.int64, 1)
+        _check_array(order, "order", np.int64, 2)
+        n_train = X.shape[0]
+        if X.shape[1] != self.widths[0]:
+            raise ValueError(f"X has {X.shape[1]} features; the networks take {self.widths[0]}")
+        if y.shape[0] != n_train or order.shape[1] != n_train or order.shape[0] not in (1, self.S):
+            raise ValueError(f"X ({n_train} rows), y {y.shape} and order {order.shape} disagree; "
+                             f"order must be (1, {n_train}) or ({self.S}, {n_train})")
+        if n_train == 0:
+            raise ValueError("no training samples")
+        if y.min() < 0 or y.max() >= self.widths[-1]:
+            raise ValueError(f"labels must lie in [0, {self.widths[-1]}), got {y.min()}..{y.max()}")
+        if order.min() < 0 or order.max() >= n_train:
+            raise ValueError(f"order must index rows of X (0..{n_train - 1})")
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = int(batch_size)
+        n_batches = -(-n_train // batch_size)
+        sizes = np.full(n_batches, batch_size)
+        sizes[-1] = n_train - batch_size * (n_batches - 1)
+        inv_n = np.array([np.float32(1.0 / n) for n in sizes], dtype=np.float32)
+        step_size, bias2_sqrt = adam_scalars(float(lr), int(steps_before) + 1, n_batches)
+        f32 = np.float32
+        _train_epoch(self.code, flat, exp_avg, exp_avg_sq, X, y, order, order.shape[0] > 1, self.S,
+                     self.widths, self.w_off, self.b_off, self.s_off, self.lw, self.lb, self.ls, self.ao,
+                     batch_size, f32(l2), inv_n, step_size, bias2_sqrt, f32(1 - 0.9), f32(0.999),
+                     f32(1 - 0.999), f32(1e-8), self.P, self.M, self.V, self.G, self.A, self.Z,
+                     self.g1, self.g2, self.m_lane, self.rows, self.lane_net, self.losses)
+        return self.losses
+
+    def forward_all(self, flat, X) -> list[np.ndarray]:
+        """Every layer's activity on the inputs ``X`` with the kernel's arithmetic (for recording).
+
+        Parameters
+        ----------
+        flat : numpy.ndarray of float32, shape (S * n_params,)
+        X : numpy.ndarray of float32, shape (N, n_inputs)
+
+        Returns
+        -------
+        list of numpy.ndarray
+            Activity of each hidden layer, then the logits, each (S, N, width), float32.
+        """
+        _check_array(flat, "flat", np.float32, 1)
+        _check_array(X, "X", np.float32, 2)
+        if flat.shape[0] != self.flat_size or X.shape[1] != self.widths[0]:
+            raise ValueError(f"flat ({flat.shape[0]}) or X {X.shape} does not fit this ensemble "
+                             f"({self.flat_size} parameters, {self.widths[0]} inputs)")
+        N = X.shape[0]
+        sizes = [self.S * N * int(w) for w in self.widths[1:]]
+        ob = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        out = np.empty(int(ob[-1]), dtype=np.float32)
+        P, A, Z = np.zeros_like(self.P), np.zeros_like(self.A), np.zeros_like(self.Z)
+        _forward_all(self.code, flat, X, self.S, self.widths, self.w_off, self.b_off, self.s_off,
+                     self.lw, self.lb, self.ls, self.ao, ob, P, A, Z, out)
+        return [out[ob[i]:ob[i + 1]].reshape(self.S, N, int(w)) for i, w in enumerate(self.widths[1:])]
