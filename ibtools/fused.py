@@ -48,8 +48,10 @@ Functions
 
 from __future__ import annotations
 
+import contextlib
 import math
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -113,13 +115,24 @@ def _bits_from_f32(typingctx, x):
     return types.int32(types.float32), codegen
 
 
-@njit(cache=True, fastmath=False)
+@intrinsic
+def _sel(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select`` (a Python conditional expression compiles to
+    branches, which keep the compiler from vectorizing the lanes)."""
+    if cond != types.boolean or a != types.float32 or b != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return types.float32(types.boolean, types.float32, types.float32), codegen
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
 def _exp(x):
     """float32 exp, branch-free; NaN propagates; clamped to [e^-87.3, e^88]."""
-    if x > _EXP_HI:
-        x = _EXP_HI
-    if x < _EXP_LO:
-        x = _EXP_LO
+    x = _sel(x > _EXP_HI, _EXP_HI, x)
+    x = _sel(x < _EXP_LO, _EXP_LO, x)
     fx = np.floor(x * _LOG2E + _HALF)
     r = x - fx * _C1
     r = r - fx * _C2
@@ -129,15 +142,15 @@ def _exp(x):
     return p * _f32_from_bits(np.int32((n + np.int32(127)) << np.int32(23)))
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, forceinline=True)
 def _log(x):
     """float32 natural log of a positive normal number, branch-free."""
     bits = _bits_from_f32(x)
     e = np.int32((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(127)
     m = _f32_from_bits(np.int32((bits & np.int32(0x007FFFFF)) | np.int32(0x3F800000)))
     big = m > _SQRT2
-    m = m * _HALF if big else m
-    fe = np.float32(e + np.int32(1)) if big else np.float32(e)
+    m = _sel(big, m * _HALF, m)
+    fe = _sel(big, np.float32(e + np.int32(1)), np.float32(e))
     t = m - _ONE
     z = t * t
     y = ((((((((_L0 * t + _L1) * t + _L2) * t + _L3) * t + _L4) * t + _L5) * t + _L6) * t + _L7) * t + _L8) * t * z
@@ -146,134 +159,278 @@ def _log(x):
     return t + y + fe * _C1
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, forceinline=True)
 def _log1p(u):
     """log(1 + u) for u >= 0, accurate for small u (log(w) * u / (w - 1) with w = 1 + u)."""
     w = _ONE + u
     d = w - _ONE
-    return u if d == _ZERO else _log(w) * (u / d)
+    return _sel(d == _ZERO, u, _log(w) * (u / d))
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, forceinline=True)
 def _tanh(x):
     ax = abs(x)
     z = x * x
     small = ((((_T0 * z + _T1) * z + _T2) * z + _T3) * z + _T4) * z * x + x
     e = _exp(_TWO * ax)
     big = _ONE - _TWO / (e + _ONE)
-    big = big if x >= _ZERO else -big
-    return small if ax < _TANH_SMALL else big
+    big = _sel(x >= _ZERO, big, -big)
+    return _sel(ax < _TANH_SMALL, small, big)
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, forceinline=True)
 def _sigmoid(x):
     return _ONE / (_ONE + _exp(-x))
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, forceinline=True)
 def _expm1(x):
     """exp(x) - 1 for x <= 0: Taylor series near 0, exp(x) - 1 below -0.5."""
     series = x * (_ONE + x * (_HALF + x * (_I3 + x * (_I4 + x * (_I5 + x * (_I6 + x * (_I7 + x * _I8)))))))
-    return series if x > _EXPM1_SMALL else _exp(x) - _ONE
+    return _sel(x > _EXPM1_SMALL, series, _exp(x) - _ONE)
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, forceinline=True)
 def _softplus(x):
-    sp = _log1p(_exp(x))
-    return x if x > _SOFTPLUS_THRESHOLD else sp
+    return _sel(x > _SOFTPLUS_THRESHOLD, x, _log1p(_exp(x)))
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _relu(z):
+    return _sel(z > _ZERO, z, _ZERO)
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _prelu(z, slope):
+    return _sel(z > _ZERO, z, slope * z)
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _elu(z):
+    return _sel(z > _ZERO, z, _expm1(z))
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _swish(z):
+    return z * _sigmoid(z)
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _softsign(z):
+    return z / (_ONE + abs(z))
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _sign(z):
+    return _sel(z > _ZERO, _ONE, _sel(z < _ZERO, -_ONE, _ZERO))
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _dswish(z, a):
+    sig = _sigmoid(z)
+    return (_ONE - sig) * a + sig
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _delu(a):
+    return _sel(a > _ZERO, _ONE, a + _ONE)
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _dsoftsign(z):
+    d = _ONE + abs(z)
+    return _ONE / (d * d)
+
+
+@njit(cache=True, fastmath=False, forceinline=True)
+def _neg_part(z):
+    return _sel(z < _ZERO, z, _ZERO)
+
+
+# In the kernels below every per-lane operation is written out for the LANES = 8 lanes as one
+# tuple assignment: all its loads happen before its stores, so the compiler can pack the eight
+# independent scalar chains into one vector instruction (it cannot prove that numba arrays do not
+# overlap, which blocks vectorizing a loop over the lanes).
 
 
 @njit(cache=True, fastmath=False)
-def _activate(code, Z, A, zo, ao, width, slope, so):
-    """A[ao:...] = f(Z[zo:...]) for ``width`` units x LANES lanes (slope[so + l] for PReLU)."""
-    n = width * LANES
-    if code == 0:
-        for q in range(n):
-            A[ao + q] = _tanh(Z[zo + q])
-    elif code == 1:
-        for q in range(n):
-            z = Z[zo + q]
-            A[ao + q] = z if z > _ZERO else _ZERO
-    elif code == 2:
-        for q in range(n):
-            A[ao + q] = abs(Z[zo + q])
-    elif code == 3:
-        for u in range(width):
-            for l in range(LANES):
-                z = Z[zo + u * LANES + l]
-                A[ao + u * LANES + l] = z if z > _ZERO else slope[so + l] * z
-    elif code == 4:
-        for q in range(n):
-            z = Z[zo + q]
-            A[ao + q] = z if z > _ZERO else _expm1(z)
-    elif code == 5:
-        for q in range(n):
-            A[ao + q] = _softplus(Z[zo + q])
-    elif code == 6:
-        for q in range(n):
-            A[ao + q] = _softplus(Z[zo + q]) - _LOG2
-    elif code == 7:
-        for q in range(n):
-            z = Z[zo + q]
-            A[ao + q] = z * _sigmoid(z)
-    elif code == 8:
-        for q in range(n):
-            A[ao + q] = _sigmoid(Z[zo + q])
-    elif code == 9:
-        for q in range(n):
-            z = Z[zo + q]
-            A[ao + q] = z / (_ONE + abs(z))
-    else:
-        for q in range(n):
-            A[ao + q] = Z[zo + q]
+def _activate(code, Z, A, r0, width, P, sr):
+    """A[u] = f(Z[u]) for rows u = r0 ... r0 + width - 1, every lane (PReLU: slope row ``sr``
+    of ``P``)."""
+    for u in range(r0, r0 + width):
+        if code == 0:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                _tanh(Z[u, 0]), _tanh(Z[u, 1]),
+                _tanh(Z[u, 2]), _tanh(Z[u, 3]),
+                _tanh(Z[u, 4]), _tanh(Z[u, 5]),
+                _tanh(Z[u, 6]), _tanh(Z[u, 7]),
+            )
+        elif code == 1:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                _relu(Z[u, 0]), _relu(Z[u, 1]),
+                _relu(Z[u, 2]), _relu(Z[u, 3]),
+                _relu(Z[u, 4]), _relu(Z[u, 5]),
+                _relu(Z[u, 6]), _relu(Z[u, 7]),
+            )
+        elif code == 2:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                abs(Z[u, 0]), abs(Z[u, 1]),
+                abs(Z[u, 2]), abs(Z[u, 3]),
+                abs(Z[u, 4]), abs(Z[u, 5]),
+                abs(Z[u, 6]), abs(Z[u, 7]),
+            )
+        elif code == 3:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                _prelu(Z[u, 0], P[sr, 0]), _prelu(Z[u, 1], P[sr, 1]),
+                _prelu(Z[u, 2], P[sr, 2]), _prelu(Z[u, 3], P[sr, 3]),
+                _prelu(Z[u, 4], P[sr, 4]), _prelu(Z[u, 5], P[sr, 5]),
+                _prelu(Z[u, 6], P[sr, 6]), _prelu(Z[u, 7], P[sr, 7]),
+            )
+        elif code == 4:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                _elu(Z[u, 0]), _elu(Z[u, 1]),
+                _elu(Z[u, 2]), _elu(Z[u, 3]),
+                _elu(Z[u, 4]), _elu(Z[u, 5]),
+                _elu(Z[u, 6]), _elu(Z[u, 7]),
+            )
+        elif code == 5:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                _softplus(Z[u, 0]), _softplus(Z[u, 1]),
+                _softplus(Z[u, 2]), _softplus(Z[u, 3]),
+                _softplus(Z[u, 4]), _softplus(Z[u, 5]),
+                _softplus(Z[u, 6]), _softplus(Z[u, 7]),
+            )
+        elif code == 6:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                _softplus(Z[u, 0]) - _LOG2, _softplus(Z[u, 1]) - _LOG2,
+                _softplus(Z[u, 2]) - _LOG2, _softplus(Z[u, 3]) - _LOG2,
+                _softplus(Z[u, 4]) - _LOG2, _softplus(Z[u, 5]) - _LOG2,
+                _softplus(Z[u, 6]) - _LOG2, _softplus(Z[u, 7]) - _LOG2,
+            )
+        elif code == 7:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                _swish(Z[u, 0]), _swish(Z[u, 1]),
+                _swish(Z[u, 2]), _swish(Z[u, 3]),
+                _swish(Z[u, 4]), _swish(Z[u, 5]),
+                _swish(Z[u, 6]), _swish(Z[u, 7]),
+            )
+        elif code == 8:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                _sigmoid(Z[u, 0]), _sigmoid(Z[u, 1]),
+                _sigmoid(Z[u, 2]), _sigmoid(Z[u, 3]),
+                _sigmoid(Z[u, 4]), _sigmoid(Z[u, 5]),
+                _sigmoid(Z[u, 6]), _sigmoid(Z[u, 7]),
+            )
+        elif code == 9:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                _softsign(Z[u, 0]), _softsign(Z[u, 1]),
+                _softsign(Z[u, 2]), _softsign(Z[u, 3]),
+                _softsign(Z[u, 4]), _softsign(Z[u, 5]),
+                _softsign(Z[u, 6]), _softsign(Z[u, 7]),
+            )
+        else:
+            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
+             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
+                Z[u, 0], Z[u, 1],
+                Z[u, 2], Z[u, 3],
+                Z[u, 4], Z[u, 5],
+                Z[u, 6], Z[u, 7],
+            )
 
 
 @njit(cache=True, fastmath=False)
-def _derivative(code, g, Z, A, zo, width, slope, so):
-    """g[q] *= f'(z) for ``width`` units x LANES lanes, from the pre-activation Z and output A."""
-    n = width * LANES
-    if code == 0:
-        for q in range(n):
-            a = A[zo + q]
-            g[q] = g[q] * (_ONE - a * a)
-    elif code == 1:
-        for q in range(n):
-            g[q] = g[q] if A[zo + q] > _ZERO else _ZERO
-    elif code == 2:
-        for q in range(n):
-            z = Z[zo + q]
-            s = _ONE if z > _ZERO else (-_ONE if z < _ZERO else _ZERO)
-            g[q] = g[q] * s
-    elif code == 3:
-        for u in range(width):
-            for l in range(LANES):
-                q = u * LANES + l
-                g[q] = g[q] if Z[zo + q] > _ZERO else g[q] * slope[so + l]
-    elif code == 4:
-        for q in range(n):
-            a = A[zo + q]
-            g[q] = g[q] * (_ONE if a > _ZERO else a + _ONE)
-    elif code == 5 or code == 6:
-        for q in range(n):
-            g[q] = g[q] * _sigmoid(Z[zo + q])
-    elif code == 7:
-        for q in range(n):
-            sig = _sigmoid(Z[zo + q])
-            g[q] = g[q] * ((_ONE - sig) * A[zo + q] + sig)
-    elif code == 8:
-        for q in range(n):
-            a = A[zo + q]
-            g[q] = g[q] * ((_ONE - a) * a)
-    elif code == 9:
-        for q in range(n):
-            d = _ONE + abs(Z[zo + q])
-            g[q] = g[q] * (_ONE / (d * d))
+def _derivative(code, g, Z, A, r0, width, P, sr):
+    """g[u] *= f'(z) for u < width, every lane, from Z and A at rows r0 + u."""
+    for u in range(width):
+        r = r0 + u
+        if code == 0:
+            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
+             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
+                g[u, 0] * (_ONE - A[r, 0] * A[r, 0]), g[u, 1] * (_ONE - A[r, 1] * A[r, 1]),
+                g[u, 2] * (_ONE - A[r, 2] * A[r, 2]), g[u, 3] * (_ONE - A[r, 3] * A[r, 3]),
+                g[u, 4] * (_ONE - A[r, 4] * A[r, 4]), g[u, 5] * (_ONE - A[r, 5] * A[r, 5]),
+                g[u, 6] * (_ONE - A[r, 6] * A[r, 6]), g[u, 7] * (_ONE - A[r, 7] * A[r, 7]),
+            )
+        elif code == 1:
+            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
+             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
+                _sel(A[r, 0] > _ZERO, g[u, 0], _ZERO), _sel(A[r, 1] > _ZERO, g[u, 1], _ZERO),
+                _sel(A[r, 2] > _ZERO, g[u, 2], _ZERO), _sel(A[r, 3] > _ZERO, g[u, 3], _ZERO),
+                _sel(A[r, 4] > _ZERO, g[u, 4], _ZERO), _sel(A[r, 5] > _ZERO, g[u, 5], _ZERO),
+                _sel(A[r, 6] > _ZERO, g[u, 6], _ZERO), _sel(A[r, 7] > _ZERO, g[u, 7], _ZERO),
+            )
+        elif code == 2:
+            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
+             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
+                g[u, 0] * _sign(Z[r, 0]), g[u, 1] * _sign(Z[r, 1]),
+                g[u, 2] * _sign(Z[r, 2]), g[u, 3] * _sign(Z[r, 3]),
+                g[u, 4] * _sign(Z[r, 4]), g[u, 5] * _sign(Z[r, 5]),
+                g[u, 6] * _sign(Z[r, 6]), g[u, 7] * _sign(Z[r, 7]),
+            )
+        elif code == 3:
+            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
+             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
+                _sel(Z[r, 0] > _ZERO, g[u, 0], g[u, 0] * P[sr, 0]), _sel(Z[r, 1] > _ZERO, g[u, 1], g[u, 1] * P[sr, 1]),
+                _sel(Z[r, 2] > _ZERO, g[u, 2], g[u, 2] * P[sr, 2]), _sel(Z[r, 3] > _ZERO, g[u, 3], g[u, 3] * P[sr, 3]),
+                _sel(Z[r, 4] > _ZERO, g[u, 4], g[u, 4] * P[sr, 4]), _sel(Z[r, 5] > _ZERO, g[u, 5], g[u, 5] * P[sr, 5]),
+                _sel(Z[r, 6] > _ZERO, g[u, 6], g[u, 6] * P[sr, 6]), _sel(Z[r, 7] > _ZERO, g[u, 7], g[u, 7] * P[sr, 7]),
+            )
+        elif code == 4:
+            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
+             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
+                g[u, 0] * _delu(A[r, 0]), g[u, 1] * _delu(A[r, 1]),
+                g[u, 2] * _delu(A[r, 2]), g[u, 3] * _delu(A[r, 3]),
+                g[u, 4] * _delu(A[r, 4]), g[u, 5] * _delu(A[r, 5]),
+                g[u, 6] * _delu(A[r, 6]), g[u, 7] * _delu(A[r, 7]),
+            )
+        elif code == 5 or code == 6:
+            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
+             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
+                g[u, 0] * _sigmoid(Z[r, 0]), g[u, 1] * _sigmoid(Z[r, 1]),
+                g[u, 2] * _sigmoid(Z[r, 2]), g[u, 3] * _sigmoid(Z[r, 3]),
+                g[u, 4] * _sigmoid(Z[r, 4]), g[u, 5] * _sigmoid(Z[r, 5]),
+                g[u, 6] * _sigmoid(Z[r, 6]), g[u, 7] * _sigmoid(Z[r, 7]),
+            )
+        elif code == 7:
+            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
+             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
+                g[u, 0] * _dswish(Z[r, 0], A[r, 0]), g[u, 1] * _dswish(Z[r, 1], A[r, 1]),
+                g[u, 2] * _dswish(Z[r, 2], A[r, 2]), g[u, 3] * _dswish(Z[r, 3], A[r, 3]),
+                g[u, 4] * _dswish(Z[r, 4], A[r, 4]), g[u, 5] * _dswish(Z[r, 5], A[r, 5]),
+                g[u, 6] * _dswish(Z[r, 6], A[r, 6]), g[u, 7] * _dswish(Z[r, 7], A[r, 7]),
+            )
+        elif code == 8:
+            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
+             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
+                g[u, 0] * ((_ONE - A[r, 0]) * A[r, 0]), g[u, 1] * ((_ONE - A[r, 1]) * A[r, 1]),
+                g[u, 2] * ((_ONE - A[r, 2]) * A[r, 2]), g[u, 3] * ((_ONE - A[r, 3]) * A[r, 3]),
+                g[u, 4] * ((_ONE - A[r, 4]) * A[r, 4]), g[u, 5] * ((_ONE - A[r, 5]) * A[r, 5]),
+                g[u, 6] * ((_ONE - A[r, 6]) * A[r, 6]), g[u, 7] * ((_ONE - A[r, 7]) * A[r, 7]),
+            )
+        elif code == 9:
+            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
+             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
+                g[u, 0] * _dsoftsign(Z[r, 0]), g[u, 1] * _dsoftsign(Z[r, 1]),
+                g[u, 2] * _dsoftsign(Z[r, 2]), g[u, 3] * _dsoftsign(Z[r, 3]),
+                g[u, 4] * _dsoftsign(Z[r, 4]), g[u, 5] * _dsoftsign(Z[r, 5]),
+                g[u, 6] * _dsoftsign(Z[r, 6]), g[u, 7] * _dsoftsign(Z[r, 7]),
+            )
 
 
 @njit(cache=True, fastmath=False)
 def _gather(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
     """Copy the parameters of group ``g``'s networks from the layer-major ensemble layout ``src``
-    into the lane layout ``dst[p * LANES + lane]``; empty lanes copy the group's first network."""
+    into the lane layout ``dst[p, lane]``; empty lanes copy the group's first network."""
     n_layers = widths.shape[0] - 1
     for l in range(LANES):
         k = g * LANES + l
@@ -283,11 +440,11 @@ def _gather(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
             fi, fo = widths[i], widths[i + 1]
             nw = fi * fo
             for q in range(nw):
-                dst[(lw[i] + q) * LANES + l] = src[w_off[i] + k * nw + q]
+                dst[lw[i] + q, l] = src[w_off[i] + k * nw + q]
             for q in range(fo):
-                dst[(lb[i] + q) * LANES + l] = src[b_off[i] + k * fo + q]
+                dst[lb[i] + q, l] = src[b_off[i] + k * fo + q]
             if has_slope and i < n_layers - 1:
-                dst[ls[i] * LANES + l] = src[s_off[i] + k]
+                dst[ls[i], l] = src[s_off[i] + k]
 
 
 @njit(cache=True, fastmath=False)
@@ -302,36 +459,60 @@ def _scatter(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope)
             fi, fo = widths[i], widths[i + 1]
             nw = fi * fo
             for q in range(nw):
-                dst[w_off[i] + k * nw + q] = src[(lw[i] + q) * LANES + l]
+                dst[w_off[i] + k * nw + q] = src[lw[i] + q, l]
             for q in range(fo):
-                dst[b_off[i] + k * fo + q] = src[(lb[i] + q) * LANES + l]
+                dst[b_off[i] + k * fo + q] = src[lb[i] + q, l]
             if has_slope and i < n_layers - 1:
-                dst[s_off[i] + k] = src[ls[i] * LANES + l]
+                dst[s_off[i] + k] = src[ls[i], l]
 
 
 @njit(cache=True, fastmath=False)
 def _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao):
-    """Forward pass of one sample (already in A[ao[0]:]) for every lane; Z holds the
-    pre-activations (same offsets as A), the last layer's entries of A are the logits."""
+    """Forward pass of one sample (its inputs in rows ao[0]... of A) for every lane; Z gets the
+    pre-activations (same rows as A); the last layer's rows of A are the logits. Each output
+    sums b + W[0] x[0] + W[1] x[1] + ... in this order."""
     n_layers = widths.shape[0] - 1
     for i in range(n_layers):
         fi, fo = widths[i], widths[i + 1]
-        zo = ao[i + 1]
+        x0, z0 = ao[i], ao[i + 1]
         for j in range(fo):
-            bo = (lb[i] + j) * LANES
-            for l in range(LANES):
-                Z[zo + j * LANES + l] = P[bo + l]
-            wo = (lw[i] + j * fi) * LANES
+            br = lb[i] + j
+            (c0, c1, c2, c3,
+             c4, c5, c6, c7) = (
+                P[br, 0], P[br, 1],
+                P[br, 2], P[br, 3],
+                P[br, 4], P[br, 5],
+                P[br, 6], P[br, 7],
+            )
+            w0 = lw[i] + j * fi
             for k in range(fi):
-                xo = ao[i] + k * LANES
-                po = wo + k * LANES
-                for l in range(LANES):
-                    Z[zo + j * LANES + l] += P[po + l] * A[xo + l]
+                w, x = w0 + k, x0 + k
+                (c0, c1, c2, c3,
+                 c4, c5, c6, c7) = (
+                    c0 + P[w, 0] * A[x, 0], c1 + P[w, 1] * A[x, 1],
+                    c2 + P[w, 2] * A[x, 2], c3 + P[w, 3] * A[x, 3],
+                    c4 + P[w, 4] * A[x, 4], c5 + P[w, 5] * A[x, 5],
+                    c6 + P[w, 6] * A[x, 6], c7 + P[w, 7] * A[x, 7],
+                )
+            zr = z0 + j
+            (Z[zr, 0], Z[zr, 1], Z[zr, 2], Z[zr, 3],
+             Z[zr, 4], Z[zr, 5], Z[zr, 6], Z[zr, 7]) = (
+                c0, c1,
+                c2, c3,
+                c4, c5,
+                c6, c7,
+            )
         if i < n_layers - 1:
-            _activate(code, Z, A, zo, zo, fo, P, ls[i] * LANES)
+            _activate(code, Z, A, z0, fo, P, ls[i])
         else:
-            for q in range(fo * LANES):
-                A[zo + q] = Z[zo + q]
+            for j in range(z0, z0 + fo):
+                (A[j, 0], A[j, 1], A[j, 2], A[j, 3],
+                 A[j, 4], A[j, 5], A[j, 6], A[j, 7]) = (
+                    Z[j, 0], Z[j, 1],
+                    Z[j, 2], Z[j, 3],
+                    Z[j, 4], Z[j, 5],
+                    Z[j, 6], Z[j, 7],
+                )
 
 
 @njit(cache=True, fastmath=False)
@@ -340,104 +521,231 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                  bias2_sqrt, one_minus_beta1, beta2, one_minus_beta2, eps,
                  P, M, V, G, A, Z, g1, g2, m_lane, rows, lane_net, losses):
     """One epoch for every network of the ensemble, in place on ``flat``, ``exp_avg``,
-    ``exp_avg_sq``; ``losses[k]`` gets network ``k``'s mean minibatch cross-entropy."""
+    ``exp_avg_sq``; ``losses[k]`` gets network ``k``'s mean minibatch cross-entropy.
+
+    Gradients are summed over a minibatch's samples in their order; Adam is PyTorch's
+    (``exp_avg`` by lerp, ``exp_avg_sq`` by multiply-add, ``p += step_size * m / (sqrt(v) /
+    bias2_sqrt + eps)``)."""
     n_layers = widths.shape[0] - 1
-    n_par = P.shape[0] // LANES
+    n_par = P.shape[0]
     n_train = order.shape[1]
     n_in, n_out = widths[0], widths[n_layers]
     has_slope = code == _PRELU
     n_groups = (S + LANES - 1) // LANES
     n_batches = (n_train + batch_size - 1) // batch_size
+    lo = ao[n_layers]
     for grp in range(n_groups):
         _gather(flat, P, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
         _gather(exp_avg, M, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
         _gather(exp_avg_sq, V, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
         for l in range(LANES):
             m_lane[l] = 0.0
-        for l in range(LANES):
             k = grp * LANES + l
             lane_net[l] = k if k < S else grp * LANES
         for bi in range(n_batches):
             start = bi * batch_size
             stop = min(start + batch_size, n_train)
             scale = inv_n[bi]
-            for q in range(n_par * LANES):
-                G[q] = 0.0
+            for q in range(n_par):
+                (G[q, 0], G[q, 1], G[q, 2], G[q, 3],
+                 G[q, 4], G[q, 5], G[q, 6], G[q, 7]) = (
+                    _ZERO, _ZERO,
+                    _ZERO, _ZERO,
+                    _ZERO, _ZERO,
+                    _ZERO, _ZERO,
+                )
             for s in range(start, stop):
                 # inputs and labels of this sample for every lane
                 for l in range(LANES):
                     rows[l] = order[lane_net[l] if per_net_order else 0, s]
                 for k in range(n_in):
-                    for l in range(LANES):
-                        A[k * LANES + l] = X[rows[l], k]
+                    (A[k, 0], A[k, 1], A[k, 2], A[k, 3],
+                     A[k, 4], A[k, 5], A[k, 6], A[k, 7]) = (
+                        X[rows[0], k], X[rows[1], k],
+                        X[rows[2], k], X[rows[3], k],
+                        X[rows[4], k], X[rows[5], k],
+                        X[rows[6], k], X[rows[7], k],
+                    )
                 _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao)
                 # softmax cross-entropy; g1 = (p - onehot) / n
-                lo = ao[n_layers]
-                for l in range(LANES):
-                    mx = A[lo + l]
-                    for c in range(1, n_out):
-                        v = A[lo + c * LANES + l]
-                        if v > mx:
-                            mx = v
-                    se = _ZERO
-                    for c in range(n_out):
-                        se += _exp(A[lo + c * LANES + l] - mx)
-                    lse = mx + _log(se)
-                    lab = y[rows[l]]
-                    for c in range(n_out):
-                        logp = A[lo + c * LANES + l] - lse
-                        p = _exp(logp)
-                        if c == lab:
-                            m_lane[l] -= logp * scale
-                            g1[c * LANES + l] = (p - _ONE) * scale
-                        else:
-                            g1[c * LANES + l] = p * scale
+                (y0, y1, y2, y3,
+                 y4, y5, y6, y7) = (
+                    y[rows[0]], y[rows[1]],
+                    y[rows[2]], y[rows[3]],
+                    y[rows[4]], y[rows[5]],
+                    y[rows[6]], y[rows[7]],
+                )
+                (c0, c1, c2, c3,
+                 c4, c5, c6, c7) = (
+                    A[lo, 0], A[lo, 1],
+                    A[lo, 2], A[lo, 3],
+                    A[lo, 4], A[lo, 5],
+                    A[lo, 6], A[lo, 7],
+                )
+                for c in range(1, n_out):
+                    (c0, c1, c2, c3,
+                     c4, c5, c6, c7) = (
+                        _sel(A[lo + c, 0] > c0, A[lo + c, 0], c0), _sel(A[lo + c, 1] > c1, A[lo + c, 1], c1),
+                        _sel(A[lo + c, 2] > c2, A[lo + c, 2], c2), _sel(A[lo + c, 3] > c3, A[lo + c, 3], c3),
+                        _sel(A[lo + c, 4] > c4, A[lo + c, 4], c4), _sel(A[lo + c, 5] > c5, A[lo + c, 5], c5),
+                        _sel(A[lo + c, 6] > c6, A[lo + c, 6], c6), _sel(A[lo + c, 7] > c7, A[lo + c, 7], c7),
+                    )
+                e0, e1, e2, e3, e4, e5, e6, e7 = _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO
+                for c in range(n_out):
+                    (e0, e1, e2, e3,
+                     e4, e5, e6, e7) = (
+                        e0 + _exp(A[lo + c, 0] - c0), e1 + _exp(A[lo + c, 1] - c1),
+                        e2 + _exp(A[lo + c, 2] - c2), e3 + _exp(A[lo + c, 3] - c3),
+                        e4 + _exp(A[lo + c, 4] - c4), e5 + _exp(A[lo + c, 5] - c5),
+                        e6 + _exp(A[lo + c, 6] - c6), e7 + _exp(A[lo + c, 7] - c7),
+                    )
+                (e0, e1, e2, e3,
+                 e4, e5, e6, e7) = (
+                    c0 + _log(e0), c1 + _log(e1),
+                    c2 + _log(e2), c3 + _log(e3),
+                    c4 + _log(e4), c5 + _log(e5),
+                    c6 + _log(e6), c7 + _log(e7),
+                )
+                for c in range(n_out):
+                    r = lo + c
+                    (h0, h1, h2, h3,
+                     h4, h5, h6, h7) = (
+                        _sel(y0 == c, _ONE, _ZERO), _sel(y1 == c, _ONE, _ZERO),
+                        _sel(y2 == c, _ONE, _ZERO), _sel(y3 == c, _ONE, _ZERO),
+                        _sel(y4 == c, _ONE, _ZERO), _sel(y5 == c, _ONE, _ZERO),
+                        _sel(y6 == c, _ONE, _ZERO), _sel(y7 == c, _ONE, _ZERO),
+                    )
+                    (c0, c1, c2, c3,
+                     c4, c5, c6, c7) = (
+                        A[r, 0] - e0, A[r, 1] - e1,
+                        A[r, 2] - e2, A[r, 3] - e3,
+                        A[r, 4] - e4, A[r, 5] - e5,
+                        A[r, 6] - e6, A[r, 7] - e7,
+                    )
+                    (m_lane[0], m_lane[1], m_lane[2], m_lane[3],
+                     m_lane[4], m_lane[5], m_lane[6], m_lane[7]) = (
+                        m_lane[0] - c0 * h0 * scale, m_lane[1] - c1 * h1 * scale,
+                        m_lane[2] - c2 * h2 * scale, m_lane[3] - c3 * h3 * scale,
+                        m_lane[4] - c4 * h4 * scale, m_lane[5] - c5 * h5 * scale,
+                        m_lane[6] - c6 * h6 * scale, m_lane[7] - c7 * h7 * scale,
+                    )
+                    (g1[c, 0], g1[c, 1], g1[c, 2], g1[c, 3],
+                     g1[c, 4], g1[c, 5], g1[c, 6], g1[c, 7]) = (
+                        (_exp(c0) - h0) * scale, (_exp(c1) - h1) * scale,
+                        (_exp(c2) - h2) * scale, (_exp(c3) - h3) * scale,
+                        (_exp(c4) - h4) * scale, (_exp(c5) - h5) * scale,
+                        (_exp(c6) - h6) * scale, (_exp(c7) - h7) * scale,
+                    )
                 # backward, layer by layer; g1 holds the gradient w.r.t. layer i's output
                 for i in range(n_layers - 1, -1, -1):
                     fi, fo = widths[i], widths[i + 1]
-                    xo = ao[i]
+                    x0 = ao[i]
                     for j in range(fo):
-                        bo = (lb[i] + j) * LANES
-                        for l in range(LANES):
-                            G[bo + l] += g1[j * LANES + l]
-                        wo = (lw[i] + j * fi) * LANES
+                        br = lb[i] + j
+                        (h0, h1, h2, h3,
+                         h4, h5, h6, h7) = (
+                            g1[j, 0], g1[j, 1],
+                            g1[j, 2], g1[j, 3],
+                            g1[j, 4], g1[j, 5],
+                            g1[j, 6], g1[j, 7],
+                        )
+                        (G[br, 0], G[br, 1], G[br, 2], G[br, 3],
+                         G[br, 4], G[br, 5], G[br, 6], G[br, 7]) = (
+                            G[br, 0] + h0, G[br, 1] + h1,
+                            G[br, 2] + h2, G[br, 3] + h3,
+                            G[br, 4] + h4, G[br, 5] + h5,
+                            G[br, 6] + h6, G[br, 7] + h7,
+                        )
+                        w0 = lw[i] + j * fi
                         for k in range(fi):
-                            po = wo + k * LANES
-                            for l in range(LANES):
-                                G[po + l] += g1[j * LANES + l] * A[xo + k * LANES + l]
+                            w, x = w0 + k, x0 + k
+                            (G[w, 0], G[w, 1], G[w, 2], G[w, 3],
+                             G[w, 4], G[w, 5], G[w, 6], G[w, 7]) = (
+                                G[w, 0] + h0 * A[x, 0], G[w, 1] + h1 * A[x, 1],
+                                G[w, 2] + h2 * A[x, 2], G[w, 3] + h3 * A[x, 3],
+                                G[w, 4] + h4 * A[x, 4], G[w, 5] + h5 * A[x, 5],
+                                G[w, 6] + h6 * A[x, 6], G[w, 7] + h7 * A[x, 7],
+                            )
                     if i > 0:
-                        for q in range(fi * LANES):
-                            g2[q] = 0.0
-                        for j in range(fo):
-                            wo = (lw[i] + j * fi) * LANES
-                            for k in range(fi):
-                                po = wo + k * LANES
-                                for l in range(LANES):
-                                    g2[k * LANES + l] += P[po + l] * g1[j * LANES + l]
+                        w0 = lw[i]
+                        for k in range(fi):
+                            (c0, c1, c2, c3,
+                             c4, c5, c6, c7) = (
+                                _ZERO, _ZERO,
+                                _ZERO, _ZERO,
+                                _ZERO, _ZERO,
+                                _ZERO, _ZERO,
+                            )
+                            for j in range(fo):
+                                w = w0 + j * fi + k
+                                (c0, c1, c2, c3,
+                                 c4, c5, c6, c7) = (
+                                    c0 + P[w, 0] * g1[j, 0], c1 + P[w, 1] * g1[j, 1],
+                                    c2 + P[w, 2] * g1[j, 2], c3 + P[w, 3] * g1[j, 3],
+                                    c4 + P[w, 4] * g1[j, 4], c5 + P[w, 5] * g1[j, 5],
+                                    c6 + P[w, 6] * g1[j, 6], c7 + P[w, 7] * g1[j, 7],
+                                )
+                            (g2[k, 0], g2[k, 1], g2[k, 2], g2[k, 3],
+                             g2[k, 4], g2[k, 5], g2[k, 6], g2[k, 7]) = (
+                                c0, c1,
+                                c2, c3,
+                                c4, c5,
+                                c6, c7,
+                            )
                         if has_slope:
-                            so = ls[i - 1] * LANES
+                            sr = ls[i - 1]
                             for k in range(fi):
-                                for l in range(LANES):
-                                    z = Z[xo + k * LANES + l]
-                                    G[so + l] += (z if z < _ZERO else _ZERO) * g2[k * LANES + l]
-                        _derivative(code, g2, Z, A, xo, fi, P, ls[i - 1] * LANES)
-                        for q in range(fi * LANES):
-                            g1[q] = g2[q]
+                                x = x0 + k
+                                (G[sr, 0], G[sr, 1], G[sr, 2], G[sr, 3],
+                                 G[sr, 4], G[sr, 5], G[sr, 6], G[sr, 7]) = (
+                                    G[sr, 0] + _neg_part(Z[x, 0]) * g2[k, 0], G[sr, 1] + _neg_part(Z[x, 1]) * g2[k, 1],
+                                    G[sr, 2] + _neg_part(Z[x, 2]) * g2[k, 2], G[sr, 3] + _neg_part(Z[x, 3]) * g2[k, 3],
+                                    G[sr, 4] + _neg_part(Z[x, 4]) * g2[k, 4], G[sr, 5] + _neg_part(Z[x, 5]) * g2[k, 5],
+                                    G[sr, 6] + _neg_part(Z[x, 6]) * g2[k, 6], G[sr, 7] + _neg_part(Z[x, 7]) * g2[k, 7],
+                                )
+                        _derivative(code, g2, Z, A, x0, fi, P, ls[i - 1])
+                        for k in range(fi):
+                            (g1[k, 0], g1[k, 1], g1[k, 2], g1[k, 3],
+                             g1[k, 4], g1[k, 5], g1[k, 6], g1[k, 7]) = (
+                                g2[k, 0], g2[k, 1],
+                                g2[k, 2], g2[k, 3],
+                                g2[k, 4], g2[k, 5],
+                                g2[k, 6], g2[k, 7],
+                            )
             # L2 on hidden weights, then Adam
             if l2 != 0.0:
                 for i in range(n_layers - 1):
-                    for q in range(lw[i] * LANES, (lw[i] + widths[i] * widths[i + 1]) * LANES):
-                        G[q] += l2 * P[q]
-            t = bi
-            ss, b2s = step_size[t], bias2_sqrt[t]
-            for q in range(n_par * LANES):
-                gq = G[q]
-                m = M[q]
-                m = m + one_minus_beta1 * (gq - m)
-                M[q] = m
-                v = V[q] * beta2 + one_minus_beta2 * gq * gq
-                V[q] = v
-                P[q] = P[q] + ss * (m / (np.sqrt(v) / b2s + eps))
+                    for q in range(lw[i], lw[i] + widths[i] * widths[i + 1]):
+                        (G[q, 0], G[q, 1], G[q, 2], G[q, 3],
+                         G[q, 4], G[q, 5], G[q, 6], G[q, 7]) = (
+                            G[q, 0] + l2 * P[q, 0], G[q, 1] + l2 * P[q, 1],
+                            G[q, 2] + l2 * P[q, 2], G[q, 3] + l2 * P[q, 3],
+                            G[q, 4] + l2 * P[q, 4], G[q, 5] + l2 * P[q, 5],
+                            G[q, 6] + l2 * P[q, 6], G[q, 7] + l2 * P[q, 7],
+                        )
+            ss, b2s = step_size[bi], bias2_sqrt[bi]
+            for q in range(n_par):
+                (M[q, 0], M[q, 1], M[q, 2], M[q, 3],
+                 M[q, 4], M[q, 5], M[q, 6], M[q, 7]) = (
+                    M[q, 0] + one_minus_beta1 * (G[q, 0] - M[q, 0]), M[q, 1] + one_minus_beta1 * (G[q, 1] - M[q, 1]),
+                    M[q, 2] + one_minus_beta1 * (G[q, 2] - M[q, 2]), M[q, 3] + one_minus_beta1 * (G[q, 3] - M[q, 3]),
+                    M[q, 4] + one_minus_beta1 * (G[q, 4] - M[q, 4]), M[q, 5] + one_minus_beta1 * (G[q, 5] - M[q, 5]),
+                    M[q, 6] + one_minus_beta1 * (G[q, 6] - M[q, 6]), M[q, 7] + one_minus_beta1 * (G[q, 7] - M[q, 7]),
+                )
+                (V[q, 0], V[q, 1], V[q, 2], V[q, 3],
+                 V[q, 4], V[q, 5], V[q, 6], V[q, 7]) = (
+                    V[q, 0] * beta2 + one_minus_beta2 * G[q, 0] * G[q, 0], V[q, 1] * beta2 + one_minus_beta2 * G[q, 1] * G[q, 1],
+                    V[q, 2] * beta2 + one_minus_beta2 * G[q, 2] * G[q, 2], V[q, 3] * beta2 + one_minus_beta2 * G[q, 3] * G[q, 3],
+                    V[q, 4] * beta2 + one_minus_beta2 * G[q, 4] * G[q, 4], V[q, 5] * beta2 + one_minus_beta2 * G[q, 5] * G[q, 5],
+                    V[q, 6] * beta2 + one_minus_beta2 * G[q, 6] * G[q, 6], V[q, 7] * beta2 + one_minus_beta2 * G[q, 7] * G[q, 7],
+                )
+                (P[q, 0], P[q, 1], P[q, 2], P[q, 3],
+                 P[q, 4], P[q, 5], P[q, 6], P[q, 7]) = (
+                    P[q, 0] + ss * (M[q, 0] / (np.sqrt(V[q, 0]) / b2s + eps)), P[q, 1] + ss * (M[q, 1] / (np.sqrt(V[q, 1]) / b2s + eps)),
+                    P[q, 2] + ss * (M[q, 2] / (np.sqrt(V[q, 2]) / b2s + eps)), P[q, 3] + ss * (M[q, 3] / (np.sqrt(V[q, 3]) / b2s + eps)),
+                    P[q, 4] + ss * (M[q, 4] / (np.sqrt(V[q, 4]) / b2s + eps)), P[q, 5] + ss * (M[q, 5] / (np.sqrt(V[q, 5]) / b2s + eps)),
+                    P[q, 6] + ss * (M[q, 6] / (np.sqrt(V[q, 6]) / b2s + eps)), P[q, 7] + ss * (M[q, 7] / (np.sqrt(V[q, 7]) / b2s + eps)),
+                )
         for l in range(LANES):
             k = grp * LANES + l
             if k < S:
@@ -459,8 +767,13 @@ def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, 
         for n in range(N):
             for k in range(n_in):
                 x = X[n, k]
-                for l in range(LANES):
-                    A[k * LANES + l] = x
+                (A[k, 0], A[k, 1], A[k, 2], A[k, 3],
+                 A[k, 4], A[k, 5], A[k, 6], A[k, 7]) = (
+                    x, x,
+                    x, x,
+                    x, x,
+                    x, x,
+                )
             _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao)
             for l in range(LANES):
                 net = grp * LANES + l
@@ -470,7 +783,21 @@ def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, 
                     w = widths[i + 1]
                     base = ob[i] + (net * N + n) * w
                     for u in range(w):
-                        out[base + u] = A[ao[i + 1] + u * LANES + l]
+                        out[base + u] = A[ao[i + 1] + u, l]
+
+
+@contextlib.contextmanager
+def _slp_vectorize():
+    """Compile with LLVM's SLP vectorizer, which packs the eight lanes written out in the kernels
+    into vector instructions. Numba turns it off by default (``NUMBA_SLP_VECTORIZE``); the
+    setting is read when a function is compiled, so it is switched on only around the calls that
+    may compile these kernels (a kernel loaded from the cache is already compiled)."""
+    old = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        numba.config.SLP_VECTORIZE = old
 
 
 def check_activation(name: str) -> int:
@@ -569,13 +896,13 @@ class FusedKernel:
         self.lw, self.lb = np.array(lw, dtype=np.int64), np.array(lb, dtype=np.int64)
         self.ls = np.zeros(n_layers, dtype=np.int64)
         self.ls[:len(ls)] = ls
-        self.ao = np.concatenate([[0], np.cumsum(self.widths) * LANES]).astype(np.int64)
+        self.ao = np.concatenate([[0], np.cumsum(self.widths)]).astype(np.int64)  # first row of each layer
         f32 = np.float32
-        self.P, self.M, self.V, self.G = (np.zeros(p * LANES, dtype=f32) for _ in range(4))
-        self.A = np.zeros(int(self.ao[-1]), dtype=f32)
-        self.Z = np.zeros(int(self.ao[-1]), dtype=f32)
-        wmax = int(self.widths.max()) * LANES
-        self.g1, self.g2 = np.zeros(wmax, dtype=f32), np.zeros(wmax, dtype=f32)
+        self.P, self.M, self.V, self.G = (np.zeros((p, LANES), dtype=f32) for _ in range(4))
+        self.A = np.zeros((int(self.ao[-1]), LANES), dtype=f32)
+        self.Z = np.zeros((int(self.ao[-1]), LANES), dtype=f32)
+        wmax = int(self.widths.max())
+        self.g1, self.g2 = np.zeros((wmax, LANES), dtype=f32), np.zeros((wmax, LANES), dtype=f32)
         self.m_lane = np.zeros(LANES, dtype=np.float64)
         self.rows = np.zeros(LANES, dtype=np.int64)
         self.lane_net = np.zeros(LANES, dtype=np.int64)
@@ -643,11 +970,12 @@ class FusedKernel:
         inv_n = np.array([np.float32(1.0 / n) for n in sizes], dtype=np.float32)
         step_size, bias2_sqrt = adam_scalars(float(lr), int(steps_before) + 1, n_batches)
         f32 = np.float32
-        _train_epoch(self.code, flat, exp_avg, exp_avg_sq, X, y, order, order.shape[0] > 1, self.S,
-                     self.widths, self.w_off, self.b_off, self.s_off, self.lw, self.lb, self.ls, self.ao,
-                     batch_size, f32(l2), inv_n, step_size, bias2_sqrt, f32(1 - 0.9), f32(0.999),
-                     f32(1 - 0.999), f32(1e-8), self.P, self.M, self.V, self.G, self.A, self.Z,
-                     self.g1, self.g2, self.m_lane, self.rows, self.lane_net, self.losses)
+        with _slp_vectorize():
+            _train_epoch(self.code, flat, exp_avg, exp_avg_sq, X, y, order, order.shape[0] > 1, self.S,
+                         self.widths, self.w_off, self.b_off, self.s_off, self.lw, self.lb, self.ls, self.ao,
+                         batch_size, f32(l2), inv_n, step_size, bias2_sqrt, f32(1 - 0.9), f32(0.999),
+                         f32(1 - 0.999), f32(1e-8), self.P, self.M, self.V, self.G, self.A, self.Z,
+                         self.g1, self.g2, self.m_lane, self.rows, self.lane_net, self.losses)
         return self.losses
 
     def forward_all(self, flat, X) -> list[np.ndarray]:
@@ -673,6 +1001,7 @@ class FusedKernel:
         ob = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         out = np.empty(int(ob[-1]), dtype=np.float32)
         P, A, Z = np.zeros_like(self.P), np.zeros_like(self.A), np.zeros_like(self.Z)
-        _forward_all(self.code, flat, X, self.S, self.widths, self.w_off, self.b_off, self.s_off,
-                     self.lw, self.lb, self.ls, self.ao, ob, P, A, Z, out)
+        with _slp_vectorize():
+            _forward_all(self.code, flat, X, self.S, self.widths, self.w_off, self.b_off, self.s_off,
+                         self.lw, self.lb, self.ls, self.ao, ob, P, A, Z, out)
         return [out[ob[i]:ob[i + 1]].reshape(self.S, N, int(w)) for i, w in enumerate(self.widths[1:])]
