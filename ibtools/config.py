@@ -16,9 +16,11 @@ from .data import SPLIT_KINDS
 from .estimators import check_params, check_values, estimator_names
 from .networks import INIT_SCHEMES
 
-__all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES"]
+__all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES", "BACKENDS"]
 
 DEVICES = ("cpu", "cuda")
+#: Training engines: the batched torch engine (the reference) and the fused numba kernel.
+BACKENDS = ("torch", "fused")
 
 
 def log_schedule(epochs: int, n_points: int) -> np.ndarray:
@@ -200,6 +202,13 @@ class TrainConfig:
         :mod:`ibtools.trainer`). Off by default: the stored study was computed without it, and
         with it almost every network's numbers differ from the stored ones by float rounding.
         Left out of :meth:`key` and :meth:`to_dict` when False.
+    backend : str
+        ``"torch"`` (default): the batched torch engine of :mod:`ibtools.trainer`, with which the
+        stored study was computed. ``"fused"``: the numba kernel of :mod:`ibtools.fused`, which
+        trains each network for a whole epoch in one compiled call (CPU only; activations it
+        implements only); it agrees with the torch engine to float32 rounding, not bit for bit,
+        and is ensemble-invariant by construction. Left out of :meth:`key` and :meth:`to_dict`
+        when ``"torch"``.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -219,6 +228,7 @@ class TrainConfig:
     record_activations: tuple[int, ...] | str = ()
     device: str = field(default="cpu", compare=False)
     ensemble_invariant: bool = False
+    backend: str = "torch"
 
     def __post_init__(self):
         try:
@@ -276,6 +286,15 @@ class TrainConfig:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if not isinstance(self.ensemble_invariant, bool):
             raise ValueError(f"ensemble_invariant must be True or False, got {self.ensemble_invariant!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "fused":
+            if self.device != "cpu":
+                raise ValueError(f"backend 'fused' runs on the CPU only; got device {self.device!r} "
+                                 "(use backend='torch' on a GPU)")
+            from .fused import check_activation  # imports numba only when asked for
+
+            check_activation(self.activation)
 
     # -- derived quantities -----------------------------------------------------------------
 
@@ -319,6 +338,8 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         if not d["ensemble_invariant"]:  # configs from before the option keep their keys
             del d["ensemble_invariant"]
+        if d["backend"] == "torch":
+            del d["backend"]
         d["estimators"] = [{"name": s.name, "params": dict(s.params), "n_points": s.n_points} for s in self.estimators]
         return json.loads(json.dumps(d))
 

@@ -128,7 +128,7 @@ def _sel(typingctx, cond, a, b):
     return types.float32(types.boolean, types.float32, types.float32), codegen
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _exp(x):
     """float32 exp, branch-free; NaN propagates; clamped to [e^-87.3, e^88]."""
     x = _sel(x > _EXP_HI, _EXP_HI, x)
@@ -142,7 +142,7 @@ def _exp(x):
     return p * _f32_from_bits(np.int32((n + np.int32(127)) << np.int32(23)))
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _log(x):
     """float32 natural log of a positive normal number, branch-free."""
     bits = _bits_from_f32(x)
@@ -159,7 +159,7 @@ def _log(x):
     return t + y + fe * _C1
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _log1p(u):
     """log(1 + u) for u >= 0, accurate for small u (log(w) * u / (w - 1) with w = 1 + u)."""
     w = _ONE + u
@@ -167,7 +167,7 @@ def _log1p(u):
     return _sel(d == _ZERO, u, _log(w) * (u / d))
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _tanh(x):
     ax = abs(x)
     z = x * x
@@ -178,71 +178,71 @@ def _tanh(x):
     return _sel(ax < _TANH_SMALL, small, big)
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _sigmoid(x):
     return _ONE / (_ONE + _exp(-x))
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _expm1(x):
     """exp(x) - 1 for x <= 0: Taylor series near 0, exp(x) - 1 below -0.5."""
     series = x * (_ONE + x * (_HALF + x * (_I3 + x * (_I4 + x * (_I5 + x * (_I6 + x * (_I7 + x * _I8)))))))
     return _sel(x > _EXPM1_SMALL, series, _exp(x) - _ONE)
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _softplus(x):
     return _sel(x > _SOFTPLUS_THRESHOLD, x, _log1p(_exp(x)))
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _relu(z):
     return _sel(z > _ZERO, z, _ZERO)
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _prelu(z, slope):
     return _sel(z > _ZERO, z, slope * z)
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _elu(z):
     return _sel(z > _ZERO, z, _expm1(z))
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _swish(z):
     return z * _sigmoid(z)
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _softsign(z):
     return z / (_ONE + abs(z))
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _sign(z):
     return _sel(z > _ZERO, _ONE, _sel(z < _ZERO, -_ONE, _ZERO))
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _dswish(z, a):
     sig = _sigmoid(z)
     return (_ONE - sig) * a + sig
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _delu(a):
     return _sel(a > _ZERO, _ONE, a + _ONE)
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _dsoftsign(z):
     d = _ONE + abs(z)
     return _ONE / (d * d)
 
 
-@njit(cache=True, fastmath=False, forceinline=True)
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
 def _neg_part(z):
     return _sel(z < _ZERO, z, _ZERO)
 
@@ -253,7 +253,7 @@ def _neg_part(z):
 # overlap, which blocks vectorizing a loop over the lanes).
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, error_model="numpy")
 def _activate(code, Z, A, r0, width, P, sr):
     """A[u] = f(Z[u]) for rows u = r0 ... r0 + width - 1, every lane (PReLU: slope row ``sr``
     of ``P``)."""
@@ -348,7 +348,7 @@ def _activate(code, Z, A, r0, width, P, sr):
             )
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, error_model="numpy")
 def _derivative(code, g, Z, A, r0, width, P, sr):
     """g[u] *= f'(z) for u < width, every lane, from Z and A at rows r0 + u."""
     for u in range(width):
@@ -427,7 +427,7 @@ def _derivative(code, g, Z, A, r0, width, P, sr):
             )
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, error_model="numpy")
 def _gather(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
     """Copy the parameters of group ``g``'s networks from the layer-major ensemble layout ``src``
     into the lane layout ``dst[p, lane]``; empty lanes copy the group's first network."""
@@ -447,7 +447,7 @@ def _gather(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
                 dst[ls[i], l] = src[s_off[i] + k]
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, error_model="numpy")
 def _scatter(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
     """Inverse of :func:`_gather` for the group's real networks."""
     n_layers = widths.shape[0] - 1
@@ -466,7 +466,7 @@ def _scatter(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope)
                 dst[s_off[i] + k] = src[ls[i], l]
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, error_model="numpy")
 def _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao):
     """Forward pass of one sample (its inputs in rows ao[0]... of A) for every lane; Z gets the
     pre-activations (same rows as A); the last layer's rows of A are the logits. Each output
@@ -515,7 +515,7 @@ def _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao):
                 )
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, error_model="numpy")
 def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S, widths,
                  w_off, b_off, s_off, lw, lb, ls, ao, batch_size, l2, inv_n, step_size,
                  bias2_sqrt, one_minus_beta1, beta2, one_minus_beta2, eps,
@@ -755,7 +755,7 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
         _scatter(V, exp_avg_sq, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
 
 
-@njit(cache=True, fastmath=False)
+@njit(cache=True, fastmath=False, error_model="numpy")
 def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, ob, P, A, Z, out):
     """Every layer's activity (hidden activations, then logits) of every network on every row of
     ``X``: layer ``i`` of network ``k`` at ``out[ob[i] + (k * N + n) * width + unit]``."""
