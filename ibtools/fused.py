@@ -88,6 +88,8 @@ _L0, _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8 = _L
 _T0, _T1, _T2, _T3, _T4 = (_f(-5.70498872745e-3), _f(2.06390887954e-2), _f(-5.37397155531e-2),
                            _f(1.33314422036e-1), _f(-3.33332819422e-1))
 _TANH_SMALL = _f(0.625)
+_U0, _U1, _U2, _U3, _U4, _U5, _U6, _U7 = (np.uint64(i) for i in range(LANES))
+_UL = np.uint64(LANES)
 _EXPM1_SMALL = _f(-0.5)
 _INV = tuple(_f(1.0 / math.factorial(k)) for k in range(2, 9))
 _I2, _I3, _I4, _I5, _I6, _I7, _I8 = _INV
@@ -250,187 +252,199 @@ def _neg_part(z):
 # In the kernels below every per-lane operation is written out for the LANES = 8 lanes as one
 # tuple assignment: all its loads happen before its stores, so the compiler can pack the eight
 # independent scalar chains into one vector instruction (it cannot prove that numba arrays do not
-# overlap, which blocks vectorizing a loop over the lanes).
+# overlap, which blocks vectorizing a loop over the lanes). Lane-layout arrays are flat, row r
+# lane l at r * LANES + l, indexed with unsigned integers (_U0 ... _U7 and row bases made with
+# _row), which spares every access numba's negative-index check.
+
+
+@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
+def _row(r):
+    """Flat index of row ``r``'s first lane, unsigned."""
+    return np.uint64(r) * _UL
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
 def _activate(code, Z, A, r0, width, P, sr):
     """A[u] = f(Z[u]) for rows u = r0 ... r0 + width - 1, every lane (PReLU: slope row ``sr``
     of ``P``)."""
+    sb = _row(sr)
     for u in range(r0, r0 + width):
+        ub = _row(u)
         if code == 0:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                _tanh(Z[u, 0]), _tanh(Z[u, 1]),
-                _tanh(Z[u, 2]), _tanh(Z[u, 3]),
-                _tanh(Z[u, 4]), _tanh(Z[u, 5]),
-                _tanh(Z[u, 6]), _tanh(Z[u, 7]),
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                _tanh(Z[ub + _U0]), _tanh(Z[ub + _U1]),
+                _tanh(Z[ub + _U2]), _tanh(Z[ub + _U3]),
+                _tanh(Z[ub + _U4]), _tanh(Z[ub + _U5]),
+                _tanh(Z[ub + _U6]), _tanh(Z[ub + _U7]),
             )
         elif code == 1:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                _relu(Z[u, 0]), _relu(Z[u, 1]),
-                _relu(Z[u, 2]), _relu(Z[u, 3]),
-                _relu(Z[u, 4]), _relu(Z[u, 5]),
-                _relu(Z[u, 6]), _relu(Z[u, 7]),
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                _relu(Z[ub + _U0]), _relu(Z[ub + _U1]),
+                _relu(Z[ub + _U2]), _relu(Z[ub + _U3]),
+                _relu(Z[ub + _U4]), _relu(Z[ub + _U5]),
+                _relu(Z[ub + _U6]), _relu(Z[ub + _U7]),
             )
         elif code == 2:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                abs(Z[u, 0]), abs(Z[u, 1]),
-                abs(Z[u, 2]), abs(Z[u, 3]),
-                abs(Z[u, 4]), abs(Z[u, 5]),
-                abs(Z[u, 6]), abs(Z[u, 7]),
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                abs(Z[ub + _U0]), abs(Z[ub + _U1]),
+                abs(Z[ub + _U2]), abs(Z[ub + _U3]),
+                abs(Z[ub + _U4]), abs(Z[ub + _U5]),
+                abs(Z[ub + _U6]), abs(Z[ub + _U7]),
             )
         elif code == 3:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                _prelu(Z[u, 0], P[sr, 0]), _prelu(Z[u, 1], P[sr, 1]),
-                _prelu(Z[u, 2], P[sr, 2]), _prelu(Z[u, 3], P[sr, 3]),
-                _prelu(Z[u, 4], P[sr, 4]), _prelu(Z[u, 5], P[sr, 5]),
-                _prelu(Z[u, 6], P[sr, 6]), _prelu(Z[u, 7], P[sr, 7]),
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                _prelu(Z[ub + _U0], P[sb + _U0]), _prelu(Z[ub + _U1], P[sb + _U1]),
+                _prelu(Z[ub + _U2], P[sb + _U2]), _prelu(Z[ub + _U3], P[sb + _U3]),
+                _prelu(Z[ub + _U4], P[sb + _U4]), _prelu(Z[ub + _U5], P[sb + _U5]),
+                _prelu(Z[ub + _U6], P[sb + _U6]), _prelu(Z[ub + _U7], P[sb + _U7]),
             )
         elif code == 4:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                _elu(Z[u, 0]), _elu(Z[u, 1]),
-                _elu(Z[u, 2]), _elu(Z[u, 3]),
-                _elu(Z[u, 4]), _elu(Z[u, 5]),
-                _elu(Z[u, 6]), _elu(Z[u, 7]),
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                _elu(Z[ub + _U0]), _elu(Z[ub + _U1]),
+                _elu(Z[ub + _U2]), _elu(Z[ub + _U3]),
+                _elu(Z[ub + _U4]), _elu(Z[ub + _U5]),
+                _elu(Z[ub + _U6]), _elu(Z[ub + _U7]),
             )
         elif code == 5:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                _softplus(Z[u, 0]), _softplus(Z[u, 1]),
-                _softplus(Z[u, 2]), _softplus(Z[u, 3]),
-                _softplus(Z[u, 4]), _softplus(Z[u, 5]),
-                _softplus(Z[u, 6]), _softplus(Z[u, 7]),
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                _softplus(Z[ub + _U0]), _softplus(Z[ub + _U1]),
+                _softplus(Z[ub + _U2]), _softplus(Z[ub + _U3]),
+                _softplus(Z[ub + _U4]), _softplus(Z[ub + _U5]),
+                _softplus(Z[ub + _U6]), _softplus(Z[ub + _U7]),
             )
         elif code == 6:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                _softplus(Z[u, 0]) - _LOG2, _softplus(Z[u, 1]) - _LOG2,
-                _softplus(Z[u, 2]) - _LOG2, _softplus(Z[u, 3]) - _LOG2,
-                _softplus(Z[u, 4]) - _LOG2, _softplus(Z[u, 5]) - _LOG2,
-                _softplus(Z[u, 6]) - _LOG2, _softplus(Z[u, 7]) - _LOG2,
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                _softplus(Z[ub + _U0]) - _LOG2, _softplus(Z[ub + _U1]) - _LOG2,
+                _softplus(Z[ub + _U2]) - _LOG2, _softplus(Z[ub + _U3]) - _LOG2,
+                _softplus(Z[ub + _U4]) - _LOG2, _softplus(Z[ub + _U5]) - _LOG2,
+                _softplus(Z[ub + _U6]) - _LOG2, _softplus(Z[ub + _U7]) - _LOG2,
             )
         elif code == 7:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                _swish(Z[u, 0]), _swish(Z[u, 1]),
-                _swish(Z[u, 2]), _swish(Z[u, 3]),
-                _swish(Z[u, 4]), _swish(Z[u, 5]),
-                _swish(Z[u, 6]), _swish(Z[u, 7]),
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                _swish(Z[ub + _U0]), _swish(Z[ub + _U1]),
+                _swish(Z[ub + _U2]), _swish(Z[ub + _U3]),
+                _swish(Z[ub + _U4]), _swish(Z[ub + _U5]),
+                _swish(Z[ub + _U6]), _swish(Z[ub + _U7]),
             )
         elif code == 8:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                _sigmoid(Z[u, 0]), _sigmoid(Z[u, 1]),
-                _sigmoid(Z[u, 2]), _sigmoid(Z[u, 3]),
-                _sigmoid(Z[u, 4]), _sigmoid(Z[u, 5]),
-                _sigmoid(Z[u, 6]), _sigmoid(Z[u, 7]),
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                _sigmoid(Z[ub + _U0]), _sigmoid(Z[ub + _U1]),
+                _sigmoid(Z[ub + _U2]), _sigmoid(Z[ub + _U3]),
+                _sigmoid(Z[ub + _U4]), _sigmoid(Z[ub + _U5]),
+                _sigmoid(Z[ub + _U6]), _sigmoid(Z[ub + _U7]),
             )
         elif code == 9:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                _softsign(Z[u, 0]), _softsign(Z[u, 1]),
-                _softsign(Z[u, 2]), _softsign(Z[u, 3]),
-                _softsign(Z[u, 4]), _softsign(Z[u, 5]),
-                _softsign(Z[u, 6]), _softsign(Z[u, 7]),
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                _softsign(Z[ub + _U0]), _softsign(Z[ub + _U1]),
+                _softsign(Z[ub + _U2]), _softsign(Z[ub + _U3]),
+                _softsign(Z[ub + _U4]), _softsign(Z[ub + _U5]),
+                _softsign(Z[ub + _U6]), _softsign(Z[ub + _U7]),
             )
         else:
-            (A[u, 0], A[u, 1], A[u, 2], A[u, 3],
-             A[u, 4], A[u, 5], A[u, 6], A[u, 7]) = (
-                Z[u, 0], Z[u, 1],
-                Z[u, 2], Z[u, 3],
-                Z[u, 4], Z[u, 5],
-                Z[u, 6], Z[u, 7],
+            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
+             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
+                Z[ub + _U0], Z[ub + _U1],
+                Z[ub + _U2], Z[ub + _U3],
+                Z[ub + _U4], Z[ub + _U5],
+                Z[ub + _U6], Z[ub + _U7],
             )
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
 def _derivative(code, g, Z, A, r0, width, P, sr):
     """g[u] *= f'(z) for u < width, every lane, from Z and A at rows r0 + u."""
+    sb = _row(sr)
     for u in range(width):
-        r = r0 + u
+        gb, rb = _row(u), _row(r0 + u)
         if code == 0:
-            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
-             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
-                g[u, 0] * (_ONE - A[r, 0] * A[r, 0]), g[u, 1] * (_ONE - A[r, 1] * A[r, 1]),
-                g[u, 2] * (_ONE - A[r, 2] * A[r, 2]), g[u, 3] * (_ONE - A[r, 3] * A[r, 3]),
-                g[u, 4] * (_ONE - A[r, 4] * A[r, 4]), g[u, 5] * (_ONE - A[r, 5] * A[r, 5]),
-                g[u, 6] * (_ONE - A[r, 6] * A[r, 6]), g[u, 7] * (_ONE - A[r, 7] * A[r, 7]),
+            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
+             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
+                g[gb + _U0] * (_ONE - A[rb + _U0] * A[rb + _U0]), g[gb + _U1] * (_ONE - A[rb + _U1] * A[rb + _U1]),
+                g[gb + _U2] * (_ONE - A[rb + _U2] * A[rb + _U2]), g[gb + _U3] * (_ONE - A[rb + _U3] * A[rb + _U3]),
+                g[gb + _U4] * (_ONE - A[rb + _U4] * A[rb + _U4]), g[gb + _U5] * (_ONE - A[rb + _U5] * A[rb + _U5]),
+                g[gb + _U6] * (_ONE - A[rb + _U6] * A[rb + _U6]), g[gb + _U7] * (_ONE - A[rb + _U7] * A[rb + _U7]),
             )
         elif code == 1:
-            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
-             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
-                _sel(A[r, 0] > _ZERO, g[u, 0], _ZERO), _sel(A[r, 1] > _ZERO, g[u, 1], _ZERO),
-                _sel(A[r, 2] > _ZERO, g[u, 2], _ZERO), _sel(A[r, 3] > _ZERO, g[u, 3], _ZERO),
-                _sel(A[r, 4] > _ZERO, g[u, 4], _ZERO), _sel(A[r, 5] > _ZERO, g[u, 5], _ZERO),
-                _sel(A[r, 6] > _ZERO, g[u, 6], _ZERO), _sel(A[r, 7] > _ZERO, g[u, 7], _ZERO),
+            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
+             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
+                _sel(A[rb + _U0] > _ZERO, g[gb + _U0], _ZERO), _sel(A[rb + _U1] > _ZERO, g[gb + _U1], _ZERO),
+                _sel(A[rb + _U2] > _ZERO, g[gb + _U2], _ZERO), _sel(A[rb + _U3] > _ZERO, g[gb + _U3], _ZERO),
+                _sel(A[rb + _U4] > _ZERO, g[gb + _U4], _ZERO), _sel(A[rb + _U5] > _ZERO, g[gb + _U5], _ZERO),
+                _sel(A[rb + _U6] > _ZERO, g[gb + _U6], _ZERO), _sel(A[rb + _U7] > _ZERO, g[gb + _U7], _ZERO),
             )
         elif code == 2:
-            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
-             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
-                g[u, 0] * _sign(Z[r, 0]), g[u, 1] * _sign(Z[r, 1]),
-                g[u, 2] * _sign(Z[r, 2]), g[u, 3] * _sign(Z[r, 3]),
-                g[u, 4] * _sign(Z[r, 4]), g[u, 5] * _sign(Z[r, 5]),
-                g[u, 6] * _sign(Z[r, 6]), g[u, 7] * _sign(Z[r, 7]),
+            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
+             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
+                g[gb + _U0] * _sign(Z[rb + _U0]), g[gb + _U1] * _sign(Z[rb + _U1]),
+                g[gb + _U2] * _sign(Z[rb + _U2]), g[gb + _U3] * _sign(Z[rb + _U3]),
+                g[gb + _U4] * _sign(Z[rb + _U4]), g[gb + _U5] * _sign(Z[rb + _U5]),
+                g[gb + _U6] * _sign(Z[rb + _U6]), g[gb + _U7] * _sign(Z[rb + _U7]),
             )
         elif code == 3:
-            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
-             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
-                _sel(Z[r, 0] > _ZERO, g[u, 0], g[u, 0] * P[sr, 0]), _sel(Z[r, 1] > _ZERO, g[u, 1], g[u, 1] * P[sr, 1]),
-                _sel(Z[r, 2] > _ZERO, g[u, 2], g[u, 2] * P[sr, 2]), _sel(Z[r, 3] > _ZERO, g[u, 3], g[u, 3] * P[sr, 3]),
-                _sel(Z[r, 4] > _ZERO, g[u, 4], g[u, 4] * P[sr, 4]), _sel(Z[r, 5] > _ZERO, g[u, 5], g[u, 5] * P[sr, 5]),
-                _sel(Z[r, 6] > _ZERO, g[u, 6], g[u, 6] * P[sr, 6]), _sel(Z[r, 7] > _ZERO, g[u, 7], g[u, 7] * P[sr, 7]),
+            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
+             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
+                _sel(Z[rb + _U0] > _ZERO, g[gb + _U0], g[gb + _U0] * P[sb + _U0]), _sel(Z[rb + _U1] > _ZERO, g[gb + _U1], g[gb + _U1] * P[sb + _U1]),
+                _sel(Z[rb + _U2] > _ZERO, g[gb + _U2], g[gb + _U2] * P[sb + _U2]), _sel(Z[rb + _U3] > _ZERO, g[gb + _U3], g[gb + _U3] * P[sb + _U3]),
+                _sel(Z[rb + _U4] > _ZERO, g[gb + _U4], g[gb + _U4] * P[sb + _U4]), _sel(Z[rb + _U5] > _ZERO, g[gb + _U5], g[gb + _U5] * P[sb + _U5]),
+                _sel(Z[rb + _U6] > _ZERO, g[gb + _U6], g[gb + _U6] * P[sb + _U6]), _sel(Z[rb + _U7] > _ZERO, g[gb + _U7], g[gb + _U7] * P[sb + _U7]),
             )
         elif code == 4:
-            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
-             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
-                g[u, 0] * _delu(A[r, 0]), g[u, 1] * _delu(A[r, 1]),
-                g[u, 2] * _delu(A[r, 2]), g[u, 3] * _delu(A[r, 3]),
-                g[u, 4] * _delu(A[r, 4]), g[u, 5] * _delu(A[r, 5]),
-                g[u, 6] * _delu(A[r, 6]), g[u, 7] * _delu(A[r, 7]),
+            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
+             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
+                g[gb + _U0] * _delu(A[rb + _U0]), g[gb + _U1] * _delu(A[rb + _U1]),
+                g[gb + _U2] * _delu(A[rb + _U2]), g[gb + _U3] * _delu(A[rb + _U3]),
+                g[gb + _U4] * _delu(A[rb + _U4]), g[gb + _U5] * _delu(A[rb + _U5]),
+                g[gb + _U6] * _delu(A[rb + _U6]), g[gb + _U7] * _delu(A[rb + _U7]),
             )
         elif code == 5 or code == 6:
-            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
-             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
-                g[u, 0] * _sigmoid(Z[r, 0]), g[u, 1] * _sigmoid(Z[r, 1]),
-                g[u, 2] * _sigmoid(Z[r, 2]), g[u, 3] * _sigmoid(Z[r, 3]),
-                g[u, 4] * _sigmoid(Z[r, 4]), g[u, 5] * _sigmoid(Z[r, 5]),
-                g[u, 6] * _sigmoid(Z[r, 6]), g[u, 7] * _sigmoid(Z[r, 7]),
+            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
+             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
+                g[gb + _U0] * _sigmoid(Z[rb + _U0]), g[gb + _U1] * _sigmoid(Z[rb + _U1]),
+                g[gb + _U2] * _sigmoid(Z[rb + _U2]), g[gb + _U3] * _sigmoid(Z[rb + _U3]),
+                g[gb + _U4] * _sigmoid(Z[rb + _U4]), g[gb + _U5] * _sigmoid(Z[rb + _U5]),
+                g[gb + _U6] * _sigmoid(Z[rb + _U6]), g[gb + _U7] * _sigmoid(Z[rb + _U7]),
             )
         elif code == 7:
-            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
-             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
-                g[u, 0] * _dswish(Z[r, 0], A[r, 0]), g[u, 1] * _dswish(Z[r, 1], A[r, 1]),
-                g[u, 2] * _dswish(Z[r, 2], A[r, 2]), g[u, 3] * _dswish(Z[r, 3], A[r, 3]),
-                g[u, 4] * _dswish(Z[r, 4], A[r, 4]), g[u, 5] * _dswish(Z[r, 5], A[r, 5]),
-                g[u, 6] * _dswish(Z[r, 6], A[r, 6]), g[u, 7] * _dswish(Z[r, 7], A[r, 7]),
+            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
+             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
+                g[gb + _U0] * _dswish(Z[rb + _U0], A[rb + _U0]), g[gb + _U1] * _dswish(Z[rb + _U1], A[rb + _U1]),
+                g[gb + _U2] * _dswish(Z[rb + _U2], A[rb + _U2]), g[gb + _U3] * _dswish(Z[rb + _U3], A[rb + _U3]),
+                g[gb + _U4] * _dswish(Z[rb + _U4], A[rb + _U4]), g[gb + _U5] * _dswish(Z[rb + _U5], A[rb + _U5]),
+                g[gb + _U6] * _dswish(Z[rb + _U6], A[rb + _U6]), g[gb + _U7] * _dswish(Z[rb + _U7], A[rb + _U7]),
             )
         elif code == 8:
-            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
-             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
-                g[u, 0] * ((_ONE - A[r, 0]) * A[r, 0]), g[u, 1] * ((_ONE - A[r, 1]) * A[r, 1]),
-                g[u, 2] * ((_ONE - A[r, 2]) * A[r, 2]), g[u, 3] * ((_ONE - A[r, 3]) * A[r, 3]),
-                g[u, 4] * ((_ONE - A[r, 4]) * A[r, 4]), g[u, 5] * ((_ONE - A[r, 5]) * A[r, 5]),
-                g[u, 6] * ((_ONE - A[r, 6]) * A[r, 6]), g[u, 7] * ((_ONE - A[r, 7]) * A[r, 7]),
+            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
+             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
+                g[gb + _U0] * ((_ONE - A[rb + _U0]) * A[rb + _U0]), g[gb + _U1] * ((_ONE - A[rb + _U1]) * A[rb + _U1]),
+                g[gb + _U2] * ((_ONE - A[rb + _U2]) * A[rb + _U2]), g[gb + _U3] * ((_ONE - A[rb + _U3]) * A[rb + _U3]),
+                g[gb + _U4] * ((_ONE - A[rb + _U4]) * A[rb + _U4]), g[gb + _U5] * ((_ONE - A[rb + _U5]) * A[rb + _U5]),
+                g[gb + _U6] * ((_ONE - A[rb + _U6]) * A[rb + _U6]), g[gb + _U7] * ((_ONE - A[rb + _U7]) * A[rb + _U7]),
             )
         elif code == 9:
-            (g[u, 0], g[u, 1], g[u, 2], g[u, 3],
-             g[u, 4], g[u, 5], g[u, 6], g[u, 7]) = (
-                g[u, 0] * _dsoftsign(Z[r, 0]), g[u, 1] * _dsoftsign(Z[r, 1]),
-                g[u, 2] * _dsoftsign(Z[r, 2]), g[u, 3] * _dsoftsign(Z[r, 3]),
-                g[u, 4] * _dsoftsign(Z[r, 4]), g[u, 5] * _dsoftsign(Z[r, 5]),
-                g[u, 6] * _dsoftsign(Z[r, 6]), g[u, 7] * _dsoftsign(Z[r, 7]),
+            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
+             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
+                g[gb + _U0] * _dsoftsign(Z[rb + _U0]), g[gb + _U1] * _dsoftsign(Z[rb + _U1]),
+                g[gb + _U2] * _dsoftsign(Z[rb + _U2]), g[gb + _U3] * _dsoftsign(Z[rb + _U3]),
+                g[gb + _U4] * _dsoftsign(Z[rb + _U4]), g[gb + _U5] * _dsoftsign(Z[rb + _U5]),
+                g[gb + _U6] * _dsoftsign(Z[rb + _U6]), g[gb + _U7] * _dsoftsign(Z[rb + _U7]),
             )
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
 def _gather(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
     """Copy the parameters of group ``g``'s networks from the layer-major ensemble layout ``src``
-    into the lane layout ``dst[p, lane]``; empty lanes copy the group's first network."""
+    into the lane layout (parameter p of lane l at ``dst[p * LANES + l]``); empty lanes copy the
+    group's first network."""
     n_layers = widths.shape[0] - 1
     for l in range(LANES):
         k = g * LANES + l
@@ -440,11 +454,11 @@ def _gather(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
             fi, fo = widths[i], widths[i + 1]
             nw = fi * fo
             for q in range(nw):
-                dst[lw[i] + q, l] = src[w_off[i] + k * nw + q]
+                dst[(lw[i] + q) * LANES + l] = src[w_off[i] + k * nw + q]
             for q in range(fo):
-                dst[lb[i] + q, l] = src[b_off[i] + k * fo + q]
+                dst[(lb[i] + q) * LANES + l] = src[b_off[i] + k * fo + q]
             if has_slope and i < n_layers - 1:
-                dst[ls[i], l] = src[s_off[i] + k]
+                dst[ls[i] * LANES + l] = src[s_off[i] + k]
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
@@ -459,11 +473,11 @@ def _scatter(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope)
             fi, fo = widths[i], widths[i + 1]
             nw = fi * fo
             for q in range(nw):
-                dst[w_off[i] + k * nw + q] = src[lw[i] + q, l]
+                dst[w_off[i] + k * nw + q] = src[(lw[i] + q) * LANES + l]
             for q in range(fo):
-                dst[b_off[i] + k * fo + q] = src[lb[i] + q, l]
+                dst[b_off[i] + k * fo + q] = src[(lb[i] + q) * LANES + l]
             if has_slope and i < n_layers - 1:
-                dst[s_off[i] + k] = src[ls[i], l]
+                dst[s_off[i] + k] = src[ls[i] * LANES + l]
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
@@ -476,27 +490,28 @@ def _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao):
         fi, fo = widths[i], widths[i + 1]
         x0, z0 = ao[i], ao[i + 1]
         for j in range(fo):
-            br = lb[i] + j
+            bb = _row(lb[i] + j)
             (c0, c1, c2, c3,
              c4, c5, c6, c7) = (
-                P[br, 0], P[br, 1],
-                P[br, 2], P[br, 3],
-                P[br, 4], P[br, 5],
-                P[br, 6], P[br, 7],
+                P[bb + _U0], P[bb + _U1],
+                P[bb + _U2], P[bb + _U3],
+                P[bb + _U4], P[bb + _U5],
+                P[bb + _U6], P[bb + _U7],
             )
-            w0 = lw[i] + j * fi
+            wb, xb = _row(lw[i] + j * fi), _row(x0)
             for k in range(fi):
-                w, x = w0 + k, x0 + k
                 (c0, c1, c2, c3,
                  c4, c5, c6, c7) = (
-                    c0 + P[w, 0] * A[x, 0], c1 + P[w, 1] * A[x, 1],
-                    c2 + P[w, 2] * A[x, 2], c3 + P[w, 3] * A[x, 3],
-                    c4 + P[w, 4] * A[x, 4], c5 + P[w, 5] * A[x, 5],
-                    c6 + P[w, 6] * A[x, 6], c7 + P[w, 7] * A[x, 7],
+                    c0 + P[wb + _U0] * A[xb + _U0], c1 + P[wb + _U1] * A[xb + _U1],
+                    c2 + P[wb + _U2] * A[xb + _U2], c3 + P[wb + _U3] * A[xb + _U3],
+                    c4 + P[wb + _U4] * A[xb + _U4], c5 + P[wb + _U5] * A[xb + _U5],
+                    c6 + P[wb + _U6] * A[xb + _U6], c7 + P[wb + _U7] * A[xb + _U7],
                 )
-            zr = z0 + j
-            (Z[zr, 0], Z[zr, 1], Z[zr, 2], Z[zr, 3],
-             Z[zr, 4], Z[zr, 5], Z[zr, 6], Z[zr, 7]) = (
+                wb += _UL
+                xb += _UL
+            zb = _row(z0 + j)
+            (Z[zb + _U0], Z[zb + _U1], Z[zb + _U2], Z[zb + _U3],
+             Z[zb + _U4], Z[zb + _U5], Z[zb + _U6], Z[zb + _U7]) = (
                 c0, c1,
                 c2, c3,
                 c4, c5,
@@ -506,12 +521,13 @@ def _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao):
             _activate(code, Z, A, z0, fo, P, ls[i])
         else:
             for j in range(z0, z0 + fo):
-                (A[j, 0], A[j, 1], A[j, 2], A[j, 3],
-                 A[j, 4], A[j, 5], A[j, 6], A[j, 7]) = (
-                    Z[j, 0], Z[j, 1],
-                    Z[j, 2], Z[j, 3],
-                    Z[j, 4], Z[j, 5],
-                    Z[j, 6], Z[j, 7],
+                jb = _row(j)
+                (A[jb + _U0], A[jb + _U1], A[jb + _U2], A[jb + _U3],
+                 A[jb + _U4], A[jb + _U5], A[jb + _U6], A[jb + _U7]) = (
+                    Z[jb + _U0], Z[jb + _U1],
+                    Z[jb + _U2], Z[jb + _U3],
+                    Z[jb + _U4], Z[jb + _U5],
+                    Z[jb + _U6], Z[jb + _U7],
                 )
 
 
@@ -527,7 +543,7 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
     (``exp_avg`` by lerp, ``exp_avg_sq`` by multiply-add, ``p += step_size * m / (sqrt(v) /
     bias2_sqrt + eps)``)."""
     n_layers = widths.shape[0] - 1
-    n_par = P.shape[0]
+    n_par = P.shape[0] // LANES
     n_train = order.shape[1]
     n_in, n_out = widths[0], widths[n_layers]
     has_slope = code == _PRELU
@@ -546,21 +562,16 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
             start = bi * batch_size
             stop = min(start + batch_size, n_train)
             scale = inv_n[bi]
-            for q in range(n_par):
-                (G[q, 0], G[q, 1], G[q, 2], G[q, 3],
-                 G[q, 4], G[q, 5], G[q, 6], G[q, 7]) = (
-                    _ZERO, _ZERO,
-                    _ZERO, _ZERO,
-                    _ZERO, _ZERO,
-                    _ZERO, _ZERO,
-                )
+            for q in range(n_par * LANES):
+                G[q] = _ZERO
             for s in range(start, stop):
                 # inputs and labels of this sample for every lane
                 for l in range(LANES):
                     rows[l] = order[lane_net[l] if per_net_order else 0, s]
                 for k in range(n_in):
-                    (A[k, 0], A[k, 1], A[k, 2], A[k, 3],
-                     A[k, 4], A[k, 5], A[k, 6], A[k, 7]) = (
+                    kb = _row(k)
+                    (A[kb + _U0], A[kb + _U1], A[kb + _U2], A[kb + _U3],
+                     A[kb + _U4], A[kb + _U5], A[kb + _U6], A[kb + _U7]) = (
                         X[rows[0], k], X[rows[1], k],
                         X[rows[2], k], X[rows[3], k],
                         X[rows[4], k], X[rows[5], k],
@@ -575,29 +586,32 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                     y[rows[4]], y[rows[5]],
                     y[rows[6]], y[rows[7]],
                 )
+                cb = _row(lo)
                 (c0, c1, c2, c3,
                  c4, c5, c6, c7) = (
-                    A[lo, 0], A[lo, 1],
-                    A[lo, 2], A[lo, 3],
-                    A[lo, 4], A[lo, 5],
-                    A[lo, 6], A[lo, 7],
+                    A[cb + _U0], A[cb + _U1],
+                    A[cb + _U2], A[cb + _U3],
+                    A[cb + _U4], A[cb + _U5],
+                    A[cb + _U6], A[cb + _U7],
                 )
                 for c in range(1, n_out):
+                    cb = _row(lo + c)
                     (c0, c1, c2, c3,
                      c4, c5, c6, c7) = (
-                        _sel(A[lo + c, 0] > c0, A[lo + c, 0], c0), _sel(A[lo + c, 1] > c1, A[lo + c, 1], c1),
-                        _sel(A[lo + c, 2] > c2, A[lo + c, 2], c2), _sel(A[lo + c, 3] > c3, A[lo + c, 3], c3),
-                        _sel(A[lo + c, 4] > c4, A[lo + c, 4], c4), _sel(A[lo + c, 5] > c5, A[lo + c, 5], c5),
-                        _sel(A[lo + c, 6] > c6, A[lo + c, 6], c6), _sel(A[lo + c, 7] > c7, A[lo + c, 7], c7),
+                        _sel(A[cb + _U0] > c0, A[cb + _U0], c0), _sel(A[cb + _U1] > c1, A[cb + _U1], c1),
+                        _sel(A[cb + _U2] > c2, A[cb + _U2], c2), _sel(A[cb + _U3] > c3, A[cb + _U3], c3),
+                        _sel(A[cb + _U4] > c4, A[cb + _U4], c4), _sel(A[cb + _U5] > c5, A[cb + _U5], c5),
+                        _sel(A[cb + _U6] > c6, A[cb + _U6], c6), _sel(A[cb + _U7] > c7, A[cb + _U7], c7),
                     )
                 e0, e1, e2, e3, e4, e5, e6, e7 = _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO
                 for c in range(n_out):
+                    cb = _row(lo + c)
                     (e0, e1, e2, e3,
                      e4, e5, e6, e7) = (
-                        e0 + _exp(A[lo + c, 0] - c0), e1 + _exp(A[lo + c, 1] - c1),
-                        e2 + _exp(A[lo + c, 2] - c2), e3 + _exp(A[lo + c, 3] - c3),
-                        e4 + _exp(A[lo + c, 4] - c4), e5 + _exp(A[lo + c, 5] - c5),
-                        e6 + _exp(A[lo + c, 6] - c6), e7 + _exp(A[lo + c, 7] - c7),
+                        e0 + _exp(A[cb + _U0] - c0), e1 + _exp(A[cb + _U1] - c1),
+                        e2 + _exp(A[cb + _U2] - c2), e3 + _exp(A[cb + _U3] - c3),
+                        e4 + _exp(A[cb + _U4] - c4), e5 + _exp(A[cb + _U5] - c5),
+                        e6 + _exp(A[cb + _U6] - c6), e7 + _exp(A[cb + _U7] - c7),
                     )
                 (e0, e1, e2, e3,
                  e4, e5, e6, e7) = (
@@ -607,7 +621,7 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                     c6 + _log(e6), c7 + _log(e7),
                 )
                 for c in range(n_out):
-                    r = lo + c
+                    cb, gb = _row(lo + c), _row(c)
                     (h0, h1, h2, h3,
                      h4, h5, h6, h7) = (
                         _sel(y0 == c, _ONE, _ZERO), _sel(y1 == c, _ONE, _ZERO),
@@ -617,20 +631,20 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                     )
                     (c0, c1, c2, c3,
                      c4, c5, c6, c7) = (
-                        A[r, 0] - e0, A[r, 1] - e1,
-                        A[r, 2] - e2, A[r, 3] - e3,
-                        A[r, 4] - e4, A[r, 5] - e5,
-                        A[r, 6] - e6, A[r, 7] - e7,
+                        A[cb + _U0] - e0, A[cb + _U1] - e1,
+                        A[cb + _U2] - e2, A[cb + _U3] - e3,
+                        A[cb + _U4] - e4, A[cb + _U5] - e5,
+                        A[cb + _U6] - e6, A[cb + _U7] - e7,
                     )
-                    (m_lane[0], m_lane[1], m_lane[2], m_lane[3],
-                     m_lane[4], m_lane[5], m_lane[6], m_lane[7]) = (
-                        m_lane[0] - c0 * h0 * scale, m_lane[1] - c1 * h1 * scale,
-                        m_lane[2] - c2 * h2 * scale, m_lane[3] - c3 * h3 * scale,
-                        m_lane[4] - c4 * h4 * scale, m_lane[5] - c5 * h5 * scale,
-                        m_lane[6] - c6 * h6 * scale, m_lane[7] - c7 * h7 * scale,
+                    (m_lane[_U0], m_lane[_U1], m_lane[_U2], m_lane[_U3],
+                     m_lane[_U4], m_lane[_U5], m_lane[_U6], m_lane[_U7]) = (
+                        m_lane[_U0] - c0 * h0 * scale, m_lane[_U1] - c1 * h1 * scale,
+                        m_lane[_U2] - c2 * h2 * scale, m_lane[_U3] - c3 * h3 * scale,
+                        m_lane[_U4] - c4 * h4 * scale, m_lane[_U5] - c5 * h5 * scale,
+                        m_lane[_U6] - c6 * h6 * scale, m_lane[_U7] - c7 * h7 * scale,
                     )
-                    (g1[c, 0], g1[c, 1], g1[c, 2], g1[c, 3],
-                     g1[c, 4], g1[c, 5], g1[c, 6], g1[c, 7]) = (
+                    (g1[gb + _U0], g1[gb + _U1], g1[gb + _U2], g1[gb + _U3],
+                     g1[gb + _U4], g1[gb + _U5], g1[gb + _U6], g1[gb + _U7]) = (
                         (_exp(c0) - h0) * scale, (_exp(c1) - h1) * scale,
                         (_exp(c2) - h2) * scale, (_exp(c3) - h3) * scale,
                         (_exp(c4) - h4) * scale, (_exp(c5) - h5) * scale,
@@ -641,33 +655,33 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                     fi, fo = widths[i], widths[i + 1]
                     x0 = ao[i]
                     for j in range(fo):
-                        br = lb[i] + j
+                        bb, jb = _row(lb[i] + j), _row(j)
                         (h0, h1, h2, h3,
                          h4, h5, h6, h7) = (
-                            g1[j, 0], g1[j, 1],
-                            g1[j, 2], g1[j, 3],
-                            g1[j, 4], g1[j, 5],
-                            g1[j, 6], g1[j, 7],
+                            g1[jb + _U0], g1[jb + _U1],
+                            g1[jb + _U2], g1[jb + _U3],
+                            g1[jb + _U4], g1[jb + _U5],
+                            g1[jb + _U6], g1[jb + _U7],
                         )
-                        (G[br, 0], G[br, 1], G[br, 2], G[br, 3],
-                         G[br, 4], G[br, 5], G[br, 6], G[br, 7]) = (
-                            G[br, 0] + h0, G[br, 1] + h1,
-                            G[br, 2] + h2, G[br, 3] + h3,
-                            G[br, 4] + h4, G[br, 5] + h5,
-                            G[br, 6] + h6, G[br, 7] + h7,
+                        (G[bb + _U0], G[bb + _U1], G[bb + _U2], G[bb + _U3],
+                         G[bb + _U4], G[bb + _U5], G[bb + _U6], G[bb + _U7]) = (
+                            G[bb + _U0] + h0, G[bb + _U1] + h1,
+                            G[bb + _U2] + h2, G[bb + _U3] + h3,
+                            G[bb + _U4] + h4, G[bb + _U5] + h5,
+                            G[bb + _U6] + h6, G[bb + _U7] + h7,
                         )
-                        w0 = lw[i] + j * fi
+                        wb, xb = _row(lw[i] + j * fi), _row(x0)
                         for k in range(fi):
-                            w, x = w0 + k, x0 + k
-                            (G[w, 0], G[w, 1], G[w, 2], G[w, 3],
-                             G[w, 4], G[w, 5], G[w, 6], G[w, 7]) = (
-                                G[w, 0] + h0 * A[x, 0], G[w, 1] + h1 * A[x, 1],
-                                G[w, 2] + h2 * A[x, 2], G[w, 3] + h3 * A[x, 3],
-                                G[w, 4] + h4 * A[x, 4], G[w, 5] + h5 * A[x, 5],
-                                G[w, 6] + h6 * A[x, 6], G[w, 7] + h7 * A[x, 7],
+                            (G[wb + _U0], G[wb + _U1], G[wb + _U2], G[wb + _U3],
+                             G[wb + _U4], G[wb + _U5], G[wb + _U6], G[wb + _U7]) = (
+                                G[wb + _U0] + h0 * A[xb + _U0], G[wb + _U1] + h1 * A[xb + _U1],
+                                G[wb + _U2] + h2 * A[xb + _U2], G[wb + _U3] + h3 * A[xb + _U3],
+                                G[wb + _U4] + h4 * A[xb + _U4], G[wb + _U5] + h5 * A[xb + _U5],
+                                G[wb + _U6] + h6 * A[xb + _U6], G[wb + _U7] + h7 * A[xb + _U7],
                             )
+                            wb += _UL
+                            xb += _UL
                     if i > 0:
-                        w0 = lw[i]
                         for k in range(fi):
                             (c0, c1, c2, c3,
                              c4, c5, c6, c7) = (
@@ -676,75 +690,75 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                                 _ZERO, _ZERO,
                                 _ZERO, _ZERO,
                             )
+                            wb, jb = _row(lw[i] + k), _row(0)
+                            step = _row(fi)
                             for j in range(fo):
-                                w = w0 + j * fi + k
                                 (c0, c1, c2, c3,
                                  c4, c5, c6, c7) = (
-                                    c0 + P[w, 0] * g1[j, 0], c1 + P[w, 1] * g1[j, 1],
-                                    c2 + P[w, 2] * g1[j, 2], c3 + P[w, 3] * g1[j, 3],
-                                    c4 + P[w, 4] * g1[j, 4], c5 + P[w, 5] * g1[j, 5],
-                                    c6 + P[w, 6] * g1[j, 6], c7 + P[w, 7] * g1[j, 7],
+                                    c0 + P[wb + _U0] * g1[jb + _U0], c1 + P[wb + _U1] * g1[jb + _U1],
+                                    c2 + P[wb + _U2] * g1[jb + _U2], c3 + P[wb + _U3] * g1[jb + _U3],
+                                    c4 + P[wb + _U4] * g1[jb + _U4], c5 + P[wb + _U5] * g1[jb + _U5],
+                                    c6 + P[wb + _U6] * g1[jb + _U6], c7 + P[wb + _U7] * g1[jb + _U7],
                                 )
-                            (g2[k, 0], g2[k, 1], g2[k, 2], g2[k, 3],
-                             g2[k, 4], g2[k, 5], g2[k, 6], g2[k, 7]) = (
+                                wb += step
+                                jb += _UL
+                            kb = _row(k)
+                            (g2[kb + _U0], g2[kb + _U1], g2[kb + _U2], g2[kb + _U3],
+                             g2[kb + _U4], g2[kb + _U5], g2[kb + _U6], g2[kb + _U7]) = (
                                 c0, c1,
                                 c2, c3,
                                 c4, c5,
                                 c6, c7,
                             )
                         if has_slope:
-                            sr = ls[i - 1]
+                            sb = _row(ls[i - 1])
                             for k in range(fi):
-                                x = x0 + k
-                                (G[sr, 0], G[sr, 1], G[sr, 2], G[sr, 3],
-                                 G[sr, 4], G[sr, 5], G[sr, 6], G[sr, 7]) = (
-                                    G[sr, 0] + _neg_part(Z[x, 0]) * g2[k, 0], G[sr, 1] + _neg_part(Z[x, 1]) * g2[k, 1],
-                                    G[sr, 2] + _neg_part(Z[x, 2]) * g2[k, 2], G[sr, 3] + _neg_part(Z[x, 3]) * g2[k, 3],
-                                    G[sr, 4] + _neg_part(Z[x, 4]) * g2[k, 4], G[sr, 5] + _neg_part(Z[x, 5]) * g2[k, 5],
-                                    G[sr, 6] + _neg_part(Z[x, 6]) * g2[k, 6], G[sr, 7] + _neg_part(Z[x, 7]) * g2[k, 7],
+                                xb, kb = _row(x0 + k), _row(k)
+                                (G[sb + _U0], G[sb + _U1], G[sb + _U2], G[sb + _U3],
+                                 G[sb + _U4], G[sb + _U5], G[sb + _U6], G[sb + _U7]) = (
+                                    G[sb + _U0] + _neg_part(Z[xb + _U0]) * g2[kb + _U0], G[sb + _U1] + _neg_part(Z[xb + _U1]) * g2[kb + _U1],
+                                    G[sb + _U2] + _neg_part(Z[xb + _U2]) * g2[kb + _U2], G[sb + _U3] + _neg_part(Z[xb + _U3]) * g2[kb + _U3],
+                                    G[sb + _U4] + _neg_part(Z[xb + _U4]) * g2[kb + _U4], G[sb + _U5] + _neg_part(Z[xb + _U5]) * g2[kb + _U5],
+                                    G[sb + _U6] + _neg_part(Z[xb + _U6]) * g2[kb + _U6], G[sb + _U7] + _neg_part(Z[xb + _U7]) * g2[kb + _U7],
                                 )
                         _derivative(code, g2, Z, A, x0, fi, P, ls[i - 1])
-                        for k in range(fi):
-                            (g1[k, 0], g1[k, 1], g1[k, 2], g1[k, 3],
-                             g1[k, 4], g1[k, 5], g1[k, 6], g1[k, 7]) = (
-                                g2[k, 0], g2[k, 1],
-                                g2[k, 2], g2[k, 3],
-                                g2[k, 4], g2[k, 5],
-                                g2[k, 6], g2[k, 7],
-                            )
+                        for q in range(fi * LANES):
+                            g1[q] = g2[q]
             # L2 on hidden weights, then Adam
             if l2 != 0.0:
                 for i in range(n_layers - 1):
                     for q in range(lw[i], lw[i] + widths[i] * widths[i + 1]):
-                        (G[q, 0], G[q, 1], G[q, 2], G[q, 3],
-                         G[q, 4], G[q, 5], G[q, 6], G[q, 7]) = (
-                            G[q, 0] + l2 * P[q, 0], G[q, 1] + l2 * P[q, 1],
-                            G[q, 2] + l2 * P[q, 2], G[q, 3] + l2 * P[q, 3],
-                            G[q, 4] + l2 * P[q, 4], G[q, 5] + l2 * P[q, 5],
-                            G[q, 6] + l2 * P[q, 6], G[q, 7] + l2 * P[q, 7],
+                        qb = _row(q)
+                        (G[qb + _U0], G[qb + _U1], G[qb + _U2], G[qb + _U3],
+                         G[qb + _U4], G[qb + _U5], G[qb + _U6], G[qb + _U7]) = (
+                            G[qb + _U0] + l2 * P[qb + _U0], G[qb + _U1] + l2 * P[qb + _U1],
+                            G[qb + _U2] + l2 * P[qb + _U2], G[qb + _U3] + l2 * P[qb + _U3],
+                            G[qb + _U4] + l2 * P[qb + _U4], G[qb + _U5] + l2 * P[qb + _U5],
+                            G[qb + _U6] + l2 * P[qb + _U6], G[qb + _U7] + l2 * P[qb + _U7],
                         )
             ss, b2s = step_size[bi], bias2_sqrt[bi]
             for q in range(n_par):
-                (M[q, 0], M[q, 1], M[q, 2], M[q, 3],
-                 M[q, 4], M[q, 5], M[q, 6], M[q, 7]) = (
-                    M[q, 0] + one_minus_beta1 * (G[q, 0] - M[q, 0]), M[q, 1] + one_minus_beta1 * (G[q, 1] - M[q, 1]),
-                    M[q, 2] + one_minus_beta1 * (G[q, 2] - M[q, 2]), M[q, 3] + one_minus_beta1 * (G[q, 3] - M[q, 3]),
-                    M[q, 4] + one_minus_beta1 * (G[q, 4] - M[q, 4]), M[q, 5] + one_minus_beta1 * (G[q, 5] - M[q, 5]),
-                    M[q, 6] + one_minus_beta1 * (G[q, 6] - M[q, 6]), M[q, 7] + one_minus_beta1 * (G[q, 7] - M[q, 7]),
+                qb = _row(q)
+                (M[qb + _U0], M[qb + _U1], M[qb + _U2], M[qb + _U3],
+                 M[qb + _U4], M[qb + _U5], M[qb + _U6], M[qb + _U7]) = (
+                    M[qb + _U0] + one_minus_beta1 * (G[qb + _U0] - M[qb + _U0]), M[qb + _U1] + one_minus_beta1 * (G[qb + _U1] - M[qb + _U1]),
+                    M[qb + _U2] + one_minus_beta1 * (G[qb + _U2] - M[qb + _U2]), M[qb + _U3] + one_minus_beta1 * (G[qb + _U3] - M[qb + _U3]),
+                    M[qb + _U4] + one_minus_beta1 * (G[qb + _U4] - M[qb + _U4]), M[qb + _U5] + one_minus_beta1 * (G[qb + _U5] - M[qb + _U5]),
+                    M[qb + _U6] + one_minus_beta1 * (G[qb + _U6] - M[qb + _U6]), M[qb + _U7] + one_minus_beta1 * (G[qb + _U7] - M[qb + _U7]),
                 )
-                (V[q, 0], V[q, 1], V[q, 2], V[q, 3],
-                 V[q, 4], V[q, 5], V[q, 6], V[q, 7]) = (
-                    V[q, 0] * beta2 + one_minus_beta2 * G[q, 0] * G[q, 0], V[q, 1] * beta2 + one_minus_beta2 * G[q, 1] * G[q, 1],
-                    V[q, 2] * beta2 + one_minus_beta2 * G[q, 2] * G[q, 2], V[q, 3] * beta2 + one_minus_beta2 * G[q, 3] * G[q, 3],
-                    V[q, 4] * beta2 + one_minus_beta2 * G[q, 4] * G[q, 4], V[q, 5] * beta2 + one_minus_beta2 * G[q, 5] * G[q, 5],
-                    V[q, 6] * beta2 + one_minus_beta2 * G[q, 6] * G[q, 6], V[q, 7] * beta2 + one_minus_beta2 * G[q, 7] * G[q, 7],
+                (V[qb + _U0], V[qb + _U1], V[qb + _U2], V[qb + _U3],
+                 V[qb + _U4], V[qb + _U5], V[qb + _U6], V[qb + _U7]) = (
+                    V[qb + _U0] * beta2 + one_minus_beta2 * G[qb + _U0] * G[qb + _U0], V[qb + _U1] * beta2 + one_minus_beta2 * G[qb + _U1] * G[qb + _U1],
+                    V[qb + _U2] * beta2 + one_minus_beta2 * G[qb + _U2] * G[qb + _U2], V[qb + _U3] * beta2 + one_minus_beta2 * G[qb + _U3] * G[qb + _U3],
+                    V[qb + _U4] * beta2 + one_minus_beta2 * G[qb + _U4] * G[qb + _U4], V[qb + _U5] * beta2 + one_minus_beta2 * G[qb + _U5] * G[qb + _U5],
+                    V[qb + _U6] * beta2 + one_minus_beta2 * G[qb + _U6] * G[qb + _U6], V[qb + _U7] * beta2 + one_minus_beta2 * G[qb + _U7] * G[qb + _U7],
                 )
-                (P[q, 0], P[q, 1], P[q, 2], P[q, 3],
-                 P[q, 4], P[q, 5], P[q, 6], P[q, 7]) = (
-                    P[q, 0] + ss * (M[q, 0] / (np.sqrt(V[q, 0]) / b2s + eps)), P[q, 1] + ss * (M[q, 1] / (np.sqrt(V[q, 1]) / b2s + eps)),
-                    P[q, 2] + ss * (M[q, 2] / (np.sqrt(V[q, 2]) / b2s + eps)), P[q, 3] + ss * (M[q, 3] / (np.sqrt(V[q, 3]) / b2s + eps)),
-                    P[q, 4] + ss * (M[q, 4] / (np.sqrt(V[q, 4]) / b2s + eps)), P[q, 5] + ss * (M[q, 5] / (np.sqrt(V[q, 5]) / b2s + eps)),
-                    P[q, 6] + ss * (M[q, 6] / (np.sqrt(V[q, 6]) / b2s + eps)), P[q, 7] + ss * (M[q, 7] / (np.sqrt(V[q, 7]) / b2s + eps)),
+                (P[qb + _U0], P[qb + _U1], P[qb + _U2], P[qb + _U3],
+                 P[qb + _U4], P[qb + _U5], P[qb + _U6], P[qb + _U7]) = (
+                    P[qb + _U0] + ss * (M[qb + _U0] / (np.sqrt(V[qb + _U0]) / b2s + eps)), P[qb + _U1] + ss * (M[qb + _U1] / (np.sqrt(V[qb + _U1]) / b2s + eps)),
+                    P[qb + _U2] + ss * (M[qb + _U2] / (np.sqrt(V[qb + _U2]) / b2s + eps)), P[qb + _U3] + ss * (M[qb + _U3] / (np.sqrt(V[qb + _U3]) / b2s + eps)),
+                    P[qb + _U4] + ss * (M[qb + _U4] / (np.sqrt(V[qb + _U4]) / b2s + eps)), P[qb + _U5] + ss * (M[qb + _U5] / (np.sqrt(V[qb + _U5]) / b2s + eps)),
+                    P[qb + _U6] + ss * (M[qb + _U6] / (np.sqrt(V[qb + _U6]) / b2s + eps)), P[qb + _U7] + ss * (M[qb + _U7] / (np.sqrt(V[qb + _U7]) / b2s + eps)),
                 )
         for l in range(LANES):
             k = grp * LANES + l
@@ -767,8 +781,9 @@ def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, 
         for n in range(N):
             for k in range(n_in):
                 x = X[n, k]
-                (A[k, 0], A[k, 1], A[k, 2], A[k, 3],
-                 A[k, 4], A[k, 5], A[k, 6], A[k, 7]) = (
+                kb = _row(k)
+                (A[kb + _U0], A[kb + _U1], A[kb + _U2], A[kb + _U3],
+                 A[kb + _U4], A[kb + _U5], A[kb + _U6], A[kb + _U7]) = (
                     x, x,
                     x, x,
                     x, x,
@@ -783,7 +798,7 @@ def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, 
                     w = widths[i + 1]
                     base = ob[i] + (net * N + n) * w
                     for u in range(w):
-                        out[base + u] = A[ao[i + 1] + u, l]
+                        out[base + u] = A[(ao[i + 1] + u) * LANES + l]
 
 
 @contextlib.contextmanager
@@ -898,11 +913,11 @@ class FusedKernel:
         self.ls[:len(ls)] = ls
         self.ao = np.concatenate([[0], np.cumsum(self.widths)]).astype(np.int64)  # first row of each layer
         f32 = np.float32
-        self.P, self.M, self.V, self.G = (np.zeros((p, LANES), dtype=f32) for _ in range(4))
-        self.A = np.zeros((int(self.ao[-1]), LANES), dtype=f32)
-        self.Z = np.zeros((int(self.ao[-1]), LANES), dtype=f32)
-        wmax = int(self.widths.max())
-        self.g1, self.g2 = np.zeros((wmax, LANES), dtype=f32), np.zeros((wmax, LANES), dtype=f32)
+        self.P, self.M, self.V, self.G = (np.zeros(p * LANES, dtype=f32) for _ in range(4))
+        self.A = np.zeros(int(self.ao[-1]) * LANES, dtype=f32)  # one sample's activity, row-major
+        self.Z = np.zeros(int(self.ao[-1]) * LANES, dtype=f32)  # and pre-activations
+        wmax = int(self.widths.max()) * LANES
+        self.g1, self.g2 = np.zeros(wmax, dtype=f32), np.zeros(wmax, dtype=f32)
         self.m_lane = np.zeros(LANES, dtype=np.float64)
         self.rows = np.zeros(LANES, dtype=np.int64)
         self.lane_net = np.zeros(LANES, dtype=np.int64)
