@@ -90,6 +90,12 @@ _T0, _T1, _T2, _T3, _T4 = (_f(-5.70498872745e-3), _f(2.06390887954e-2), _f(-5.37
 _TANH_SMALL = _f(0.625)
 _U0, _U1, _U2, _U3, _U4, _U5, _U6, _U7 = (np.uint64(i) for i in range(LANES))
 _UL = np.uint64(LANES)
+#: Samples that go through the network together (independent accumulators for the compiler).
+BLOCK = 4
+_UB = np.uint64(BLOCK * LANES)
+(_O00, _O01, _O02, _O03, _O04, _O05, _O06, _O07, _O10, _O11, _O12, _O13, _O14, _O15, _O16, _O17,
+ _O20, _O21, _O22, _O23, _O24, _O25, _O26, _O27, _O30, _O31, _O32, _O33, _O34, _O35, _O36, _O37) = (
+    np.uint64(i) for i in range(BLOCK * LANES))  # _Osl: sample s, lane l within a block row
 _EXPM1_SMALL = _f(-0.5)
 _INV = tuple(_f(1.0 / math.factorial(k)) for k in range(2, 9))
 _I2, _I3, _I4, _I5, _I6, _I7, _I8 = _INV
@@ -273,26 +279,20 @@ def _activate(code, Z, A, r0, width, P, sr):
         if code == 0:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _tanh(Z[ub + _U0]), _tanh(Z[ub + _U1]),
-                _tanh(Z[ub + _U2]), _tanh(Z[ub + _U3]),
-                _tanh(Z[ub + _U4]), _tanh(Z[ub + _U5]),
-                _tanh(Z[ub + _U6]), _tanh(Z[ub + _U7]),
+                _tanh(Z[ub + _U0]), _tanh(Z[ub + _U1]), _tanh(Z[ub + _U2]), _tanh(Z[ub + _U3]),
+                _tanh(Z[ub + _U4]), _tanh(Z[ub + _U5]), _tanh(Z[ub + _U6]), _tanh(Z[ub + _U7]),
             )
         elif code == 1:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _relu(Z[ub + _U0]), _relu(Z[ub + _U1]),
-                _relu(Z[ub + _U2]), _relu(Z[ub + _U3]),
-                _relu(Z[ub + _U4]), _relu(Z[ub + _U5]),
-                _relu(Z[ub + _U6]), _relu(Z[ub + _U7]),
+                _relu(Z[ub + _U0]), _relu(Z[ub + _U1]), _relu(Z[ub + _U2]), _relu(Z[ub + _U3]),
+                _relu(Z[ub + _U4]), _relu(Z[ub + _U5]), _relu(Z[ub + _U6]), _relu(Z[ub + _U7]),
             )
         elif code == 2:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                abs(Z[ub + _U0]), abs(Z[ub + _U1]),
-                abs(Z[ub + _U2]), abs(Z[ub + _U3]),
-                abs(Z[ub + _U4]), abs(Z[ub + _U5]),
-                abs(Z[ub + _U6]), abs(Z[ub + _U7]),
+                abs(Z[ub + _U0]), abs(Z[ub + _U1]), abs(Z[ub + _U2]), abs(Z[ub + _U3]),
+                abs(Z[ub + _U4]), abs(Z[ub + _U5]), abs(Z[ub + _U6]), abs(Z[ub + _U7]),
             )
         elif code == 3:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
@@ -305,58 +305,44 @@ def _activate(code, Z, A, r0, width, P, sr):
         elif code == 4:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _elu(Z[ub + _U0]), _elu(Z[ub + _U1]),
-                _elu(Z[ub + _U2]), _elu(Z[ub + _U3]),
-                _elu(Z[ub + _U4]), _elu(Z[ub + _U5]),
-                _elu(Z[ub + _U6]), _elu(Z[ub + _U7]),
+                _elu(Z[ub + _U0]), _elu(Z[ub + _U1]), _elu(Z[ub + _U2]), _elu(Z[ub + _U3]),
+                _elu(Z[ub + _U4]), _elu(Z[ub + _U5]), _elu(Z[ub + _U6]), _elu(Z[ub + _U7]),
             )
         elif code == 5:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _softplus(Z[ub + _U0]), _softplus(Z[ub + _U1]),
-                _softplus(Z[ub + _U2]), _softplus(Z[ub + _U3]),
-                _softplus(Z[ub + _U4]), _softplus(Z[ub + _U5]),
-                _softplus(Z[ub + _U6]), _softplus(Z[ub + _U7]),
+                _softplus(Z[ub + _U0]), _softplus(Z[ub + _U1]), _softplus(Z[ub + _U2]), _softplus(Z[ub + _U3]),
+                _softplus(Z[ub + _U4]), _softplus(Z[ub + _U5]), _softplus(Z[ub + _U6]), _softplus(Z[ub + _U7]),
             )
         elif code == 6:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _softplus(Z[ub + _U0]) - _LOG2, _softplus(Z[ub + _U1]) - _LOG2,
-                _softplus(Z[ub + _U2]) - _LOG2, _softplus(Z[ub + _U3]) - _LOG2,
-                _softplus(Z[ub + _U4]) - _LOG2, _softplus(Z[ub + _U5]) - _LOG2,
-                _softplus(Z[ub + _U6]) - _LOG2, _softplus(Z[ub + _U7]) - _LOG2,
+                _softplus(Z[ub + _U0]) - _LOG2, _softplus(Z[ub + _U1]) - _LOG2, _softplus(Z[ub + _U2]) - _LOG2, _softplus(Z[ub + _U3]) - _LOG2,
+                _softplus(Z[ub + _U4]) - _LOG2, _softplus(Z[ub + _U5]) - _LOG2, _softplus(Z[ub + _U6]) - _LOG2, _softplus(Z[ub + _U7]) - _LOG2,
             )
         elif code == 7:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _swish(Z[ub + _U0]), _swish(Z[ub + _U1]),
-                _swish(Z[ub + _U2]), _swish(Z[ub + _U3]),
-                _swish(Z[ub + _U4]), _swish(Z[ub + _U5]),
-                _swish(Z[ub + _U6]), _swish(Z[ub + _U7]),
+                _swish(Z[ub + _U0]), _swish(Z[ub + _U1]), _swish(Z[ub + _U2]), _swish(Z[ub + _U3]),
+                _swish(Z[ub + _U4]), _swish(Z[ub + _U5]), _swish(Z[ub + _U6]), _swish(Z[ub + _U7]),
             )
         elif code == 8:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _sigmoid(Z[ub + _U0]), _sigmoid(Z[ub + _U1]),
-                _sigmoid(Z[ub + _U2]), _sigmoid(Z[ub + _U3]),
-                _sigmoid(Z[ub + _U4]), _sigmoid(Z[ub + _U5]),
-                _sigmoid(Z[ub + _U6]), _sigmoid(Z[ub + _U7]),
+                _sigmoid(Z[ub + _U0]), _sigmoid(Z[ub + _U1]), _sigmoid(Z[ub + _U2]), _sigmoid(Z[ub + _U3]),
+                _sigmoid(Z[ub + _U4]), _sigmoid(Z[ub + _U5]), _sigmoid(Z[ub + _U6]), _sigmoid(Z[ub + _U7]),
             )
         elif code == 9:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _softsign(Z[ub + _U0]), _softsign(Z[ub + _U1]),
-                _softsign(Z[ub + _U2]), _softsign(Z[ub + _U3]),
-                _softsign(Z[ub + _U4]), _softsign(Z[ub + _U5]),
-                _softsign(Z[ub + _U6]), _softsign(Z[ub + _U7]),
+                _softsign(Z[ub + _U0]), _softsign(Z[ub + _U1]), _softsign(Z[ub + _U2]), _softsign(Z[ub + _U3]),
+                _softsign(Z[ub + _U4]), _softsign(Z[ub + _U5]), _softsign(Z[ub + _U6]), _softsign(Z[ub + _U7]),
             )
         else:
             (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
              A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                Z[ub + _U0], Z[ub + _U1],
-                Z[ub + _U2], Z[ub + _U3],
-                Z[ub + _U4], Z[ub + _U5],
-                Z[ub + _U6], Z[ub + _U7],
+                Z[ub + _U0], Z[ub + _U1], Z[ub + _U2], Z[ub + _U3],
+                Z[ub + _U4], Z[ub + _U5], Z[ub + _U6], Z[ub + _U7],
             )
 
 
@@ -481,53 +467,82 @@ def _scatter(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope)
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao):
-    """Forward pass of one sample (its inputs in rows ao[0]... of A) for every lane; Z gets the
-    pre-activations (same rows as A); the last layer's rows of A are the logits. Each output
-    sums b + W[0] x[0] + W[1] x[1] + ... in this order."""
+def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao):
+    """Forward pass of a block of BLOCK samples for every lane. Activity row r of sample s sits at
+    row ``r * BLOCK + s`` of A (inputs in rows ao[0]...); Z gets the pre-activations (same rows);
+    the last layer's rows of A are the logits. Each output sums b + W[0] x[0] + W[1] x[1] + ... in
+    this order."""
     n_layers = widths.shape[0] - 1
     for i in range(n_layers):
         fi, fo = widths[i], widths[i + 1]
         x0, z0 = ao[i], ao[i + 1]
         for j in range(fo):
             bb = _row(lb[i] + j)
-            (c0, c1, c2, c3,
-             c4, c5, c6, c7) = (
-                P[bb + _U0], P[bb + _U1],
-                P[bb + _U2], P[bb + _U3],
-                P[bb + _U4], P[bb + _U5],
-                P[bb + _U6], P[bb + _U7],
+            (b0, b1, b2, b3, b4, b5, b6, b7) = (
+                P[bb + _U0], P[bb + _U1], P[bb + _U2], P[bb + _U3],
+                P[bb + _U4], P[bb + _U5], P[bb + _U6], P[bb + _U7],
             )
-            wb, xb = _row(lw[i] + j * fi), _row(x0)
+            (c00, c01, c02, c03, c04, c05, c06, c07,
+             c10, c11, c12, c13, c14, c15, c16, c17,
+             c20, c21, c22, c23, c24, c25, c26, c27,
+             c30, c31, c32, c33, c34, c35, c36, c37) = (
+                b0, b1, b2, b3,
+                b4, b5, b6, b7,
+                b0, b1, b2, b3,
+                b4, b5, b6, b7,
+                b0, b1, b2, b3,
+                b4, b5, b6, b7,
+                b0, b1, b2, b3,
+                b4, b5, b6, b7,
+            )
+            wb, xb = _row(lw[i] + j * fi), _row(x0 * BLOCK)
             for k in range(fi):
-                (c0, c1, c2, c3,
-                 c4, c5, c6, c7) = (
-                    c0 + P[wb + _U0] * A[xb + _U0], c1 + P[wb + _U1] * A[xb + _U1],
-                    c2 + P[wb + _U2] * A[xb + _U2], c3 + P[wb + _U3] * A[xb + _U3],
-                    c4 + P[wb + _U4] * A[xb + _U4], c5 + P[wb + _U5] * A[xb + _U5],
-                    c6 + P[wb + _U6] * A[xb + _U6], c7 + P[wb + _U7] * A[xb + _U7],
+                (w0, w1, w2, w3, w4, w5, w6, w7) = (
+                    P[wb + _U0], P[wb + _U1], P[wb + _U2], P[wb + _U3],
+                    P[wb + _U4], P[wb + _U5], P[wb + _U6], P[wb + _U7],
+                )
+                (c00, c01, c02, c03, c04, c05, c06, c07,
+                 c10, c11, c12, c13, c14, c15, c16, c17,
+                 c20, c21, c22, c23, c24, c25, c26, c27,
+                 c30, c31, c32, c33, c34, c35, c36, c37) = (
+                    c00 + w0 * A[xb + _O00], c01 + w1 * A[xb + _O01], c02 + w2 * A[xb + _O02], c03 + w3 * A[xb + _O03],
+                    c04 + w4 * A[xb + _O04], c05 + w5 * A[xb + _O05], c06 + w6 * A[xb + _O06], c07 + w7 * A[xb + _O07],
+                    c10 + w0 * A[xb + _O10], c11 + w1 * A[xb + _O11], c12 + w2 * A[xb + _O12], c13 + w3 * A[xb + _O13],
+                    c14 + w4 * A[xb + _O14], c15 + w5 * A[xb + _O15], c16 + w6 * A[xb + _O16], c17 + w7 * A[xb + _O17],
+                    c20 + w0 * A[xb + _O20], c21 + w1 * A[xb + _O21], c22 + w2 * A[xb + _O22], c23 + w3 * A[xb + _O23],
+                    c24 + w4 * A[xb + _O24], c25 + w5 * A[xb + _O25], c26 + w6 * A[xb + _O26], c27 + w7 * A[xb + _O27],
+                    c30 + w0 * A[xb + _O30], c31 + w1 * A[xb + _O31], c32 + w2 * A[xb + _O32], c33 + w3 * A[xb + _O33],
+                    c34 + w4 * A[xb + _O34], c35 + w5 * A[xb + _O35], c36 + w6 * A[xb + _O36], c37 + w7 * A[xb + _O37],
                 )
                 wb += _UL
-                xb += _UL
-            zb = _row(z0 + j)
-            (Z[zb + _U0], Z[zb + _U1], Z[zb + _U2], Z[zb + _U3],
-             Z[zb + _U4], Z[zb + _U5], Z[zb + _U6], Z[zb + _U7]) = (
-                c0, c1,
-                c2, c3,
-                c4, c5,
-                c6, c7,
+                xb += _UB
+            zb = _row((z0 + j) * BLOCK)
+            (Z[zb + _O00], Z[zb + _O01], Z[zb + _O02], Z[zb + _O03],
+             Z[zb + _O04], Z[zb + _O05], Z[zb + _O06], Z[zb + _O07],
+             Z[zb + _O10], Z[zb + _O11], Z[zb + _O12], Z[zb + _O13],
+             Z[zb + _O14], Z[zb + _O15], Z[zb + _O16], Z[zb + _O17],
+             Z[zb + _O20], Z[zb + _O21], Z[zb + _O22], Z[zb + _O23],
+             Z[zb + _O24], Z[zb + _O25], Z[zb + _O26], Z[zb + _O27],
+             Z[zb + _O30], Z[zb + _O31], Z[zb + _O32], Z[zb + _O33],
+             Z[zb + _O34], Z[zb + _O35], Z[zb + _O36], Z[zb + _O37]) = (
+                c00, c01, c02, c03,
+                c04, c05, c06, c07,
+                c10, c11, c12, c13,
+                c14, c15, c16, c17,
+                c20, c21, c22, c23,
+                c24, c25, c26, c27,
+                c30, c31, c32, c33,
+                c34, c35, c36, c37,
             )
         if i < n_layers - 1:
-            _activate(code, Z, A, z0, fo, P, ls[i])
+            _activate(code, Z, A, z0 * BLOCK, fo * BLOCK, P, ls[i])
         else:
-            for j in range(z0, z0 + fo):
+            for j in range(z0 * BLOCK, (z0 + fo) * BLOCK):
                 jb = _row(j)
                 (A[jb + _U0], A[jb + _U1], A[jb + _U2], A[jb + _U3],
                  A[jb + _U4], A[jb + _U5], A[jb + _U6], A[jb + _U7]) = (
-                    Z[jb + _U0], Z[jb + _U1],
-                    Z[jb + _U2], Z[jb + _U3],
-                    Z[jb + _U4], Z[jb + _U5],
-                    Z[jb + _U6], Z[jb + _U7],
+                    Z[jb + _U0], Z[jb + _U1], Z[jb + _U2], Z[jb + _U3],
+                    Z[jb + _U4], Z[jb + _U5], Z[jb + _U6], Z[jb + _U7],
                 )
 
 
@@ -535,13 +550,14 @@ def _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao):
 def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S, widths,
                  w_off, b_off, s_off, lw, lb, ls, ao, batch_size, l2, inv_n, step_size,
                  bias2_sqrt, one_minus_beta1, beta2, one_minus_beta2, eps,
-                 P, M, V, G, A, Z, g1, g2, m_lane, rows, lane_net, losses):
+                 P, M, V, G, A, Z, g1, g2, m_lane, rows, lane_net, labels, scales, losses):
     """One epoch for every network of the ensemble, in place on ``flat``, ``exp_avg``,
     ``exp_avg_sq``; ``losses[k]`` gets network ``k``'s mean minibatch cross-entropy.
 
-    Gradients are summed over a minibatch's samples in their order; Adam is PyTorch's
-    (``exp_avg`` by lerp, ``exp_avg_sq`` by multiply-add, ``p += step_size * m / (sqrt(v) /
-    bias2_sqrt + eps)``)."""
+    Samples go through in blocks of BLOCK; a block that runs past the end of a minibatch is
+    filled with copies of its first sample whose gradient is scaled by zero. Gradients are summed
+    over a minibatch's samples in their order; Adam is PyTorch's (``exp_avg`` by lerp,
+    ``exp_avg_sq`` by multiply-add, ``p += step_size * m / (sqrt(v) / bias2_sqrt + eps)``)."""
     n_layers = widths.shape[0] - 1
     n_par = P.shape[0] // LANES
     n_train = order.shape[1]
@@ -561,168 +577,183 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
         for bi in range(n_batches):
             start = bi * batch_size
             stop = min(start + batch_size, n_train)
-            scale = inv_n[bi]
             for q in range(n_par * LANES):
                 G[q] = _ZERO
-            for s in range(start, stop):
-                # inputs and labels of this sample for every lane
-                for l in range(LANES):
-                    rows[l] = order[lane_net[l] if per_net_order else 0, s]
-                for k in range(n_in):
-                    kb = _row(k)
-                    (A[kb + _U0], A[kb + _U1], A[kb + _U2], A[kb + _U3],
-                     A[kb + _U4], A[kb + _U5], A[kb + _U6], A[kb + _U7]) = (
-                        X[rows[0], k], X[rows[1], k],
-                        X[rows[2], k], X[rows[3], k],
-                        X[rows[4], k], X[rows[5], k],
-                        X[rows[6], k], X[rows[7], k],
+            for blk in range(start, stop, BLOCK):
+                # inputs, labels and gradient scale of the block's samples for every lane
+                for s in range(BLOCK):
+                    pos = blk + s
+                    scales[s] = inv_n[bi] if pos < stop else _ZERO
+                    if pos >= stop:
+                        pos = blk
+                    for l in range(LANES):
+                        rows[l] = order[lane_net[l] if per_net_order else 0, pos]
+                        labels[s * LANES + l] = y[rows[l]]
+                    for k in range(n_in):
+                        kb = _row(k * BLOCK + s)
+                        (A[kb + _U0], A[kb + _U1], A[kb + _U2], A[kb + _U3],
+                         A[kb + _U4], A[kb + _U5], A[kb + _U6], A[kb + _U7]) = (
+                            X[rows[0], k], X[rows[1], k], X[rows[2], k], X[rows[3], k],
+                            X[rows[4], k], X[rows[5], k], X[rows[6], k], X[rows[7], k],
+                        )
+                _forward_block(code, P, A, Z, widths, lw, lb, ls, ao)
+                # softmax cross-entropy; g1 = (p - onehot) * scale
+                for s in range(BLOCK):
+                    scale = scales[s]
+                    yb = s * LANES
+                    (y0, y1, y2, y3, y4, y5, y6, y7) = (
+                        labels[yb + 0], labels[yb + 1], labels[yb + 2], labels[yb + 3],
+                        labels[yb + 4], labels[yb + 5], labels[yb + 6], labels[yb + 7],
                     )
-                _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao)
-                # softmax cross-entropy; g1 = (p - onehot) / n
-                (y0, y1, y2, y3,
-                 y4, y5, y6, y7) = (
-                    y[rows[0]], y[rows[1]],
-                    y[rows[2]], y[rows[3]],
-                    y[rows[4]], y[rows[5]],
-                    y[rows[6]], y[rows[7]],
-                )
-                cb = _row(lo)
-                (c0, c1, c2, c3,
-                 c4, c5, c6, c7) = (
-                    A[cb + _U0], A[cb + _U1],
-                    A[cb + _U2], A[cb + _U3],
-                    A[cb + _U4], A[cb + _U5],
-                    A[cb + _U6], A[cb + _U7],
-                )
-                for c in range(1, n_out):
-                    cb = _row(lo + c)
-                    (c0, c1, c2, c3,
-                     c4, c5, c6, c7) = (
-                        _sel(A[cb + _U0] > c0, A[cb + _U0], c0), _sel(A[cb + _U1] > c1, A[cb + _U1], c1),
-                        _sel(A[cb + _U2] > c2, A[cb + _U2], c2), _sel(A[cb + _U3] > c3, A[cb + _U3], c3),
-                        _sel(A[cb + _U4] > c4, A[cb + _U4], c4), _sel(A[cb + _U5] > c5, A[cb + _U5], c5),
-                        _sel(A[cb + _U6] > c6, A[cb + _U6], c6), _sel(A[cb + _U7] > c7, A[cb + _U7], c7),
+                    cb = _row(lo * BLOCK + s)
+                    (c0, c1, c2, c3, c4, c5, c6, c7) = (
+                        A[cb + _U0], A[cb + _U1], A[cb + _U2], A[cb + _U3],
+                        A[cb + _U4], A[cb + _U5], A[cb + _U6], A[cb + _U7],
                     )
-                e0, e1, e2, e3, e4, e5, e6, e7 = _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO
-                for c in range(n_out):
-                    cb = _row(lo + c)
-                    (e0, e1, e2, e3,
-                     e4, e5, e6, e7) = (
-                        e0 + _exp(A[cb + _U0] - c0), e1 + _exp(A[cb + _U1] - c1),
-                        e2 + _exp(A[cb + _U2] - c2), e3 + _exp(A[cb + _U3] - c3),
-                        e4 + _exp(A[cb + _U4] - c4), e5 + _exp(A[cb + _U5] - c5),
-                        e6 + _exp(A[cb + _U6] - c6), e7 + _exp(A[cb + _U7] - c7),
+                    for c in range(1, n_out):
+                        cb = _row((lo + c) * BLOCK + s)
+                        (c0, c1, c2, c3, c4, c5, c6, c7) = (
+                            _sel(A[cb + _U0] > c0, A[cb + _U0], c0), _sel(A[cb + _U1] > c1, A[cb + _U1], c1),
+                            _sel(A[cb + _U2] > c2, A[cb + _U2], c2), _sel(A[cb + _U3] > c3, A[cb + _U3], c3),
+                            _sel(A[cb + _U4] > c4, A[cb + _U4], c4), _sel(A[cb + _U5] > c5, A[cb + _U5], c5),
+                            _sel(A[cb + _U6] > c6, A[cb + _U6], c6), _sel(A[cb + _U7] > c7, A[cb + _U7], c7),
+                        )
+                    e0, e1, e2, e3, e4, e5, e6, e7 = _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO
+                    for c in range(n_out):
+                        cb = _row((lo + c) * BLOCK + s)
+                        (e0, e1, e2, e3, e4, e5, e6, e7) = (
+                            e0 + _exp(A[cb + _U0] - c0), e1 + _exp(A[cb + _U1] - c1), e2 + _exp(A[cb + _U2] - c2), e3 + _exp(A[cb + _U3] - c3),
+                            e4 + _exp(A[cb + _U4] - c4), e5 + _exp(A[cb + _U5] - c5), e6 + _exp(A[cb + _U6] - c6), e7 + _exp(A[cb + _U7] - c7),
+                        )
+                    (e0, e1, e2, e3, e4, e5, e6, e7) = (
+                        c0 + _log(e0), c1 + _log(e1), c2 + _log(e2), c3 + _log(e3),
+                        c4 + _log(e4), c5 + _log(e5), c6 + _log(e6), c7 + _log(e7),
                     )
-                (e0, e1, e2, e3,
-                 e4, e5, e6, e7) = (
-                    c0 + _log(e0), c1 + _log(e1),
-                    c2 + _log(e2), c3 + _log(e3),
-                    c4 + _log(e4), c5 + _log(e5),
-                    c6 + _log(e6), c7 + _log(e7),
-                )
-                for c in range(n_out):
-                    cb, gb = _row(lo + c), _row(c)
-                    (h0, h1, h2, h3,
-                     h4, h5, h6, h7) = (
-                        _sel(y0 == c, _ONE, _ZERO), _sel(y1 == c, _ONE, _ZERO),
-                        _sel(y2 == c, _ONE, _ZERO), _sel(y3 == c, _ONE, _ZERO),
-                        _sel(y4 == c, _ONE, _ZERO), _sel(y5 == c, _ONE, _ZERO),
-                        _sel(y6 == c, _ONE, _ZERO), _sel(y7 == c, _ONE, _ZERO),
-                    )
-                    (c0, c1, c2, c3,
-                     c4, c5, c6, c7) = (
-                        A[cb + _U0] - e0, A[cb + _U1] - e1,
-                        A[cb + _U2] - e2, A[cb + _U3] - e3,
-                        A[cb + _U4] - e4, A[cb + _U5] - e5,
-                        A[cb + _U6] - e6, A[cb + _U7] - e7,
-                    )
-                    (m_lane[_U0], m_lane[_U1], m_lane[_U2], m_lane[_U3],
-                     m_lane[_U4], m_lane[_U5], m_lane[_U6], m_lane[_U7]) = (
-                        m_lane[_U0] - c0 * h0 * scale, m_lane[_U1] - c1 * h1 * scale,
-                        m_lane[_U2] - c2 * h2 * scale, m_lane[_U3] - c3 * h3 * scale,
-                        m_lane[_U4] - c4 * h4 * scale, m_lane[_U5] - c5 * h5 * scale,
-                        m_lane[_U6] - c6 * h6 * scale, m_lane[_U7] - c7 * h7 * scale,
-                    )
-                    (g1[gb + _U0], g1[gb + _U1], g1[gb + _U2], g1[gb + _U3],
-                     g1[gb + _U4], g1[gb + _U5], g1[gb + _U6], g1[gb + _U7]) = (
-                        (_exp(c0) - h0) * scale, (_exp(c1) - h1) * scale,
-                        (_exp(c2) - h2) * scale, (_exp(c3) - h3) * scale,
-                        (_exp(c4) - h4) * scale, (_exp(c5) - h5) * scale,
-                        (_exp(c6) - h6) * scale, (_exp(c7) - h7) * scale,
-                    )
+                    for c in range(n_out):
+                        cb, gb = _row((lo + c) * BLOCK + s), _row(c * BLOCK + s)
+                        (h0, h1, h2, h3, h4, h5, h6, h7) = (
+                            _sel(y0 == c, _ONE, _ZERO), _sel(y1 == c, _ONE, _ZERO), _sel(y2 == c, _ONE, _ZERO), _sel(y3 == c, _ONE, _ZERO),
+                            _sel(y4 == c, _ONE, _ZERO), _sel(y5 == c, _ONE, _ZERO), _sel(y6 == c, _ONE, _ZERO), _sel(y7 == c, _ONE, _ZERO),
+                        )
+                        (c0, c1, c2, c3, c4, c5, c6, c7) = (
+                            A[cb + _U0] - e0, A[cb + _U1] - e1, A[cb + _U2] - e2, A[cb + _U3] - e3,
+                            A[cb + _U4] - e4, A[cb + _U5] - e5, A[cb + _U6] - e6, A[cb + _U7] - e7,
+                        )
+                        (m_lane[_U0], m_lane[_U1], m_lane[_U2], m_lane[_U3],
+                         m_lane[_U4], m_lane[_U5], m_lane[_U6], m_lane[_U7]) = (
+                            m_lane[_U0] - c0 * h0 * scale, m_lane[_U1] - c1 * h1 * scale, m_lane[_U2] - c2 * h2 * scale, m_lane[_U3] - c3 * h3 * scale,
+                            m_lane[_U4] - c4 * h4 * scale, m_lane[_U5] - c5 * h5 * scale, m_lane[_U6] - c6 * h6 * scale, m_lane[_U7] - c7 * h7 * scale,
+                        )
+                        (g1[gb + _U0], g1[gb + _U1], g1[gb + _U2], g1[gb + _U3],
+                         g1[gb + _U4], g1[gb + _U5], g1[gb + _U6], g1[gb + _U7]) = (
+                            (_exp(c0) - h0) * scale, (_exp(c1) - h1) * scale, (_exp(c2) - h2) * scale, (_exp(c3) - h3) * scale,
+                            (_exp(c4) - h4) * scale, (_exp(c5) - h5) * scale, (_exp(c6) - h6) * scale, (_exp(c7) - h7) * scale,
+                        )
                 # backward, layer by layer; g1 holds the gradient w.r.t. layer i's output
                 for i in range(n_layers - 1, -1, -1):
                     fi, fo = widths[i], widths[i + 1]
                     x0 = ao[i]
                     for j in range(fo):
-                        bb, jb = _row(lb[i] + j), _row(j)
-                        (h0, h1, h2, h3,
-                         h4, h5, h6, h7) = (
-                            g1[jb + _U0], g1[jb + _U1],
-                            g1[jb + _U2], g1[jb + _U3],
-                            g1[jb + _U4], g1[jb + _U5],
-                            g1[jb + _U6], g1[jb + _U7],
+                        bb, jb = _row(lb[i] + j), _row(j * BLOCK)
+                        (h00, h01, h02, h03, h04, h05, h06, h07,
+                         h10, h11, h12, h13, h14, h15, h16, h17,
+                         h20, h21, h22, h23, h24, h25, h26, h27,
+                         h30, h31, h32, h33, h34, h35, h36, h37) = (
+                            g1[jb + _O00], g1[jb + _O01], g1[jb + _O02], g1[jb + _O03],
+                            g1[jb + _O04], g1[jb + _O05], g1[jb + _O06], g1[jb + _O07],
+                            g1[jb + _O10], g1[jb + _O11], g1[jb + _O12], g1[jb + _O13],
+                            g1[jb + _O14], g1[jb + _O15], g1[jb + _O16], g1[jb + _O17],
+                            g1[jb + _O20], g1[jb + _O21], g1[jb + _O22], g1[jb + _O23],
+                            g1[jb + _O24], g1[jb + _O25], g1[jb + _O26], g1[jb + _O27],
+                            g1[jb + _O30], g1[jb + _O31], g1[jb + _O32], g1[jb + _O33],
+                            g1[jb + _O34], g1[jb + _O35], g1[jb + _O36], g1[jb + _O37],
                         )
                         (G[bb + _U0], G[bb + _U1], G[bb + _U2], G[bb + _U3],
                          G[bb + _U4], G[bb + _U5], G[bb + _U6], G[bb + _U7]) = (
-                            G[bb + _U0] + h0, G[bb + _U1] + h1,
-                            G[bb + _U2] + h2, G[bb + _U3] + h3,
-                            G[bb + _U4] + h4, G[bb + _U5] + h5,
-                            G[bb + _U6] + h6, G[bb + _U7] + h7,
+                            G[bb + _U0] + h00 + h10 + h20 + h30, G[bb + _U1] + h01 + h11 + h21 + h31,
+                            G[bb + _U2] + h02 + h12 + h22 + h32, G[bb + _U3] + h03 + h13 + h23 + h33,
+                            G[bb + _U4] + h04 + h14 + h24 + h34, G[bb + _U5] + h05 + h15 + h25 + h35,
+                            G[bb + _U6] + h06 + h16 + h26 + h36, G[bb + _U7] + h07 + h17 + h27 + h37,
                         )
-                        wb, xb = _row(lw[i] + j * fi), _row(x0)
+                        wb, xb = _row(lw[i] + j * fi), _row(x0 * BLOCK)
                         for k in range(fi):
                             (G[wb + _U0], G[wb + _U1], G[wb + _U2], G[wb + _U3],
                              G[wb + _U4], G[wb + _U5], G[wb + _U6], G[wb + _U7]) = (
-                                G[wb + _U0] + h0 * A[xb + _U0], G[wb + _U1] + h1 * A[xb + _U1],
-                                G[wb + _U2] + h2 * A[xb + _U2], G[wb + _U3] + h3 * A[xb + _U3],
-                                G[wb + _U4] + h4 * A[xb + _U4], G[wb + _U5] + h5 * A[xb + _U5],
-                                G[wb + _U6] + h6 * A[xb + _U6], G[wb + _U7] + h7 * A[xb + _U7],
+                                G[wb + _U0] + h00 * A[xb + _O00] + h10 * A[xb + _O10] + h20 * A[xb + _O20] + h30 * A[xb + _O30], G[wb + _U1] + h01 * A[xb + _O01] + h11 * A[xb + _O11] + h21 * A[xb + _O21] + h31 * A[xb + _O31],
+                                G[wb + _U2] + h02 * A[xb + _O02] + h12 * A[xb + _O12] + h22 * A[xb + _O22] + h32 * A[xb + _O32], G[wb + _U3] + h03 * A[xb + _O03] + h13 * A[xb + _O13] + h23 * A[xb + _O23] + h33 * A[xb + _O33],
+                                G[wb + _U4] + h04 * A[xb + _O04] + h14 * A[xb + _O14] + h24 * A[xb + _O24] + h34 * A[xb + _O34], G[wb + _U5] + h05 * A[xb + _O05] + h15 * A[xb + _O15] + h25 * A[xb + _O25] + h35 * A[xb + _O35],
+                                G[wb + _U6] + h06 * A[xb + _O06] + h16 * A[xb + _O16] + h26 * A[xb + _O26] + h36 * A[xb + _O36], G[wb + _U7] + h07 * A[xb + _O07] + h17 * A[xb + _O17] + h27 * A[xb + _O27] + h37 * A[xb + _O37],
                             )
                             wb += _UL
-                            xb += _UL
+                            xb += _UB
                     if i > 0:
+                        step = _row(fi)
                         for k in range(fi):
-                            (c0, c1, c2, c3,
-                             c4, c5, c6, c7) = (
-                                _ZERO, _ZERO,
-                                _ZERO, _ZERO,
-                                _ZERO, _ZERO,
-                                _ZERO, _ZERO,
+                            (c00, c01, c02, c03, c04, c05, c06, c07,
+                             c10, c11, c12, c13, c14, c15, c16, c17,
+                             c20, c21, c22, c23, c24, c25, c26, c27,
+                             c30, c31, c32, c33, c34, c35, c36, c37) = (
+                                _ZERO, _ZERO, _ZERO, _ZERO,
+                                _ZERO, _ZERO, _ZERO, _ZERO,
+                                _ZERO, _ZERO, _ZERO, _ZERO,
+                                _ZERO, _ZERO, _ZERO, _ZERO,
+                                _ZERO, _ZERO, _ZERO, _ZERO,
+                                _ZERO, _ZERO, _ZERO, _ZERO,
+                                _ZERO, _ZERO, _ZERO, _ZERO,
+                                _ZERO, _ZERO, _ZERO, _ZERO,
                             )
                             wb, jb = _row(lw[i] + k), _row(0)
-                            step = _row(fi)
                             for j in range(fo):
-                                (c0, c1, c2, c3,
-                                 c4, c5, c6, c7) = (
-                                    c0 + P[wb + _U0] * g1[jb + _U0], c1 + P[wb + _U1] * g1[jb + _U1],
-                                    c2 + P[wb + _U2] * g1[jb + _U2], c3 + P[wb + _U3] * g1[jb + _U3],
-                                    c4 + P[wb + _U4] * g1[jb + _U4], c5 + P[wb + _U5] * g1[jb + _U5],
-                                    c6 + P[wb + _U6] * g1[jb + _U6], c7 + P[wb + _U7] * g1[jb + _U7],
+                                (w0, w1, w2, w3, w4, w5, w6, w7) = (
+                                    P[wb + _U0], P[wb + _U1], P[wb + _U2], P[wb + _U3],
+                                    P[wb + _U4], P[wb + _U5], P[wb + _U6], P[wb + _U7],
+                                )
+                                (c00, c01, c02, c03, c04, c05, c06, c07,
+                                 c10, c11, c12, c13, c14, c15, c16, c17,
+                                 c20, c21, c22, c23, c24, c25, c26, c27,
+                                 c30, c31, c32, c33, c34, c35, c36, c37) = (
+                                    c00 + w0 * g1[jb + _O00], c01 + w1 * g1[jb + _O01], c02 + w2 * g1[jb + _O02], c03 + w3 * g1[jb + _O03],
+                                    c04 + w4 * g1[jb + _O04], c05 + w5 * g1[jb + _O05], c06 + w6 * g1[jb + _O06], c07 + w7 * g1[jb + _O07],
+                                    c10 + w0 * g1[jb + _O10], c11 + w1 * g1[jb + _O11], c12 + w2 * g1[jb + _O12], c13 + w3 * g1[jb + _O13],
+                                    c14 + w4 * g1[jb + _O14], c15 + w5 * g1[jb + _O15], c16 + w6 * g1[jb + _O16], c17 + w7 * g1[jb + _O17],
+                                    c20 + w0 * g1[jb + _O20], c21 + w1 * g1[jb + _O21], c22 + w2 * g1[jb + _O22], c23 + w3 * g1[jb + _O23],
+                                    c24 + w4 * g1[jb + _O24], c25 + w5 * g1[jb + _O25], c26 + w6 * g1[jb + _O26], c27 + w7 * g1[jb + _O27],
+                                    c30 + w0 * g1[jb + _O30], c31 + w1 * g1[jb + _O31], c32 + w2 * g1[jb + _O32], c33 + w3 * g1[jb + _O33],
+                                    c34 + w4 * g1[jb + _O34], c35 + w5 * g1[jb + _O35], c36 + w6 * g1[jb + _O36], c37 + w7 * g1[jb + _O37],
                                 )
                                 wb += step
-                                jb += _UL
-                            kb = _row(k)
-                            (g2[kb + _U0], g2[kb + _U1], g2[kb + _U2], g2[kb + _U3],
-                             g2[kb + _U4], g2[kb + _U5], g2[kb + _U6], g2[kb + _U7]) = (
-                                c0, c1,
-                                c2, c3,
-                                c4, c5,
-                                c6, c7,
+                                jb += _UB
+                            kb = _row(k * BLOCK)
+                            (g2[kb + _O00], g2[kb + _O01], g2[kb + _O02], g2[kb + _O03],
+                             g2[kb + _O04], g2[kb + _O05], g2[kb + _O06], g2[kb + _O07],
+                             g2[kb + _O10], g2[kb + _O11], g2[kb + _O12], g2[kb + _O13],
+                             g2[kb + _O14], g2[kb + _O15], g2[kb + _O16], g2[kb + _O17],
+                             g2[kb + _O20], g2[kb + _O21], g2[kb + _O22], g2[kb + _O23],
+                             g2[kb + _O24], g2[kb + _O25], g2[kb + _O26], g2[kb + _O27],
+                             g2[kb + _O30], g2[kb + _O31], g2[kb + _O32], g2[kb + _O33],
+                             g2[kb + _O34], g2[kb + _O35], g2[kb + _O36], g2[kb + _O37]) = (
+                                c00, c01, c02, c03,
+                                c04, c05, c06, c07,
+                                c10, c11, c12, c13,
+                                c14, c15, c16, c17,
+                                c20, c21, c22, c23,
+                                c24, c25, c26, c27,
+                                c30, c31, c32, c33,
+                                c34, c35, c36, c37,
                             )
                         if has_slope:
                             sb = _row(ls[i - 1])
                             for k in range(fi):
-                                xb, kb = _row(x0 + k), _row(k)
+                                xb, kb = _row((x0 + k) * BLOCK), _row(k * BLOCK)
                                 (G[sb + _U0], G[sb + _U1], G[sb + _U2], G[sb + _U3],
                                  G[sb + _U4], G[sb + _U5], G[sb + _U6], G[sb + _U7]) = (
-                                    G[sb + _U0] + _neg_part(Z[xb + _U0]) * g2[kb + _U0], G[sb + _U1] + _neg_part(Z[xb + _U1]) * g2[kb + _U1],
-                                    G[sb + _U2] + _neg_part(Z[xb + _U2]) * g2[kb + _U2], G[sb + _U3] + _neg_part(Z[xb + _U3]) * g2[kb + _U3],
-                                    G[sb + _U4] + _neg_part(Z[xb + _U4]) * g2[kb + _U4], G[sb + _U5] + _neg_part(Z[xb + _U5]) * g2[kb + _U5],
-                                    G[sb + _U6] + _neg_part(Z[xb + _U6]) * g2[kb + _U6], G[sb + _U7] + _neg_part(Z[xb + _U7]) * g2[kb + _U7],
+                                    G[sb + _U0] + _neg_part(Z[xb + _O00]) * g2[kb + _O00] + _neg_part(Z[xb + _O10]) * g2[kb + _O10] + _neg_part(Z[xb + _O20]) * g2[kb + _O20] + _neg_part(Z[xb + _O30]) * g2[kb + _O30], G[sb + _U1] + _neg_part(Z[xb + _O01]) * g2[kb + _O01] + _neg_part(Z[xb + _O11]) * g2[kb + _O11] + _neg_part(Z[xb + _O21]) * g2[kb + _O21] + _neg_part(Z[xb + _O31]) * g2[kb + _O31],
+                                    G[sb + _U2] + _neg_part(Z[xb + _O02]) * g2[kb + _O02] + _neg_part(Z[xb + _O12]) * g2[kb + _O12] + _neg_part(Z[xb + _O22]) * g2[kb + _O22] + _neg_part(Z[xb + _O32]) * g2[kb + _O32], G[sb + _U3] + _neg_part(Z[xb + _O03]) * g2[kb + _O03] + _neg_part(Z[xb + _O13]) * g2[kb + _O13] + _neg_part(Z[xb + _O23]) * g2[kb + _O23] + _neg_part(Z[xb + _O33]) * g2[kb + _O33],
+                                    G[sb + _U4] + _neg_part(Z[xb + _O04]) * g2[kb + _O04] + _neg_part(Z[xb + _O14]) * g2[kb + _O14] + _neg_part(Z[xb + _O24]) * g2[kb + _O24] + _neg_part(Z[xb + _O34]) * g2[kb + _O34], G[sb + _U5] + _neg_part(Z[xb + _O05]) * g2[kb + _O05] + _neg_part(Z[xb + _O15]) * g2[kb + _O15] + _neg_part(Z[xb + _O25]) * g2[kb + _O25] + _neg_part(Z[xb + _O35]) * g2[kb + _O35],
+                                    G[sb + _U6] + _neg_part(Z[xb + _O06]) * g2[kb + _O06] + _neg_part(Z[xb + _O16]) * g2[kb + _O16] + _neg_part(Z[xb + _O26]) * g2[kb + _O26] + _neg_part(Z[xb + _O36]) * g2[kb + _O36], G[sb + _U7] + _neg_part(Z[xb + _O07]) * g2[kb + _O07] + _neg_part(Z[xb + _O17]) * g2[kb + _O17] + _neg_part(Z[xb + _O27]) * g2[kb + _O27] + _neg_part(Z[xb + _O37]) * g2[kb + _O37],
                                 )
-                        _derivative(code, g2, Z, A, x0, fi, P, ls[i - 1])
-                        for q in range(fi * LANES):
+                        _derivative(code, g2, Z, A, x0 * BLOCK, fi * BLOCK, P, ls[i - 1])
+                        for q in range(fi * BLOCK * LANES):
                             g1[q] = g2[q]
             # L2 on hidden weights, then Adam
             if l2 != 0.0:
@@ -731,10 +762,8 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                         qb = _row(q)
                         (G[qb + _U0], G[qb + _U1], G[qb + _U2], G[qb + _U3],
                          G[qb + _U4], G[qb + _U5], G[qb + _U6], G[qb + _U7]) = (
-                            G[qb + _U0] + l2 * P[qb + _U0], G[qb + _U1] + l2 * P[qb + _U1],
-                            G[qb + _U2] + l2 * P[qb + _U2], G[qb + _U3] + l2 * P[qb + _U3],
-                            G[qb + _U4] + l2 * P[qb + _U4], G[qb + _U5] + l2 * P[qb + _U5],
-                            G[qb + _U6] + l2 * P[qb + _U6], G[qb + _U7] + l2 * P[qb + _U7],
+                            G[qb + _U0] + l2 * P[qb + _U0], G[qb + _U1] + l2 * P[qb + _U1], G[qb + _U2] + l2 * P[qb + _U2], G[qb + _U3] + l2 * P[qb + _U3],
+                            G[qb + _U4] + l2 * P[qb + _U4], G[qb + _U5] + l2 * P[qb + _U5], G[qb + _U6] + l2 * P[qb + _U6], G[qb + _U7] + l2 * P[qb + _U7],
                         )
             ss, b2s = step_size[bi], bias2_sqrt[bi]
             for q in range(n_par):
@@ -778,27 +807,29 @@ def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, 
     has_slope = code == _PRELU
     for grp in range((S + LANES - 1) // LANES):
         _gather(flat, P, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
-        for n in range(N):
-            for k in range(n_in):
-                x = X[n, k]
-                kb = _row(k)
-                (A[kb + _U0], A[kb + _U1], A[kb + _U2], A[kb + _U3],
-                 A[kb + _U4], A[kb + _U5], A[kb + _U6], A[kb + _U7]) = (
-                    x, x,
-                    x, x,
-                    x, x,
-                    x, x,
-                )
-            _forward_sample(code, P, A, Z, widths, lw, lb, ls, ao)
-            for l in range(LANES):
-                net = grp * LANES + l
-                if net >= S:
-                    break
-                for i in range(n_layers):
-                    w = widths[i + 1]
-                    base = ob[i] + (net * N + n) * w
-                    for u in range(w):
-                        out[base + u] = A[(ao[i + 1] + u) * LANES + l]
+        for blk in range(0, N, BLOCK):
+            for s in range(BLOCK):
+                n = min(blk + s, N - 1)
+                for k in range(n_in):
+                    x = X[n, k]
+                    kb = _row(k * BLOCK + s)
+                    (A[kb + _U0], A[kb + _U1], A[kb + _U2], A[kb + _U3],
+                     A[kb + _U4], A[kb + _U5], A[kb + _U6], A[kb + _U7]) = (
+                        x, x, x, x,
+                        x, x, x, x,
+                    )
+            _forward_block(code, P, A, Z, widths, lw, lb, ls, ao)
+            for s in range(min(BLOCK, N - blk)):
+                n = blk + s
+                for l in range(LANES):
+                    net = grp * LANES + l
+                    if net >= S:
+                        break
+                    for i in range(n_layers):
+                        w = widths[i + 1]
+                        base = ob[i] + (net * N + n) * w
+                        for u in range(w):
+                            out[base + u] = A[((ao[i + 1] + u) * BLOCK + s) * LANES + l]
 
 
 @contextlib.contextmanager
@@ -914,13 +945,15 @@ class FusedKernel:
         self.ao = np.concatenate([[0], np.cumsum(self.widths)]).astype(np.int64)  # first row of each layer
         f32 = np.float32
         self.P, self.M, self.V, self.G = (np.zeros(p * LANES, dtype=f32) for _ in range(4))
-        self.A = np.zeros(int(self.ao[-1]) * LANES, dtype=f32)  # one sample's activity, row-major
-        self.Z = np.zeros(int(self.ao[-1]) * LANES, dtype=f32)  # and pre-activations
-        wmax = int(self.widths.max()) * LANES
+        self.A = np.zeros(int(self.ao[-1]) * BLOCK * LANES, dtype=f32)  # a block's activity
+        self.Z = np.zeros(int(self.ao[-1]) * BLOCK * LANES, dtype=f32)  # and pre-activations
+        wmax = int(self.widths.max()) * BLOCK * LANES
         self.g1, self.g2 = np.zeros(wmax, dtype=f32), np.zeros(wmax, dtype=f32)
         self.m_lane = np.zeros(LANES, dtype=np.float64)
         self.rows = np.zeros(LANES, dtype=np.int64)
         self.lane_net = np.zeros(LANES, dtype=np.int64)
+        self.labels = np.zeros(BLOCK * LANES, dtype=np.int64)
+        self.scales = np.zeros(BLOCK, dtype=f32)
         self.losses = np.zeros(self.S, dtype=np.float64)
 
     @property
@@ -990,7 +1023,8 @@ class FusedKernel:
                          self.widths, self.w_off, self.b_off, self.s_off, self.lw, self.lb, self.ls, self.ao,
                          batch_size, f32(l2), inv_n, step_size, bias2_sqrt, f32(1 - 0.9), f32(0.999),
                          f32(1 - 0.999), f32(1e-8), self.P, self.M, self.V, self.G, self.A, self.Z,
-                         self.g1, self.g2, self.m_lane, self.rows, self.lane_net, self.losses)
+                         self.g1, self.g2, self.m_lane, self.rows, self.lane_net, self.labels, self.scales,
+                         self.losses)
         return self.losses
 
     def forward_all(self, flat, X) -> list[np.ndarray]:
