@@ -85,6 +85,7 @@ def main(argv=None):
         c = record["compile"]
         print(f"first fused epoch in a fresh process: cold cache {c['cold_cache']['wall_s']:.1f} s wall "
               f"({c['cold_cache']['cpu_s']:.1f} s CPU), warm cache {c['warm_cache']['wall_s']:.2f} s wall", flush=True)
+    bench_training.plain_loop("tanh", 1)  # warm-up: the first step of a process costs ~1 s of CPU
     rows = {}
     for activation in PAPER_ACTIVATIONS:
         plain = bench_training.plain_loop(activation, 2)

@@ -8,33 +8,41 @@ over memory. Here a network's whole epoch -- every minibatch, forward pass, soft
 cross-entropy, backward pass, L2 on the hidden weights, and PyTorch's Adam update with
 :meth:`~ibtools.trainer.EnsembleTrainer._adam_step`'s bias correction -- runs in one compiled
 loop, in float32, with its parameters, Adam moments and gradient in a few kilobytes of scratch
-memory that stay in the L1 cache. Samples are processed one at a time (forward, backward,
-gradient accumulated), so no buffer grows with the batch size and nothing is allocated per step.
+memory that stay in the L1 cache. Samples go through in blocks of :data:`BLOCK` = 4 (forward,
+backward, gradient accumulated in sample order), so no buffer grows with the batch size and
+nothing is allocated per step; a block that runs past the end of a minibatch is padded with a
+copy of its first sample whose gradient is scaled by zero.
 
 **Why numba.** It installs from a binary wheel on a fresh machine (it is a dependency of the
 package) and comes preinstalled in Colab, so the two-command install keeps working with no
 compiler; a C++ extension built with torch's extension tools would need a compiler and torch's
 headers on every reader's machine. Kernels are compiled once per machine and cached
-(``cache=True``, in ``__pycache__``).
+(``cache=True``, in ``__pycache__``); ``benchmarks/bench_fused.py`` measures the cold compile.
 
 **Lanes and invariance.** Networks are processed in fixed groups of :data:`LANES` = 8 (one AVX2
-vector of float32); every operation is element-wise across the lanes of a group, so the
-compiler turns it into vector instructions, and lane ``l`` computes exactly what network ``l``
-would compute alone: the order of every sum is fixed by the code (no reassociation,
-``fastmath=False``, so no fused multiply-add either). A group that the ensemble does not fill
-is padded with copies of its first network, whose results are discarded. A network's numbers
-are therefore bit for bit the same whatever the ensemble size and wherever the network sits in
-it (``tests/test_fused.py``).
+vector of float32). Every operation is element-wise across the lanes of a group, and lane ``l``
+computes exactly what network ``l`` would compute alone: the order of every sum is fixed by the
+code (``fastmath=False``: no reassociation, no fused multiply-add). A group that the ensemble
+does not fill is padded with copies of its first network, whose results are discarded. A
+network's numbers are therefore bit for bit the same whatever the ensemble size and wherever the
+network sits in it (``tests/test_fused.py``).
+
+**How it vectorizes.** Each per-lane operation is written out for the eight lanes as one tuple
+assignment (all loads before all stores), conditionals are LLVM ``select`` instructions
+(:func:`_sel`), lane arrays are flat and indexed with unsigned integers (no negative-index
+checks), the error model is numpy's (no division-by-zero checks), and LLVM's SLP vectorizer --
+which numba leaves off by default -- is switched on while these kernels compile. It then packs
+the eight lanes into one vector instruction.
 
 **Transcendental functions.** Without Intel's SVML (not a dependency) ``math.exp`` and
-``math.tanh`` compile to scalar library calls, which would dominate the kernel's time. The
-kernel therefore evaluates ``exp``, ``log``, ``tanh`` with its own branch-free float32
-polynomials (Cody-Waite range reduction and Cephes' minimax coefficients; about 1-2 ulp), which
-vectorize, and which give the same bits on every machine. They are not the bits of torch's
-Sleef/libm functions, and the matrix products sum in a different order than MKL, so the fused
-backend agrees with the torch engine to float32 rounding that Adam then carries along (see the
-tolerances in ``tests/test_fused.py``), not bit for bit. The stored study was computed with the
-torch engine, which stays the default and the reference.
+``math.tanh`` compile to scalar library calls. The kernel evaluates ``exp``, ``log``, ``tanh``
+with its own branch-free float32 polynomials (Cody-Waite range reduction and Cephes' minimax
+coefficients; within a few ulp), which vectorize and give the same bits on every machine with
+IEEE float32. They are not the bits of torch's Sleef/libm functions, and the matrix products sum
+in a different order than MKL, so the fused backend agrees with the torch engine to float32
+rounding that Adam then carries along (see the tolerances in ``tests/test_fused.py``), not bit
+for bit. The stored study was computed with the torch engine, which stays the default and the
+reference.
 
 Functions
 ---------
@@ -57,7 +65,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "SUPPORTED_ACTIVATIONS", "FusedKernel", "check_activation", "adam_scalars"]
+__all__ = ["LANES", "BLOCK", "SUPPORTED_ACTIVATIONS", "FusedKernel", "check_activation", "adam_scalars"]
 
 #: Networks per group: one AVX2 vector of float32. Fixed, so a network's arithmetic never
 #: depends on the ensemble's size.
@@ -907,9 +915,10 @@ class FusedKernel:
 
     Notes
     -----
-    Scratch memory is allocated here, once: per group of :data:`LANES` networks the parameters,
-    Adam moments and gradient in lane layout (``3 + 1`` times 8 x parameters per network floats)
-    and one sample's activity; a call allocates only its small per-epoch scalars.
+    Scratch memory is allocated here, once: for one group of :data:`LANES` networks the
+    parameters, Adam moments and gradient in lane layout (4 x 8 x parameters-per-network floats,
+    about 10 KB for the paper's network) and one block's activity; a call allocates only its
+    small per-epoch arrays (minibatch sizes, Adam's per-step scalars).
     """
 
     def __init__(self, widths, activation: str, layout, n_members: int):
