@@ -162,11 +162,13 @@ def _exp(x):
 def _log(x):
     """float32 natural log of a positive normal number, branch-free."""
     bits = _bits_from_f32(x)
-    e = np.int32((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(127)
+    # numba widens int32 arithmetic to int64; cast back before converting to float, since only
+    # int32 -> float32 conversion has an AVX2 vector instruction
+    e = np.float32(np.int32(((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(127)))
     m = _f32_from_bits(np.int32((bits & np.int32(0x007FFFFF)) | np.int32(0x3F800000)))
     big = m > _SQRT2
     m = _sel(big, m * _HALF, m)
-    fe = _sel(big, np.float32(e + np.int32(1)), np.float32(e))
+    fe = _sel(big, e + _ONE, e)
     t = m - _ONE
     z = t * t
     y = ((((((((_L0 * t + _L1) * t + _L2) * t + _L3) * t + _L4) * t + _L5) * t + _L6) * t + _L7) * t + _L8) * t * z
