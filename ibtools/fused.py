@@ -32,7 +32,8 @@ assignment (all loads before all stores), conditionals are LLVM ``select`` instr
 (:func:`_sel`), lane arrays are flat and indexed with unsigned integers (no negative-index
 checks), the error model is numpy's (no division-by-zero checks), and LLVM's SLP vectorizer --
 which numba leaves off by default -- is switched on while these kernels compile. It then packs
-the eight lanes into one vector instruction.
+the eight lanes into vector instructions (all of them for the matrix products, exp and tanh; the
+long polynomial of log only partly, which is why softplus is the slowest activation here).
 
 **Transcendental functions.** Without Intel's SVML (not a dependency) ``math.exp`` and
 ``math.tanh`` compile to scalar library calls. The kernel evaluates ``exp``, ``log``, ``tanh``
