@@ -126,6 +126,7 @@ def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     r.add_argument("--record-activations", type=number("every --record-activations epoch", 0), nargs="*", default=[], metavar="EPOCH", help="epochs at which to keep raw activity")
     x = p.add_argument_group("execution")
     x.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default: cpu)")
+    x.add_argument("--backend", default="torch", choices=["torch", "fused"], help="training engine: torch (reference, default) or fused (numba kernel, CPU)")
     x.add_argument("--threads", type=number("--threads", 1), default=None, help="torch CPU threads (default: 1, or IBTOOLS_THREADS)")
     x.add_argument("--checkpoint-every", type=number("--checkpoint-every", 0, float), default=120.0, help="seconds between checkpoints (default: 120)")
     x.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -201,7 +202,7 @@ def _config_from(args, **overrides):
         epochs=args.epochs, split=args.split, train_fraction=args.train_fraction, split_seed=args.split_seed,
         shuffle_batches=args.shuffle_batches, seeds=tuple(args.seeds), n_log_points=args.n_log_points,
         estimators=_flatten(args.estimators), record_activations=tuple(args.record_activations), device=args.device,
-        ensemble_invariant=args.ensemble_invariant, task=args.task,
+        ensemble_invariant=args.ensemble_invariant, task=args.task, backend=args.backend,
         quantize_bits=args.quantize_bits, noise_std=args.noise_std, measures=tuple(args.measures),
     )
     kwargs.update(overrides)

@@ -19,9 +19,11 @@ from .networks import INIT_SCHEMES
 from .perturb import check_noise_std, check_quantize_bits
 from .tasks import DEFAULT_TASK, canonical_task, task_info
 
-__all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES"]
+__all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES", "BACKENDS"]
 
 DEVICES = ("cpu", "cuda")
+#: Training engines: the batched torch engine (the reference) and the fused numba kernel.
+BACKENDS = ("torch", "fused")
 
 
 def log_schedule(epochs: int, n_points: int) -> np.ndarray:
@@ -240,6 +242,13 @@ class TrainConfig:
         stored in its canonical form. The network's input and output widths follow from it.
         Left out of :meth:`key` and :meth:`to_dict` when it is the default, so every result
         computed before the option keeps its key.
+    backend : str
+        ``"torch"`` (default): the batched torch engine of :mod:`ibtools.trainer`, with which the
+        stored study was computed. ``"fused"``: the numba kernel of :mod:`ibtools.fused`, which
+        trains each network for a whole epoch in one compiled call (CPU only; activations it
+        implements only); it agrees with the torch engine to float32 rounding, not bit for bit,
+        and is ensemble-invariant by construction. Left out of :meth:`key` and :meth:`to_dict`
+        when ``"torch"``.
     """
 
     hidden: tuple[int, ...] = (10, 7, 5, 4, 3)
@@ -264,6 +273,7 @@ class TrainConfig:
     measures: tuple[str, ...] = ()
     nested_schedules: bool = False
     task: str = DEFAULT_TASK
+    backend: str = "torch"
 
     def __post_init__(self):
         try:
@@ -336,6 +346,18 @@ class TrainConfig:
         if not isinstance(self.nested_schedules, bool):
             raise ValueError(f"nested_schedules must be True or False, got {self.nested_schedules!r}")
         object.__setattr__(self, "task", canonical_task(self.task))  # ValueError lists the valid tasks
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "fused":
+            if self.device != "cpu":
+                raise ValueError(f"backend 'fused' runs on the CPU only; got device {self.device!r} "
+                                 "(use backend='torch' on a GPU)")
+            from .fused import check_activation  # imports numba only when asked for
+
+            check_activation(self.activation)
+            if self.quantize_bits is not None or self.noise_std > 0:
+                raise ValueError("backend 'fused' trains plain networks only; quantize_bits and noise_std need "
+                                 "backend='torch'")
 
     # -- derived quantities -----------------------------------------------------------------
 
@@ -401,6 +423,8 @@ class TrainConfig:
             del d["nested_schedules"]
         if d["task"] == DEFAULT_TASK:  # likewise: results of the 12-bit task keep their keys
             del d["task"]
+        if d["backend"] == "torch":
+            del d["backend"]
         d["estimators"] = [{"name": s.name, "params": dict(s.params), "n_points": s.n_points} for s in self.estimators]
         return json.loads(json.dumps(d))
 

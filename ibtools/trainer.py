@@ -133,6 +133,14 @@ class EnsembleTrainer:
         self.invariant = config.ensemble_invariant
         if self.invariant and not self._manual:
             raise ValueError(f"ensemble_invariant needs an activation with a derivative; {config.activation!r} has none")
+        self._fused = None
+        if config.backend == "fused":  # ibtools.fused trains on numpy views of the same tensors
+            from .fused import FusedKernel
+
+            self._fused = FusedKernel(config.widths, config.activation, self.model._layout, self.S)
+            self._fused_X = self.X_train.numpy()
+            self._fused_y = np.ascontiguousarray(self.y_train.numpy())
+            self._fused_order = np.arange(self.n_train, dtype=np.int64)[None]
         if not config.shuffle_batches:  # the paper's fixed order: precompute each batch once
             self._fixed_batches = [self._batch(self.X_train[a:b], self.onehot_train[a:b], self.y_train[a:b])
                                    for a, b in self.batch_bounds]
@@ -251,6 +259,8 @@ class EnsembleTrainer:
             return self._train_epoch()
 
     def _train_epoch(self) -> torch.Tensor:
+        if self._fused is not None:
+            return self._fused_epoch()
         total = torch.zeros(self.S, dtype=torch.float32, device=self.device)
         n_batches = 0
         for x_t, x, y, onehot_t, n in self._batches():
@@ -263,6 +273,23 @@ class EnsembleTrainer:
             n_batches += 1
         self.epoch += 1
         return total / n_batches
+
+    def _fused_epoch(self) -> torch.Tensor:
+        """One epoch with :class:`ibtools.fused.FusedKernel`, in place on the flat parameter and
+        Adam tensors (``numpy()`` views share their memory); the same per-network batch orders."""
+        if self.config.shuffle_batches:
+            order = np.stack([torch.randperm(self.n_train, generator=torch.Generator().manual_seed(
+                int(seed) * 1_000_003 + self.epoch)).numpy() for seed in self.config.seeds])
+        else:
+            order = self._fused_order
+        with torch.no_grad():
+            losses = self._fused.train_epoch(
+                self.model.flat.data.numpy(), self.exp_avg.numpy(), self.exp_avg_sq.numpy(),
+                self._fused_X, self._fused_y, order, self.steps,
+                lr=self.config.lr, l2=self.config.l2, batch_size=self.config.batch_size)
+        self.steps += len(self.batch_bounds)
+        self.epoch += 1
+        return torch.tensor(losses, dtype=torch.float32)
 
     def _buffers(self, n: int) -> dict:
         """Preallocated tensors of a training step on ``n`` samples (one set per batch size), so
