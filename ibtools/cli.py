@@ -48,8 +48,16 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 def number(option: str, minimum: float, kind=int):
     """The one validator of numeric options: an argparse ``type`` accepting ``kind`` values
-    ``>= minimum``, whose error names the option, e.g. ``--threads must be an integer >= 1, got '-3'``."""
-    what = "an integer" if kind is int else "a finite number"
+    ``>= minimum``, whose error names the option, e.g. ``--threads must be an integer >= 1, got '-3'``.
+    Integers go through :func:`ibtools.validation.parse_int` (the package's one integer check);
+    a bad value is an ``argparse.ArgumentTypeError``, so argparse prints a one-line usage error."""
+    if kind is int:
+        from .validation import parse_int
+
+        def parse_integer(text: str) -> int:
+            return parse_int(text, option, minimum, error=argparse.ArgumentTypeError)
+
+        return parse_integer
 
     def parse(text: str):
         try:
@@ -57,7 +65,7 @@ def number(option: str, minimum: float, kind=int):
         except ValueError:
             value = None
         if value is None or value != value or abs(value) == float("inf") or value < minimum:
-            raise argparse.ArgumentTypeError(f"{option} must be {what} >= {minimum:g}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{option} must be a finite number >= {minimum:g}, got {text!r}")
         return value
 
     return parse
@@ -66,10 +74,10 @@ def number(option: str, minimum: float, kind=int):
 def _estimator(text: str):
     from .config import EstimatorSpec
 
-    if text == "study":  # the study's main estimators, so that chapters find the results
-        from .study import MAIN_ESTIMATORS
+    if text == "study":  # the study's main estimators (ibtools.settings), so that chapters find the results
+        from .study import study_estimators
 
-        return MAIN_ESTIMATORS
+        return study_estimators(sensitivity=False)
     try:
         return EstimatorSpec.parse(text)
     except ValueError as exc:
@@ -87,9 +95,11 @@ def _task(text: str) -> str:
 
 def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     from .config import TrainConfig
+    from .study import study_estimators
     from .tasks import task_names
 
     d = TrainConfig()
+    study_labels = " and ".join(spec.label for spec in study_estimators(sensitivity=False))
     g = p.add_argument_group("network and training (defaults: the paper's code)")
     g.add_argument("--task", type=_task, default=d.task, metavar="TASK",
                    help=f"data set: one of {', '.join(task_names())}; options as name:key=value, e.g. "
@@ -119,7 +129,8 @@ def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     r = p.add_argument_group("recording")
     r.add_argument("--estimators", type=_estimator, nargs="+", default=list(d.estimators), metavar="SPEC",
                    help='estimators as name[:key=value,...], e.g. ebab "akde:alpha=0.01,n_points=40"; '
-                        '"study" = the book study\'s ebab and akde, as chapters expect them (default: ebab)')
+                        f'"study" = the book study\'s {study_labels} (ibtools.settings), as chapters expect them '
+                        f'(default: {" ".join(spec.label for spec in d.estimators)})')
     r.add_argument("--n-log-points", type=number("--n-log-points", 1), default=d.n_log_points, help="points of the log-spaced schedule (default: 400 -> 274 epochs of 8000)")
     r.add_argument("--measures", nargs="+", default=[], metavar="NAME",
                    help="geometric measures recorded at every scheduled epoch, e.g. within_between nc1 (default: none)")

@@ -18,6 +18,7 @@ from .geometry import check_measure_names
 from .networks import INIT_SCHEMES
 from .perturb import check_noise_std, check_quantize_bits
 from .tasks import DEFAULT_TASK, canonical_task, task_info
+from .validation import check_int
 
 __all__ = ["EstimatorSpec", "TrainConfig", "log_schedule", "DEVICES", "BACKENDS"]
 
@@ -40,12 +41,6 @@ def log_schedule(epochs: int, n_points: int) -> np.ndarray:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
     points = np.logspace(0.0, np.log2(epochs), n_points, base=2.0)
     return np.unique(points.astype(np.int64)) - 1
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_number(value, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
@@ -107,7 +102,7 @@ class EstimatorSpec:
         check_values(self.name, plain)  # impossible values fail here, not at the first recorded epoch
         object.__setattr__(self, "params", params)
         if self.n_points is not None:
-            object.__setattr__(self, "n_points", _check_int(self.n_points, "n_points", 1))
+            object.__setattr__(self, "n_points", check_int(self.n_points, "n_points", 1))
 
     @classmethod
     def make(cls, name: str, n_points: int | None = None, **params) -> "EstimatorSpec":
@@ -282,13 +277,13 @@ class TrainConfig:
             raise ValueError(f"hidden must be a sequence of widths, got {self.hidden!r}") from None
         if not hidden:
             raise ValueError("hidden needs at least one hidden layer width")
-        object.__setattr__(self, "hidden", tuple(_check_int(w, "every hidden width", 1) for w in hidden))
+        object.__setattr__(self, "hidden", tuple(check_int(w, "every hidden width", 1) for w in hidden))
         get_activation(self.activation)
         if self.init not in INIT_SCHEMES:
             raise ValueError(f"unknown init {self.init!r}; choose one of {INIT_SCHEMES}")
         object.__setattr__(self, "lr", _check_number(self.lr, "lr", positive=True))
-        object.__setattr__(self, "batch_size", _check_int(self.batch_size, "batch_size", 1))
-        object.__setattr__(self, "epochs", _check_int(self.epochs, "epochs", 1))
+        object.__setattr__(self, "batch_size", check_int(self.batch_size, "batch_size", 1))
+        object.__setattr__(self, "epochs", check_int(self.epochs, "epochs", 1))
         object.__setattr__(self, "l2", _check_number(self.l2, "l2", nonnegative=True))
         if self.split not in SPLIT_KINDS:
             raise ValueError(f"unknown split {self.split!r}; choose one of {SPLIT_KINDS}")
@@ -296,20 +291,20 @@ class TrainConfig:
         if not 0 < frac < 1:
             raise ValueError(f"train_fraction must be strictly between 0 and 1, got {self.train_fraction!r}")
         object.__setattr__(self, "train_fraction", frac)
-        object.__setattr__(self, "split_seed", _check_int(self.split_seed, "split_seed", 0))
+        object.__setattr__(self, "split_seed", check_int(self.split_seed, "split_seed", 0))
         if not isinstance(self.shuffle_batches, bool):
             raise ValueError(f"shuffle_batches must be True or False, got {self.shuffle_batches!r}")
         try:
             seeds = tuple(self.seeds)
         except TypeError:
             raise ValueError(f"seeds must be a sequence of integers, got {self.seeds!r}") from None
-        seeds = tuple(_check_int(s, "every seed", 0) for s in seeds)
+        seeds = tuple(check_int(s, "every seed", 0) for s in seeds)
         if not seeds:
             raise ValueError("seeds must hold at least one seed")
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct, got {seeds}")
         object.__setattr__(self, "seeds", seeds)
-        object.__setattr__(self, "n_log_points", _check_int(self.n_log_points, "n_log_points", 1))
+        object.__setattr__(self, "n_log_points", check_int(self.n_log_points, "n_log_points", 1))
         estimators = tuple(self.estimators)
         for spec in estimators:
             if not isinstance(spec, EstimatorSpec):
@@ -323,7 +318,7 @@ class TrainConfig:
             if rec != "all":
                 raise ValueError(f"record_activations must be a tuple of epochs or 'all', got {rec!r}")
         else:
-            rec = tuple(sorted({_check_int(e, "every record_activations epoch", 0) for e in rec}))
+            rec = tuple(sorted({check_int(e, "every record_activations epoch", 0) for e in rec}))
             if rec and rec[-1] > self.epochs:
                 raise ValueError(f"record_activations epochs must be <= epochs ({self.epochs}), got {rec[-1]}")
             object.__setattr__(self, "record_activations", rec)

@@ -28,6 +28,7 @@ from .estimators import get_estimator
 from .geometry import get_measure
 from .results import RunResult, atomic_write_bytes, provenance
 from .trainer import EnsembleTrainer
+from .validation import check_int, parse_int
 
 __all__ = ["train", "Recorder", "set_threads", "default_threads", "THREADS_ENV", "mixture_seed"]
 
@@ -60,13 +61,7 @@ def default_threads() -> int:
     raw = os.environ.get(THREADS_ENV, "").strip()
     if not raw:
         return 1
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"{THREADS_ENV} must be a positive integer (number of torch CPU threads), got {raw!r}")
-    return n
+    return parse_int(raw, f"{THREADS_ENV} (torch CPU threads)", 1)
 
 
 def set_threads(n: int | None = None) -> int:
@@ -76,12 +71,12 @@ def set_threads(n: int | None = None) -> int:
     Raises
     ------
     ValueError
-        If ``n`` is not a positive integer.
+        If ``n`` is not an integer >= 1.
     """
     if n is None:
         n = default_threads()
-    elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"threads must be a positive integer, got {n!r}")
+    else:
+        n = check_int(n, "threads", 1)
     torch.set_num_threads(n)
     return n
 

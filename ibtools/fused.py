@@ -66,6 +66,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from .validation import check_int
+
 __all__ = ["LANES", "BLOCK", "SUPPORTED_ACTIVATIONS", "FusedKernel", "check_activation", "adam_scalars"]
 
 #: Networks per group: one AVX2 vector of float32. Fixed, so a network's arithmetic never
@@ -1021,9 +1023,7 @@ class FusedKernel:
             raise ValueError(f"labels must lie in [0, {self.widths[-1]}), got {y.min()}..{y.max()}")
         if order.min() < 0 or order.max() >= n_train:
             raise ValueError(f"order must index rows of X (0..{n_train - 1})")
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        batch_size = int(batch_size)
+        batch_size = check_int(batch_size, "batch_size", 1)
         n_batches = -(-n_train // batch_size)
         sizes = np.full(n_batches, batch_size)
         sizes[-1] = n_train - batch_size * (n_batches - 1)

@@ -45,6 +45,8 @@ from typing import Callable
 
 import numpy as np
 
+from .validation import check_int
+
 __all__ = [
     "Measure",
     "MEASURES",
@@ -359,11 +361,10 @@ def distinct_binned_rows_per_class(activity, labels, n_bins: int = 30):
     """
     from .estimators.binning import ebab_bin_indices
 
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    n_bins = check_int(n_bins, "n_bins", 1)
     a, batched = _activity(activity)
     idx, C = _labels(labels, a.shape[1], min_classes=1)
-    codes = ebab_bin_indices(a, int(n_bins))
+    codes = ebab_bin_indices(a, n_bins)
     counts = _distinct_counts(codes, idx, C)
     return _out(counts.mean(axis=1), batched)
 

@@ -55,6 +55,8 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, special
 
+from .validation import check_int
+
 __all__ = [
     "KnownAnswer",
     "Draw",
@@ -103,12 +105,6 @@ class Draw(NamedTuple):
 
 # ------------------------------------------------------------------------------------------------
 # checks
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_float(value, name: str, lo: float = -math.inf, hi: float = math.inf, *, open_lo=True, open_hi=True) -> float:
@@ -330,7 +326,7 @@ class Task:
         return d.activity, d.labels
 
     def _check_n(self, n) -> int:
-        return _check_int(n, f"n (rows of task {self.name!r})", self.min_n)
+        return check_int(n, f"n (rows of task {self.name!r})", self.min_n)
 
     def draw_key(self) -> str:
         """What a draw's random numbers depend on: the task's class and parameters except its
@@ -381,7 +377,7 @@ class GaussianClasses(Task):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_int(self.dim, "dim", 1)
+        check_int(self.dim, "dim", 1)
         _check_float(self.separation, "separation", 0.0)
         _check_correlation(self.dim, self.correlation)
         _check_float(self.class_prob, "class_prob", 0.0, 1.0)
@@ -438,7 +434,7 @@ class StudentClasses(Task):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_int(self.dim, "dim", 1)
+        check_int(self.dim, "dim", 1)
         _check_float(self.separation, "separation", 0.0)
         _check_float(self.dof, "dof", 0.0)
         _check_correlation(self.dim, self.correlation)
@@ -489,8 +485,8 @@ class DiscreteLayer(Task):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_int(self.n_rows, "n_rows", 2)
-        _check_int(self.dim, "dim", 1)
+        check_int(self.n_rows, "n_rows", 2)
+        check_int(self.dim, "dim", 1)
         _check_float(self.decay, "decay", 0.0, 1.0, open_hi=False)
         if self.layout not in ("grid", "random"):
             raise ValueError(f"layout must be 'grid' or 'random', got {self.layout!r}")
@@ -543,10 +539,10 @@ class QuantizedLayer(Task):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_int(self.bits, "bits", 1)
+        check_int(self.bits, "bits", 1)
         if self.bits > 24:
             raise ValueError(f"bits must be at most 24 (levels exact in float), got {self.bits!r}")
-        _check_int(self.dim, "dim", 1)
+        check_int(self.dim, "dim", 1)
         _check_float(self.separation, "separation", 0.0)
         _check_float(self.class_prob, "class_prob", 0.0, 1.0)
 
@@ -581,7 +577,7 @@ class NoisyMixture(Task):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_int(self.n_centres, "n_centres", 2)
+        check_int(self.n_centres, "n_centres", 2)
         _check_float(self.noise_var, "noise_var", 0.0)
         _check_float(self.decay, "decay", 0.0, 1.0, open_hi=False)
         if self.labels not in ("half", "alternate"):
@@ -734,8 +730,8 @@ def check_battery_size(n, n_repeats, tasks=None, names=("n", "n_repeats")) -> No
     """Check ``n`` and ``n_repeats`` for :func:`bias_table` before any work (ValueError naming the
     problem, with the parameters called ``names``): ``n`` at least every task's minimum,
     ``n_repeats`` at least 2."""
-    n = _check_int(n, names[0], 8)
-    _check_int(n_repeats, names[1], 2)
+    n = check_int(n, names[0], 8)
+    check_int(n_repeats, names[1], 2)
     task_list = _tasks(tasks)
     low = max(t.min_n for t in task_list)
     if n < low:
@@ -791,7 +787,7 @@ def bias_table(estimators=None, tasks=None, n: int = 1024, n_repeats: int = 5, s
     task_list = _tasks(tasks)
     check_battery_size(n, n_repeats, task_list)
     n, n_repeats = int(n), int(n_repeats)
-    seed = _check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", 0)
     rows = []
     for task in task_list:
         errors: dict = {}

@@ -23,6 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .validation import check_int
+
 __all__ = ["nested_order", "nested_schedule", "nested_schedules"]
 
 
@@ -66,11 +68,10 @@ def nested_schedule(main, n_points: int) -> np.ndarray:
     ValueError
         If ``main`` is empty or ``n_points`` is not an integer >= 2.
     """
-    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 2:
-        raise ValueError(f"n_points must be an integer >= 2, got {n_points!r}")
+    n_points = check_int(n_points, "n_points", 2)
     main_sorted = np.unique(np.asarray(main, dtype=np.int64))
     order = nested_order(main_sorted)
-    return np.sort(main_sorted[order[: int(n_points)]])
+    return np.sort(main_sorted[order[:n_points]])
 
 
 def nested_schedules(epochs: int, main_points: int = 400, sparse_points=(100, 25, 10)) -> dict:

@@ -34,6 +34,7 @@ from .config import TrainConfig
 from .engine import train
 from .results import CorruptResultError, RunResult, check_writable_dir, load_run, result_paths
 from .tasks import DEFAULT_TASK
+from .validation import check_int
 
 try:
     import fcntl
@@ -79,8 +80,7 @@ class SweepConfig:
         for name, values in (("activations", acts), ("l2s", l2s), ("seeds", seeds)):
             if len(set(values)) != len(values):
                 raise ValueError(f"{name} must be distinct, got {values}")
-        if isinstance(self.seeds_per_unit, bool) or not isinstance(self.seeds_per_unit, int) or self.seeds_per_unit < 1:
-            raise ValueError(f"seeds_per_unit must be a positive integer, got {self.seeds_per_unit!r}")
+        object.__setattr__(self, "seeds_per_unit", check_int(self.seeds_per_unit, "seeds_per_unit", 1))
         object.__setattr__(self, "activations", acts)
         object.__setattr__(self, "l2s", l2s)
         object.__setattr__(self, "seeds", seeds)

@@ -43,6 +43,7 @@ from typing import Callable
 import numpy as np
 
 from .data import Dataset, _tishby_arrays
+from .validation import parse_int
 
 __all__ = [
     "TASKS",
@@ -229,13 +230,7 @@ def parse_task(text: str) -> tuple[str, dict[str, int]]:
         if key not in options:
             allowed = ", ".join(options) or "none"
             raise ValueError(f"task {name!r} has no option {key!r} (options: {allowed})")
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ValueError(f"task option {key} must be a positive integer, got {raw.strip()!r}")
-        options[key] = value
+        options[key] = parse_int(raw.strip(), f"task option {key}", 1)
     if name == "mnist1d" and options["num_samples"] not in MNIST1D_CHECKSUMS:
         raise ValueError(
             f"mnist1d:num_samples={options['num_samples']} has no recorded checksum, so its data cannot be "

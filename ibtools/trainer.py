@@ -61,6 +61,7 @@ from .tasks import load_task
 from .activations import Workspace
 from .networks import EnsembleMLP
 from .perturb import EVAL, TRAIN, Perturber
+from .validation import check_int
 
 __all__ = ["EnsembleTrainer", "ADAM_BETAS", "ADAM_EPS", "resolve_device"]
 
@@ -490,11 +491,10 @@ class EnsembleTrainer:
         p = self._perturber
         if p is None or not p.noisy:
             raise ValueError("evaluate_noisy_means needs noisy networks (TrainConfig.noise_std > 0)")
-        if isinstance(draw, bool) or not isinstance(draw, (int, np.integer)) or draw < 0:
-            raise ValueError(f"draw must be an integer >= 0, got {draw!r}")
+        draw = check_int(draw, "draw", 0)
         N = self.X_all_t.shape[1]
         self._capture = [torch.empty(self.S, w, N, device=self.device) for w in self.config.hidden]
-        self._eval_draw = int(draw)
+        self._eval_draw = draw
         try:
             with self._thread_invariant():
                 layers = self._forward_all()

@@ -139,10 +139,10 @@ def test_default_is_one_thread_and_the_environment_overrides_it(monkeypatch):
         assert set_threads(3) == 3 and torch.get_num_threads() == 3  # an explicit number wins
         for bad in ("0", "two", "-1"):
             monkeypatch.setenv("IBTOOLS_THREADS", bad)
-            with pytest.raises(ValueError, match="IBTOOLS_THREADS must be a positive integer"):
+            with pytest.raises(ValueError, match=r"IBTOOLS_THREADS \(torch CPU threads\) must be an integer >= 1"):
                 default_threads()
         for bad in (0, -2, 1.5, True):
-            with pytest.raises(ValueError, match="threads must be a positive integer"):
+            with pytest.raises(ValueError, match="threads must be an integer >= 1"):
                 set_threads(bad)
     finally:
         torch.set_num_threads(before)

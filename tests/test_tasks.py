@@ -152,7 +152,7 @@ def test_unknown_names_and_options_are_clear_errors():
         load_task("mnist1d:size=3")
     with pytest.raises(ValueError, match="has no option 'num_samples'.*none"):
         load_task("digits:num_samples=3")
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="task option num_samples must be an integer >= 1, got '-5'"):
         load_task("mnist1d:num_samples=-5")
     with pytest.raises(ValueError, match="key=value"):
         load_task("mnist1d:5000")

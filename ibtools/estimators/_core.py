@@ -173,12 +173,6 @@ def _all_finite(act: torch.Tensor) -> bool:
     return bool(torch.isfinite(act).all())
 
 
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def check_positive_float(value, name: str) -> float:
     try:
         v = float(value)

@@ -15,7 +15,6 @@ import numpy as np
 from ._core import (
     InformationEstimate,
     check_positive_float,
-    check_positive_int,
     _c_log_c_table,
     finish,
     information_from_sums,
@@ -25,6 +24,7 @@ from ._core import (
     safe_int_bins,
     value_ranks,
 )
+from ..validation import check_int
 
 __all__ = ["information_from_bins", "fixed_binning", "binsize_binning", "max_binning", "ebab", "ebab_edges", "ebab_bin_indices", "digitize"]
 
@@ -81,7 +81,7 @@ def fixed_binning(activity, labels, lo: float = -1.0, hi: float = 1.0, n_edges: 
     lo, hi = float(lo), float(hi)
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"fixed_binning needs finite lo < hi, got lo={lo}, hi={hi}")
-    n_edges = check_positive_int(n_edges, "n_edges", minimum=2)
+    n_edges = check_int(n_edges, "n_edges", 2)
     p = prepare(activity, labels)
     a = _numpy(p)
     edges = np.linspace(lo, hi, n_edges).astype(a.dtype)
@@ -145,7 +145,7 @@ def max_binning(activity, labels, n_bins: int = 30, max_value=None) -> Informati
     InformationEstimate
         In bits; biased low like every binning.
     """
-    n_bins = check_positive_int(n_bins, "n_bins")
+    n_bins = check_int(n_bins, "n_bins", 1)
     p = prepare(activity, labels)
     a = _numpy(p).astype(np.float64)
     S = a.shape[0]
@@ -283,7 +283,7 @@ def ebab(activity, labels, n_bins: int = 30, low=None) -> InformationEstimate:
         In bits. Biased low like every binning, but much less than fixed ranges for unbounded or
         saturating activity; still blind to differences within a bin.
     """
-    n_bins = check_positive_int(n_bins, "n_bins")
+    n_bins = check_int(n_bins, "n_bins", 1)
     if low is not None and not np.isfinite(float(low)):
         raise ValueError(f"ebab: low must be a finite number or None, got {low!r}")
     p = prepare(activity, labels)

@@ -25,13 +25,13 @@ from ._core import (
     LN2,
     InformationEstimate,
     check_positive_float,
-    check_positive_int,
     dense_rank,
     finish,
     prepare,
     row_codes,
     value_ranks,
 )
+from ..validation import check_int
 
 __all__ = ["kde", "akde", "AKDE_ALPHA", "BOUNDS", "akde_noise_var"]
 
@@ -208,7 +208,7 @@ def _kde_prepared(p, noise_vars, bound: str, chunk_size: int | None) -> Informat
 
 
 def _check_chunk(chunk_size):
-    return None if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
+    return None if chunk_size is None else check_int(chunk_size, "chunk_size", 1)
 
 
 def kde(activity, labels, noise_var: float, bound: str = "upper", chunk_size: int | None = None) -> InformationEstimate:

@@ -43,8 +43,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ._core import LN2, InformationEstimate, check_positive_float, check_positive_int, dense_rank, finish, prepare, row_codes
+from ._core import LN2, InformationEstimate, check_positive_float, dense_rank, finish, prepare, row_codes
 from .exact import distinct_row_ids
+from ..validation import check_int
 
 __all__ = ["mixture", "mixture_information", "MixtureEstimate", "gaussian_entropy_bits"]
 
@@ -92,7 +93,7 @@ def _check_seed(seed):
 
 def _check_sampling(n_samples, target_se):
     if n_samples is not None:
-        n_samples = check_positive_int(n_samples, "n_samples (noise draws per mixture component)", minimum=2)
+        n_samples = check_int(n_samples, "n_samples (noise draws per mixture component)", 2)
     if target_se is not None:
         target_se = check_positive_float(target_se, "target_se")
     if n_samples is None and target_se is None:
