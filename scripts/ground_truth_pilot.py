@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from ibtools import settings
 from ibtools.config import EstimatorSpec, TrainConfig
 from ibtools.engine import set_threads, train
 
@@ -30,12 +31,12 @@ def quantized(seeds=tuple(range(5)), epochs=2000, n_points=30):
         for bits in (8, 4):
             cfg = TrainConfig(activation=activation, quantize_bits=bits, seeds=seeds, epochs=epochs,
                               n_log_points=n_points,
-                              estimators=(EstimatorSpec("exact"), EstimatorSpec.make("ebab", n_bins=30)))
+                              estimators=(EstimatorSpec("exact"), settings.EBAB))
             t0 = time.process_time()
             res = train(cfg, progress=False)
             cpu = time.process_time() - t0
             ex = res.mi["exact"][..., 0]  # (E, L, S)
-            eb = res.mi["ebab(n_bins=30)"][..., 0]
+            eb = res.mi[settings.EBAB.label][..., 0]
             mean = np.nanmean(ex, axis=2)  # (E, L)
             peak_epoch = np.nanargmax(mean, axis=0)
             per_seed_comp = np.nanmax(ex, axis=0) - ex[-1]  # (L, S): peak - final per network
@@ -68,7 +69,7 @@ def noise(seeds=(0, 1, 2), epochs=500, n_points=30, levels=(0.1, 0.3, 0.05, 0.01
     for sigma in levels:
         cfg = TrainConfig(activation="tanh", noise_std=sigma, seeds=seeds, epochs=epochs, n_log_points=n_points,
                           estimators=(EstimatorSpec.make("mixture", noise_std=sigma, n_points=2),
-                                      EstimatorSpec.make("ebab", n_bins=30)))
+                                      settings.EBAB))
         t0 = time.process_time()
         res = train(cfg, progress=False)
         cpu = time.process_time() - t0
@@ -81,7 +82,7 @@ def noise(seeds=(0, 1, 2), epochs=500, n_points=30, levels=(0.1, 0.3, 0.05, 0.01
             mixture_xt_first=np.mean(mix[first, :, :, 0], axis=1).tolist(),
             mixture_xt_last=np.mean(mix[-1, :, :, 0], axis=1).tolist(),
             mixture_ty_last=np.mean(mix[-1, :, :, 1], axis=1).tolist(),
-            ebab_last=np.mean(res.mi["ebab(n_bins=30)"][-1, :, :, 0], axis=1).tolist(),
+            ebab_last=np.mean(res.mi[settings.EBAB.label][-1, :, :, 0], axis=1).tolist(),
             diverged=len(res.diverged_seeds()),
         )
         rows.append(row)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ibtools import settings
 from ibtools.config import EstimatorSpec, TrainConfig
 from ibtools.engine import set_threads, train
 from ibtools.estimators import AKDE_ALPHA
@@ -41,7 +42,7 @@ def run(hidden, activation, epochs, seeds, akde_points):
     config = TrainConfig(
         task="mnist1d", hidden=hidden, activation=activation, epochs=epochs, seeds=tuple(range(seeds)),
         n_log_points=60,
-        estimators=(EstimatorSpec.make("ebab", n_bins=30), EstimatorSpec.make("akde", alpha=AKDE_ALPHA, n_points=akde_points)),
+        estimators=(settings.EBAB, EstimatorSpec.make("akde", alpha=AKDE_ALPHA, n_points=akde_points)),
     )
     t0 = time.process_time()
     result = train(config, progress=False)
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
             train_acc = float(np.nanmean(hist["train_acc"][last]))
             test_acc = float(np.nanmean(hist["test_acc"][last]))
             best_test = float(np.nanmax(np.nanmean(hist["test_acc"], axis=1)))
-            ebab = result.mi["ebab(n_bins=30)"][..., 0]  # (E, L, S)
+            ebab = result.mi[settings.EBAB.label][..., 0]  # (E, L, S)
             akde_label = next(k for k in result.mi if k.startswith("akde"))
             akde = result.mi[akde_label][..., 0]
             at_ceiling = lambda v: v >= ceiling - 0.05  # noqa: E731

@@ -35,6 +35,16 @@ def test_study_is_built_from_the_settings():
     assert study.snapshot_config().estimators == (settings.EBAB,)
 
 
+def test_cli_study_value_is_the_settings():
+    """``--estimators study`` records the study's main settings, under their stored labels."""
+    from ibtools import cli
+
+    args = cli.build_parser().parse_args(["run", "--estimators", "study", "akde", "--out", "x"])
+    specs = cli._flatten(args.estimators)
+    assert specs == (settings.EBAB, settings.AKDE, EstimatorSpec("akde"))
+    assert specs[:2] == study.study_estimators(sensitivity=False)
+
+
 def test_no_hand_written_labels_of_the_settings():
     """Chapters, modules and scripts name a setting through ibtools.settings, not by its label."""
     labels = {s.label for s in vars(settings).values() if isinstance(s, EstimatorSpec) and s.params}
