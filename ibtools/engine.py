@@ -112,10 +112,10 @@ def mixture_seed(seed: int, network_seed: int, layer: int) -> int:
 class Recorder:
     """Evaluates the networks at scheduled epochs and stores what the config asks for.
 
-    Every estimator runs on every layer's activity as :meth:`EnsembleTrainer.evaluate` returns
+    Every estimator runs on every layer's activity as :meth:`~ibtools.trainer.EnsembleTrainer.evaluate` returns
     it (quantized activity on quantized networks; on noisy ones the activity with one draw of
     the noise), except ``"mixture"``, which gets the clean means of the hidden layers and NaN
-    for the softmax output (see :meth:`_record_mixture`).
+    for the softmax output (see ``Recorder._record_mixture``).
     """
 
     def __init__(self, config: TrainConfig, trainer: EnsembleTrainer):
@@ -200,7 +200,7 @@ class Recorder:
 
         It runs on the **clean means** of each hidden layer from
         ``trainer.evaluate_noisy_means(0)`` (the activity before the layer's own noise, given the
-        sampled previous layer: the realization :meth:`EnsembleTrainer.evaluate` returns at this
+        sampled previous layer: the realization :meth:`~ibtools.trainer.EnsembleTrainer.evaluate` returns at this
         epoch), with the spec's ``noise_std``, which ``TrainConfig`` has checked equals the
         network's. Every other estimator on a noisy network sees the noisy activity that
         ``evaluate()`` returns (one draw of all the noise). The softmax output has no noise of

@@ -6,7 +6,7 @@ The torch engine (:class:`~ibtools.trainer.EnsembleTrainer`'s ``_manual_gradient
 each of them does little work, and most of the time goes to dispatch, temporaries and passes
 over memory. Here a network's whole epoch -- every minibatch, forward pass, softmax
 cross-entropy, backward pass, L2 on the hidden weights, and PyTorch's Adam update with
-:meth:`~ibtools.trainer.EnsembleTrainer._adam_step`'s bias correction -- runs in one compiled
+``EnsembleTrainer._adam_step``'s bias correction -- runs in one compiled
 loop, in float32, with its parameters, Adam moments and gradient in a few kilobytes of scratch
 memory that stay in the L1 cache. Samples go through in blocks of :data:`BLOCK` = 4 (forward,
 backward, gradient accumulated in sample order), so no buffer grows with the batch size and
@@ -29,7 +29,7 @@ network sits in it (``tests/test_fused.py``).
 
 **How it vectorizes.** Each per-lane operation is written out for the eight lanes as one tuple
 assignment (all loads before all stores), conditionals are LLVM ``select`` instructions
-(:func:`_sel`), lane arrays are flat and indexed with unsigned integers (no negative-index
+(``_sel``), lane arrays are flat and indexed with unsigned integers (no negative-index
 checks), the error model is numpy's (no division-by-zero checks), and LLVM's SLP vectorizer --
 which numba leaves off by default -- is switched on while these kernels compile. It then packs
 the eight lanes into vector instructions (all of them for the matrix products, exp and tanh; the
@@ -879,7 +879,7 @@ def check_activation(name: str) -> int:
 
 def adam_scalars(lr: float, first_step: int, n_steps: int, betas=(0.9, 0.999)) -> tuple[np.ndarray, np.ndarray]:
     """Per-step Adam scalars, computed in double precision exactly as
-    :meth:`~ibtools.trainer.EnsembleTrainer._adam_step` computes them.
+    ``EnsembleTrainer._adam_step`` computes them.
 
     Returns
     -------

@@ -306,7 +306,7 @@ def _check_transform(transform: str) -> str:
 
 @dataclass(frozen=True)
 class Task:
-    """Base of the known-answer tasks. Subclasses set ``family`` and implement :meth:`draw`."""
+    """Base of the known-answer tasks. Subclasses set ``family`` and implement ``draw``."""
 
     name: str
     family = "task"
@@ -772,7 +772,7 @@ def bias_table(estimators=None, tasks=None, n: int = 1024, n_repeats: int = 5, s
         values), ``truth_method``, ``truth_error`` (largest numerical error of the truth, bits),
         ``mean_estimate``, ``bias`` (mean of estimate − truth over the draws; negative: the
         setting under-estimates), ``spread`` (standard deviation of estimate − truth over the
-        draws), ``relative_bias`` (|bias| / true_bits; NaN where the truth is 0), ``n`` and
+        draws), ``relative_bias`` (``|bias| / true_bits``; NaN where the truth is 0), ``n`` and
         ``n_repeats``.
 
     Raises

@@ -39,7 +39,7 @@ invariance_vs_default.txt``); after 5 epochs their parameters agree within 1e-5
 (``tests/test_invariance.py``).
 
 Quantized and noise-injected hidden layers (``TrainConfig.quantize_bits`` / ``noise_std``,
-:mod:`ibtools.perturb`) enter through one hook, :meth:`EnsembleTrainer._perturb`, called after each
+:mod:`ibtools.perturb`) enter through one hook, ``EnsembleTrainer._perturb``, called after each
 hidden activation in the training and the evaluation pass. In training it writes the perturbed
 activity into a separate buffer that feeds the next layer and its weight gradient, while the
 unperturbed activity stays where the activation's derivative reads it: straight-through gradients
