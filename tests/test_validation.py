@@ -30,3 +30,20 @@ def test_users_of_the_check_say_the_same():
 
     with pytest.raises(ValueError, match="precision must be an integer >= 0, got -1"):
         readable(pd.DataFrame({"a": [1.0]}), precision=-1)
+
+
+@pytest.mark.parametrize("text, expected", [("3", 3), (" 12 ", 12), ("0", 0)])
+def test_parse_int_reads_text(text, expected):
+    from ibtools.validation import parse_int
+
+    assert parse_int(text, "--n", 0) == expected
+
+
+@pytest.mark.parametrize("text", ["-1", "2.0", "two", ""])
+def test_parse_int_refuses_with_the_same_message(text):
+    import argparse
+
+    from ibtools.validation import parse_int
+
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"^--n must be an integer >= 0, got {text!r}$"):
+        parse_int(text, "--n", 0, error=argparse.ArgumentTypeError)
