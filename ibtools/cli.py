@@ -146,11 +146,18 @@ def _add_config_options(p: argparse.ArgumentParser, sweep: bool) -> None:
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Adds "(default: ...)" to an option's help only where the help does not already say it."""
+    """Adds "(default: ...)" to an option's help only where the help does not already say it, and
+    not for on/off flags or options without a default (a required ``--cache``); a list default is
+    shown as the values one would type (``relu``, not ``['relu']``)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        return text if "default" in text else super()._get_help_string(action)
+        if "default" in text or action.default is None or action.nargs == 0 or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action.default, (list, tuple)):
+            shown = " ".join(str(v) for v in action.default) or "none"
+            return f"{text} (default: {shown.replace('%', '%%')})"
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
