@@ -17,8 +17,8 @@ and the chapters can read it:
   (:data:`RERUN_MEASURES`) for the clustering analysis;
 * two initialization arms for the activation comparison (:data:`INIT_ARMS`): the paper code's
   scales and one scale for all activations (``init="tishby"``, gain 1);
-* the L2 sweep of ReLU networks as before, and the single networks of chapters 2 and 3 (ReLU and
-  tanh, seed 0, every estimator at every epoch; the network-wide range variant; the snapshots).
+* the L2 sweep of ReLU networks as before, and the single networks of the estimator-comparison
+  chapters (ReLU and tanh, seed 0, every estimator at every epoch; the network-wide range variant; the snapshots).
 
 Stored results must come from a clean, committed tree: :func:`run_rerun` refuses to write into
 ``results/rerun`` when the source tree has uncommitted changes (it may compute into any other
@@ -115,7 +115,7 @@ def rerun_units(**kwargs) -> list[TrainConfig]:
     return units
 
 
-#: Activations of the single networks of chapters 2 and 3.
+#: Activations of the single networks of the estimator-comparison chapters.
 SINGLE_ACTIVATIONS = ("relu", "tanh")
 
 
@@ -124,7 +124,7 @@ def _invariant(config: TrainConfig) -> TrainConfig:
 
 
 def single_rerun_config(activation: str, epochs: int = PAPER_EPOCHS) -> TrainConfig:
-    """A single network of chapters 2 and 3 (seed 0, every estimator at every epoch), as re-run."""
+    """A single network of the estimator-comparison chapters (seed 0, every estimator at every epoch), as re-run."""
     return _invariant(single_network_config(activation, 0, epochs))
 
 

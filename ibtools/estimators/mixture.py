@@ -340,21 +340,21 @@ def mixture_information(means, labels, noise_std: float, n_samples: int | None =
 
     Notes
     -----
-    *One draw (K = 1), the layer's own noise the only noise given X*: ``T | X = x_i ~
+    *One draw (K = 1), the layer's own noise the only noise given X*: ``T|X = x_i ~
     N(S_i, sigma^2 I)`` exactly, and the result is unbiased for the true I(X;T) and I(T;Y) of the
     noisy layer under the uniform distribution over the rows. Inputs with identical means are
     indistinguishable through T, so I(X;T) <= log2 of the number of distinct means.
 
-    *Deeper noisy layers*: given X, the earlier layers' noise makes ``T_l | X`` a mixture, not a
-    Gaussian. Following the sample-propagation estimator of Goldfeld et al. (2019), pass ``K``
+    *Deeper noisy layers*: given X, the earlier layers' noise makes the law of ``T_l`` given ``X`` a
+    mixture, not a Gaussian. Following the sample-propagation estimator of Goldfeld et al. (2019), pass ``K``
     draws of the clean means of layer l, each computed from one sampled draw of the noisy layer
-    l-1 (so from one sample of all the earlier noise); then ``p(t | x_i)`` is taken as the
+    l-1 (so from one sample of all the earlier noise); then ``p(t|x_i)`` is taken as the
     equal-weight mixture of its K Gaussians, ``p(t)`` as the mixture of all ``K N``, and the
     estimate is ``E[log p(t|x) - log p(t)]`` under these. That is exact Monte Carlo for the
     mixture with the K sampled means (the plug-in of Goldfeld et al.), and it converges to the
     true I(X;T_l) as K grows. With K = 1 it conditions on one draw ``zeta`` of the earlier noise
-    per input and treats that draw as fixed: it estimates ``I(X; T_l | zeta)``, and since the
-    noise is independent of X, ``I(X; T_l | zeta) = I(X; T_l, zeta) >= I(X; T_l)``: it
+    per input and treats that draw as fixed: it estimates ``I(X; T_l|zeta)``, and since the
+    noise is independent of X, ``I(X; T_l|zeta) = I(X; T_l, zeta) >= I(X; T_l)``: it
     over-states the information (it leaves out the part of h(T_l | X) due to the earlier
     noise). Averaging K = 1 estimates over several draws estimates the same conditional
     quantity and does not remove that bias; passing the K draws together does.
