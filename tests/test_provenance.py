@@ -113,7 +113,7 @@ INVARIANT_SIDECARS = sorted(p for d in (PAPER_RESULTS, COLLAPSE_RESULTS, RERUN_R
                             if json.loads(p.read_text())["config"].get("ensemble_invariant"))
 SUBSET = 2  # seeds re-run per unit, drawn with PROVENANCE_SEED
 #: units whose drawn seeds are retrained for all their epochs (the rest: EARLY_STOP epochs)
-FULL_LENGTH_UNITS = int(os.environ.get("IBTOOLS_PROVENANCE_FULL", "3"))
+FULL_LENGTH_UNITS = int(os.environ.get("IBTOOLS_PROVENANCE_FULL", "1"))
 EARLY_STOP = 20  # last epoch recomputed for the other invariant units
 _rng = np.random.default_rng(PROVENANCE_SEED)
 FULL_LENGTH = set(_rng.choice(len(INVARIANT_SIDECARS), size=min(FULL_LENGTH_UNITS, len(INVARIANT_SIDECARS)),
