@@ -162,8 +162,9 @@ class Recorder:
         ``self.index[epoch]`` of:
 
         * ``history``: training and test cross-entropy (nats) and accuracy of every network;
-        * ``layer_max``: max |activity| of every layer and network (NaN/inf if it diverged), and
-          ``network_max``, its running maximum over layers and epochs, per network;
+        * ``layer_max``: the largest absolute activity of every layer and network (NaN or inf if
+          it diverged), and ``network_max``, its running maximum over layers and epochs, per
+          network;
         * ``mi[label]``: I(X;T) and I(T;Y) in **bits** (last axis) of every layer (the softmax
           output included) for each estimator whose own schedule contains ``epoch``, each with
           the bias its docstring states (binning and EBAB are biased low);

@@ -125,8 +125,8 @@ def binsize_binning(activity, labels, bin_size: float = 0.07) -> InformationEsti
 
 #: The value of :func:`max_binning`'s ``max_value`` in an estimator setting (an
 #: :class:`~ibtools.config.EstimatorSpec` or a registry call through
-#: :func:`~ibtools.estimators.registry.resolve_params`) that stands for the network-wide range:
-#: the largest |activity| of any layer of the same network seen so far in training.
+#: :func:`~ibtools.estimators.resolve_params`) that stands for the network-wide range:
+#: the largest absolute activity of any layer of the same network seen so far in training.
 NETWORK_MAX = "network"
 
 
@@ -138,7 +138,7 @@ def max_binning(activity, labels, n_bins: int = 30, max_value=None) -> Informati
     largest activity of the whole network over all of training reproduces the non-adaptive range
     that Chelombiev et al. criticize: early ReLU layers then see only a few of the bins. In a
     recorded run that is the setting ``EstimatorSpec.make("max", max_value="network")``
-    (:data:`NETWORK_MAX`), which :func:`~ibtools.estimators.registry.resolve_params` turns into
+    (``NETWORK_MAX``), which :func:`~ibtools.estimators.resolve_params` turns into
     these numbers at every recorded epoch.
 
     Parameters

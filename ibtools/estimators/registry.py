@@ -95,10 +95,10 @@ def resolve_params(name: str, params: Mapping[str, Any], network_max=None) -> di
     """The keyword arguments to call estimator ``name`` with, from an estimator setting's ``params``.
 
     Every parameter is passed as it is, except the network-wide range of ``"max"``:
-    ``max_value="network"`` (:data:`~ibtools.estimators.binning.NETWORK_MAX`) becomes
-    ``network_max``, the largest |activity| of any layer of each network seen so far in training
-    (shape (n_networks,), what :class:`ibtools.engine.Recorder` keeps), or None, the layer's own
-    maximum, when no training history is given (a probe of the values or of the time).
+    ``max_value="network"`` (``ibtools.estimators.NETWORK_MAX``) becomes ``network_max``, the
+    largest absolute activity of any layer of each network seen so far in training (shape
+    (n_networks,), what :class:`ibtools.engine.Recorder` keeps), or None, the layer's own maximum,
+    when no training history is given (a probe of the values or of the time).
 
     Parameters
     ----------
