@@ -1,6 +1,12 @@
 """Command line: ``python -m ibtools run ...`` (one configuration) and ``python -m ibtools sweep ...``
 (a grid of activations x L2 strengths x seeds), without a notebook."""
 
+# How it is built (a comment, so that ``--help``, which prints the docstring, stays short): each
+# subcommand is one function ``_cmd_<name>(args) -> int`` that its subparser names with
+# ``set_defaults(func=...)`` in build_parser; main() parses, sets the torch threads, calls it and
+# turns the errors a user can fix into one line and an exit code. A new subcommand is a subparser
+# plus its _cmd_ function.
+
 from __future__ import annotations
 
 import argparse
@@ -169,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=_DefaultsFormatter)
     _add_config_options(run, sweep=False)
     run.add_argument("--out", required=True, type=Path, help="output path; writes OUT.npz and OUT.json")
+    run.set_defaults(func=_cmd_run)
     sw = sub.add_parser("sweep", help="train a grid of activations x L2 strengths x seeds, cached unit by unit",
                         formatter_class=_DefaultsFormatter)
     _add_config_options(sw, sweep=True)
@@ -181,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://10.0.0.1:8786")
     sw.add_argument("--connect-timeout", type=number("--connect-timeout", 0.1, float), default=10.0,
                     help="seconds to wait for --scheduler before giving up")
+    sw.set_defaults(func=_cmd_sweep)
     paper = sub.add_parser("paper", help="run or resume the book's full-scale study (results/paper)",
                            formatter_class=_DefaultsFormatter)
     paper.add_argument("--parts", nargs="+", default=["single", "activations", "l2"],
@@ -193,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     pdist.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     paper.add_argument("--connect-timeout", type=number("--connect-timeout", 0.1, float), default=10.0,
                        help="seconds to wait for --scheduler before giving up")
+    paper.set_defaults(func=_cmd_paper)
     return parser
 
 
@@ -228,7 +237,7 @@ def _config_from(args, **overrides):
 
 
 def _describe(configs, args, out=sys.stderr) -> None:
-    from .engine import probe_seconds
+    from .training import probe_seconds
     from .sweep import _format_seconds, work_summary
 
     w = work_summary(configs)
@@ -240,7 +249,83 @@ def _describe(configs, args, out=sys.stderr) -> None:
               f"({_format_seconds(first)} per unit, from a short timing probe)", file=out)
 
 
+def _cmd_paper(args) -> int:
+    """``python -m ibtools paper``: run or resume the book's full-scale study."""
+    from .results import check_writable_dir
+    from .study import PAPER_RESULTS, run_paper_study
+
+    check_writable_dir(args.cache or PAPER_RESULTS, "--cache")
+    executor = _executor(args)
+    try:
+        run_paper_study(args.cache or PAPER_RESULTS, parts=tuple(args.parts), executor=executor,
+                        progress=not args.no_progress)
+    finally:
+        if executor is not None:
+            executor.close()
+    print(f"study finished: results in {args.cache or PAPER_RESULTS}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    """``python -m ibtools run``: train one configuration and save it as ``OUT.npz`` + ``OUT.json``."""
+    config = _config_from(args, activation=args.activation, l2=args.l2)
+    _describe([config], args)
+    if args.dry_run:
+        return 0
+    from .results import check_writable_dir, result_paths
+    from .training import train
+
+    out = args.out
+    npz_path, json_path = result_paths(out)
+    for p in (npz_path, json_path):
+        if p.is_dir():
+            raise ValueError(f"--out {out}: {p} is a directory")
+    check_writable_dir(npz_path.parent, "--out directory")
+    result = train(config, checkpoint=npz_path.with_suffix(".ckpt"), checkpoint_every=args.checkpoint_every,
+                   progress=not args.no_progress)
+    sidecar = result.save(out)
+    print(f"saved {npz_path} and {sidecar} ({result.meta['wall_time_s']:.1f} s)")
+    if result.diverged_seeds():
+        print(f"warning: diverged networks (seed: epoch): {result.diverged_seeds()}", file=sys.stderr)
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    """``python -m ibtools sweep``: train a grid of activations x L2 strengths x seeds into a cache."""
+    from .results import check_writable_dir
+    from .sweep import SweepConfig, pending_units, run_sweep
+
+    base = _config_from(args)
+    sweep = SweepConfig(base=base, activations=tuple(args.activations), l2s=tuple(args.l2),
+                        seeds=tuple(args.seeds), seeds_per_unit=args.seeds_per_unit)
+    check_writable_dir(args.cache, "--cache")
+    _describe(pending_units(sweep, args.cache), args)
+    if args.dry_run:
+        return 0
+    executor = _executor(args)
+    try:
+        result = run_sweep(sweep, args.cache, progress=not args.no_progress,
+                           checkpoint_every=args.checkpoint_every, executor=executor,
+                           log=lambda msg: print(msg, file=sys.stderr))
+    finally:
+        if executor is not None:
+            executor.close()
+    print(f"sweep finished: {len(result.runs)} units in {args.cache}")
+    if result.diverged():
+        print(f"warning: diverged networks (activation, l2, seed): epoch: {result.diverged()}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
+    """The command line's entry point: parse ``argv`` (default ``sys.argv[1:]``), run the chosen
+    subcommand's ``_cmd_*`` function (set on its subparser as ``func``) and return the exit code.
+
+    Exit codes: 0 done (or ``--dry-run``); 2 no subcommand, a usage error or a bad value (one
+    ``error:`` line on stderr); 1 an operating-system error (a full disk, an unreachable
+    scheduler) or failed sweep units (the finished ones are stored); 130 interrupted (finished
+    work is saved and the next run resumes from it). argparse itself exits (``SystemExit``) on
+    ``--help``, ``--version`` and malformed options.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -250,66 +335,7 @@ def main(argv=None) -> int:
 
     try:
         set_threads(args.threads)
-        if args.command == "paper":
-            from .results import check_writable_dir
-            from .study import PAPER_RESULTS, run_paper_study
-
-            check_writable_dir(args.cache or PAPER_RESULTS, "--cache")
-            executor = _executor(args)
-            try:
-                run_paper_study(args.cache or PAPER_RESULTS, parts=tuple(args.parts), executor=executor,
-                                progress=not args.no_progress)
-            finally:
-                if executor is not None:
-                    executor.close()
-            print(f"study finished: results in {args.cache or PAPER_RESULTS}")
-            return 0
-        if args.command == "run":
-            config = _config_from(args, activation=args.activation, l2=args.l2)
-            _describe([config], args)
-            if args.dry_run:
-                return 0
-            from .engine import train
-
-            out = args.out
-            from .results import check_writable_dir, result_paths
-
-            npz_path, json_path = result_paths(out)
-            for p in (npz_path, json_path):
-                if p.is_dir():
-                    raise ValueError(f"--out {out}: {p} is a directory")
-            check_writable_dir(npz_path.parent, "--out directory")
-            result = train(config, checkpoint=npz_path.with_suffix(".ckpt"), checkpoint_every=args.checkpoint_every,
-                           progress=not args.no_progress)
-            sidecar = result.save(out)
-            print(f"saved {npz_path} and {sidecar} ({result.meta['wall_time_s']:.1f} s)")
-            if result.diverged_seeds():
-                print(f"warning: diverged networks (seed: epoch): {result.diverged_seeds()}", file=sys.stderr)
-            return 0
-        from .sweep import SweepConfig, run_sweep
-
-        base = _config_from(args)
-        sweep = SweepConfig(base=base, activations=tuple(args.activations), l2s=tuple(args.l2),
-                            seeds=tuple(args.seeds), seeds_per_unit=args.seeds_per_unit)
-        from .results import check_writable_dir
-        from .sweep import pending_units
-
-        check_writable_dir(args.cache, "--cache")
-        _describe(pending_units(sweep, args.cache), args)
-        if args.dry_run:
-            return 0
-        executor = _executor(args)
-        try:
-            result = run_sweep(sweep, args.cache, progress=not args.no_progress,
-                               checkpoint_every=args.checkpoint_every, executor=executor,
-                               log=lambda msg: print(msg, file=sys.stderr))
-        finally:
-            if executor is not None:
-                executor.close()
-        print(f"sweep finished: {len(result.runs)} units in {args.cache}")
-        if result.diverged():
-            print(f"warning: diverged networks (activation, l2, seed): epoch: {result.diverged()}", file=sys.stderr)
-        return 0
+        return args.func(args)
     except ValueError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -83,7 +83,8 @@ class EstimatorSpec:
     params : tuple of (str, value) pairs
         Keyword arguments of the estimator, sorted by name. Use :meth:`make` to build from
         keywords. For ``"max"``, ``max_value="network"`` means the largest activity of any layer
-        of the same network seen so far in training (the network-wide range the paper criticizes).
+        of the same network seen so far in training (the network-wide range the paper criticizes;
+        resolved at every recorded epoch by :func:`ibtools.estimators.resolve_params`).
     n_points : int, optional
         Log-spaced points of this estimator's own, sparser schedule (see :func:`log_schedule`);
         None records it at every epoch of the run's schedule. Use it for the expensive KDE.
@@ -97,9 +98,8 @@ class EstimatorSpec:
         if self.name not in estimator_names():
             raise ValueError(f"unknown estimator {self.name!r}; valid estimators are: {', '.join(estimator_names())}")
         params = tuple(sorted((str(k), _plain(v)) for k, v in dict(self.params).items()))
-        plain = {k: v for k, v in params if not (self.name == "max" and k == "max_value" and v == "network")}
-        check_params(self.name, plain)
-        check_values(self.name, plain)  # impossible values fail here, not at the first recorded epoch
+        check_params(self.name, dict(params))
+        check_values(self.name, dict(params))  # impossible values fail here, not at the first recorded epoch
         object.__setattr__(self, "params", params)
         if self.n_points is not None:
             object.__setattr__(self, "n_points", check_int(self.n_points, "n_points", 1))

@@ -80,7 +80,7 @@ def compute_unit(config_dict: dict, checkpoint: str | None, threads: int):
     """
     import torch
 
-    from .engine import train
+    from .training import train
 
     _undo_dask_malloc_trim()
     torch.set_num_threads(max(1, int(threads)))

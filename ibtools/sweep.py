@@ -2,7 +2,7 @@
 interruption.
 
 A sweep is cut into *units*: one activation, one L2 strength and one block of seeds, trained
-together by :func:`ibtools.engine.train`. Each finished unit is stored in the cache directory
+together by :func:`ibtools.training.train`. Each finished unit is stored in the cache directory
 under a name that ends in a hash of its full configuration; a unit is finished exactly when its
 result loads and checks out (see :mod:`ibtools.results`). Re-running a sweep skips finished units,
 resumes a unit from its checkpoint, and recomputes anything stale or corrupt (with a warning).
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .activations import get_activation
 from .config import TrainConfig
-from .engine import train
+from .training import train
 from .results import CorruptResultError, RunResult, check_writable_dir, load_run, result_paths
 from .tasks import DEFAULT_TASK
 from .validation import check_int

@@ -18,7 +18,8 @@ import numpy as np
 
 from ibtools import settings
 from ibtools.config import EstimatorSpec, TrainConfig
-from ibtools.engine import set_threads, train
+from ibtools.engine import set_threads
+from ibtools.training import train
 
 
 def _fmt(values) -> str:

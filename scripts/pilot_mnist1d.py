@@ -26,7 +26,8 @@ import numpy as np
 
 from ibtools import settings
 from ibtools.config import EstimatorSpec, TrainConfig
-from ibtools.engine import set_threads, train
+from ibtools.engine import set_threads
+from ibtools.training import train
 from ibtools.estimators import AKDE_ALPHA
 from ibtools.tasks import load_task
 

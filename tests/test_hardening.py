@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from ibtools import cli, engine, results, study
+from ibtools import cli, results, study, training
 from ibtools import sweep as sweep_module
 from ibtools.chapters import ParameterError, positive_number
 from ibtools.config import EstimatorSpec, TrainConfig
-from ibtools.engine import train
+from ibtools.training import train
 from ibtools.results import CorruptResultError, load_run, result_paths
 from ibtools.sweep import ResultCache, SweepConfig, run_sweep
 
@@ -113,7 +113,7 @@ def test_checkpoint_with_this_key_but_wrong_shapes_is_ignored(tiny_run, tmp_path
     with np.load(ckpt) as z:
         arrays = {k: z[k] for k in z.files}
     header = json.loads(arrays["header"].tobytes())
-    assert header["config_key"] == TINY.key() and header["format"] == engine.CHECKPOINT_FORMAT
+    assert header["config_key"] == TINY.key() and header["format"] == training.CHECKPOINT_FORMAT
     big = max((k for k in arrays if k != "header"), key=lambda k: arrays[k].size)
     arrays[big] = np.zeros(arrays[big].size + 1, arrays[big].dtype)  # crafted: right key, wrong shape
     with open(ckpt, "wb") as fh:
@@ -130,7 +130,7 @@ def _enospc(*args, **kwargs):
 
 
 def test_full_disk_at_a_checkpoint_warns_and_training_goes_on(tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "atomic_write_bytes", _enospc)
+    monkeypatch.setattr(training, "atomic_write_bytes", _enospc)
     with pytest.warns(RuntimeWarning, match="could not write checkpoint .*No space left on device"):
         r = train(TINY, checkpoint=tmp_path / "run.ckpt", checkpoint_every=0, progress=False)
     assert _same(r, tiny_run)
@@ -153,7 +153,7 @@ def _never_train(*args, **kwargs):
 
 @pytest.mark.parametrize("command", ["run", "sweep"])
 def test_unwritable_output_is_refused_before_training(command, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(engine, "train", _never_train)
+    monkeypatch.setattr(training, "train", _never_train)
     monkeypatch.setattr(sweep_module, "train", _never_train)
     a_file = tmp_path / "a_file"
     a_file.write_text("not a directory")
@@ -165,7 +165,7 @@ def test_unwritable_output_is_refused_before_training(command, tmp_path, monkeyp
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
 def test_read_only_output_directory_is_refused_before_training(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(engine, "train", _never_train)
+    monkeypatch.setattr(training, "train", _never_train)
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)

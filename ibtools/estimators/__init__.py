@@ -23,6 +23,7 @@ mixture  :func:`mixture`              Monte Carlo I of a noise-injected layer (c
 
 from ._core import InformationEstimate
 from .binning import (
+    NETWORK_MAX,
     binsize_binning,
     ebab,
     ebab_bin_indices,
@@ -34,7 +35,15 @@ from .binning import (
 from .exact import exact
 from .kde import AKDE_ALPHA, akde, akde_noise_var, kde
 from .mixture import MixtureEstimate, gaussian_entropy_bits, mixture, mixture_information
-from .registry import ESTIMATORS, check_params, check_values, estimator_names, get_estimator, register_estimator
+from .registry import (
+    ESTIMATORS,
+    check_params,
+    check_values,
+    estimator_names,
+    get_estimator,
+    register_estimator,
+    resolve_params,
+)
 
 __all__ = [
     "InformationEstimate",
@@ -60,4 +69,6 @@ __all__ = [
     "check_params",
     "check_values",
     "estimator_names",
+    "resolve_params",
+    "NETWORK_MAX",
 ]

@@ -123,13 +123,23 @@ def binsize_binning(activity, labels, bin_size: float = 0.07) -> InformationEsti
     return _from_bins(p, bins)
 
 
+#: The value of :func:`max_binning`'s ``max_value`` in an estimator setting (an
+#: :class:`~ibtools.config.EstimatorSpec` or a registry call through
+#: :func:`~ibtools.estimators.resolve_params`) that stands for the network-wide range:
+#: the largest absolute activity of any layer of the same network seen so far in training.
+NETWORK_MAX = "network"
+
+
 def max_binning(activity, labels, n_bins: int = 30, max_value=None) -> InformationEstimate:
     """Equal-width bins from the bottom of the activity to its maximum.
 
     The range starts at 0, or at the layer's minimum when the activity goes below 0, and ends at
     the layer's own maximum (per network, per call), or at ``max_value`` when given. Passing the
     largest activity of the whole network over all of training reproduces the non-adaptive range
-    that Chelombiev et al. criticize: early ReLU layers then see only a few of the bins.
+    that Chelombiev et al. criticize: early ReLU layers then see only a few of the bins. In a
+    recorded run that is the setting ``EstimatorSpec.make("max", max_value="network")``
+    (``NETWORK_MAX``), which :func:`~ibtools.estimators.resolve_params` turns into
+    these numbers at every recorded epoch.
 
     Parameters
     ----------
@@ -153,6 +163,10 @@ def max_binning(activity, labels, n_bins: int = 30, max_value=None) -> Informati
     if max_value is None:
         hi = a.reshape(S, -1).max(1)
     else:
+        if isinstance(max_value, str) and max_value == NETWORK_MAX:
+            raise ValueError(f"max_value={NETWORK_MAX!r} (the network-wide range) needs the network's maxima over "
+                             "training: record it with EstimatorSpec.make('max', max_value='network') in a "
+                             "TrainConfig, or pass the numbers through ibtools.estimators.resolve_params")
         try:
             hi = np.asarray(max_value, dtype=np.float64)
         except (TypeError, ValueError):

@@ -6,12 +6,13 @@ import functools
 import inspect
 from typing import Any, Callable, Mapping
 
-from .binning import binsize_binning, ebab, fixed_binning, max_binning
+from .binning import NETWORK_MAX, binsize_binning, ebab, fixed_binning, max_binning
 from .exact import exact
 from .kde import akde, kde
 from .mixture import mixture
 
-__all__ = ["ESTIMATORS", "get_estimator", "register_estimator", "check_params", "check_values", "estimator_names"]
+__all__ = ["ESTIMATORS", "get_estimator", "register_estimator", "check_params", "check_values", "estimator_names",
+           "resolve_params"]
 
 #: name -> function called as ``f(activity, labels, **params)`` returning ``(i_xt, i_ty)`` in bits.
 ESTIMATORS: dict[str, Callable] = {
@@ -90,23 +91,55 @@ def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
+def resolve_params(name: str, params: Mapping[str, Any], network_max=None) -> dict[str, Any]:
+    """The keyword arguments to call estimator ``name`` with, from an estimator setting's ``params``.
+
+    Every parameter is passed as it is, except the network-wide range of ``"max"``:
+    ``max_value="network"`` (``ibtools.estimators.NETWORK_MAX``) becomes ``network_max``, the
+    largest absolute activity of any layer of each network seen so far in training (shape
+    (n_networks,), what :class:`ibtools.engine.Recorder` keeps), or None, the layer's own maximum,
+    when no training history is given (a probe of the values or of the time).
+
+    Parameters
+    ----------
+    name : str
+        Registry name of the estimator.
+    params : mapping
+        Its parameters as stored in the setting (``EstimatorSpec.kwargs``); not modified.
+    network_max : float or array of shape (n_networks,), optional
+        The networks' maxima so far, for ``max_value="network"``.
+
+    Returns
+    -------
+    dict
+        A new dict of keyword arguments.
+    """
+    params = dict(params)
+    if name == "max" and isinstance(params.get("max_value"), str) and params["max_value"] == NETWORK_MAX:
+        params["max_value"] = network_max
+    return params
+
+
 def check_values(name: str, params: Mapping[str, Any]) -> None:
     """Check the *values* of ``params`` before any work starts, by running estimator ``name`` once
     on a small fixed probe layer (64 rows, 2 units, two classes; about a millisecond).
 
     :func:`check_params` checks only the names; an impossible value (``alpha=-1``, ``n_bins=0``)
-    would otherwise surface only at the first recorded epoch of a long run.
+    would otherwise surface only at the first recorded epoch of a long run. A value resolved from
+    the network (``max_value="network"``, see :func:`resolve_params`) is probed as the layer's
+    own range.
 
     Raises
     ------
     ValueError
         Naming the estimator and what its own check said was wrong with the value.
     """
+    params = resolve_params(name, params)
     try:
-        items = tuple(sorted(dict(params).items()))
+        items = tuple(sorted(params.items()))
         hash(items)
     except TypeError:  # unhashable values: check without the cache
-        _probe(name, tuple(sorted(dict(params).items())))
+        _probe(name, tuple(sorted(params.items())))
         return
     _probe_cached(name, items)
 
