@@ -17,7 +17,8 @@ Parts (:data:`MNIST1D_PARTS`), each answering the claims of the 12-bit study the
     the paper's eight activations (:data:`ibtools.activations.PAPER_ACTIVATIONS`), no L2
     (claims R2-R5, and R7 over the pool);
 ``l2``
-    ReLU at the study's nonzero L2 strengths (claim R6; strength 0 is the ``activations`` unit).
+    ReLU at the study's L2 strengths (claim R6); strength 0 is the ``activations`` part's ReLU
+    unit (the same key, stored once).
 
 Every unit records EBAB (30 bins) on the 274-point log schedule of 4000 epochs, adaptive KDE on
 25 of its epochs and the exact I(X;T) of the float32 network (distinct rows, at every recorded
@@ -116,10 +117,12 @@ def mnist1d_sweeps(epochs: int = MNIST1D_EPOCHS, seeds=PAPER_SEEDS, activations=
         out["activations"] = SweepConfig(base, activations=tuple(activations), l2s=(0.0,), seeds=seeds,
                                          seeds_per_unit=seeds_per_unit)
     if "l2" in parts:
-        nonzero = tuple(v for v in l2s if v)
-        if not nonzero:
-            raise ValueError(f"the l2 part needs at least one nonzero L2 strength, got {tuple(l2s)}")
-        out["l2"] = SweepConfig(base, activations=("relu",), l2s=nonzero, seeds=seeds, seeds_per_unit=seeds_per_unit)
+        l2s = tuple(float(v) for v in l2s)
+        if 0.0 not in l2s or len(l2s) < 2:
+            raise ValueError(f"the l2 part compares L2 strengths with none: it needs 0 and at least one nonzero "
+                             f"strength, got {l2s}")
+        # strength 0 is the same unit (same key) as the activations part's ReLU unit: stored once
+        out["l2"] = SweepConfig(base, activations=("relu",), l2s=l2s, seeds=seeds, seeds_per_unit=seeds_per_unit)
     return out
 
 
