@@ -35,6 +35,8 @@ from .tasks import load_task
 from .verdicts import StudyData, study_claims, verdict_frame
 
 __all__ = [
+    "STUDY_ESTIMATORS",
+    "estimator_specs",
     "ceiling_bits",
     "task_study_data",
     "tishby_study_data",
@@ -44,6 +46,31 @@ __all__ = [
     "layer_scores",
     "plot_layer_scores",
 ]
+
+
+#: The estimators of the MNIST-1D study by short name, as the chapter's parameters give them.
+STUDY_ESTIMATORS = {"ebab": MNIST1D_ESTIMATORS[0], "akde": MNIST1D_ESTIMATORS[1], "exact": MNIST1D_ESTIMATORS[2]}
+
+
+def estimator_specs(names) -> tuple:
+    """The :class:`~ibtools.config.EstimatorSpec` of each short name (``"ebab"``, ``"akde"``,
+    ``"exact"``), in the study's order; ``"ebab"`` is always recorded (the failure criteria and
+    the network-wide-range claim read it).
+
+    Raises
+    ------
+    ValueError
+        For an unknown or repeated name (the message lists the valid ones).
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in STUDY_ESTIMATORS]
+    if unknown:
+        raise ValueError(f"unknown study estimator(s) {unknown}; choose from {list(STUDY_ESTIMATORS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"study estimators must be distinct, got {names}")
+    if "ebab" not in names:
+        raise ValueError(f"the study estimators must include 'ebab' (the failure criteria and claim R1 read it), got {names}")
+    return tuple(spec for name, spec in STUDY_ESTIMATORS.items() if name in names)
 
 
 def ceiling_bits(task: str) -> float:

@@ -111,3 +111,14 @@ def test_ceiling_bits():
 def test_verdict_table_of_nothing_judged():
     t = beyond.verdict_table({"a": None})
     assert isinstance(t, pd.DataFrame) and list(t.columns) == ["a"] and t.empty
+
+
+def test_estimator_specs():
+    assert beyond.estimator_specs(["exact", "ebab"]) == (EBAB, EXACT)
+    assert beyond.estimator_specs("ebab") == (EBAB,)
+    with pytest.raises(ValueError, match="unknown study estimator"):
+        beyond.estimator_specs(["ebab", "ksg"])
+    with pytest.raises(ValueError, match="must include 'ebab'"):
+        beyond.estimator_specs(["akde"])
+    with pytest.raises(ValueError, match="distinct"):
+        beyond.estimator_specs(["ebab", "ebab"])
