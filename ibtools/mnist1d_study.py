@@ -35,8 +35,10 @@ put the 14 runs at 171,822 s = 47.7 h of one thread at a load average of 7.6 on 
 2 cores (``python -m ibtools.mnist1d_study --dry-run`` prints it per unit); measured as process
 CPU time at the same load, a 50-network unit costs 4,295 CPU-s for ReLU (training 2,361 s:
 0.59 s per epoch; adaptive KDE 1,180 s: 0.94 s per network and recorded epoch, 25 epochs; EBAB
-514 s, exact 240 s over 260 recorded epochs) and 5,181 CPU-s for tanh, so the 13 units need
-about 17-19 CPU-hours, 9 hours of wall time as two processes on a quiet 2-core machine. That is
+514 s, exact 240 s over 260 recorded epochs) and 5,181 CPU-s for tanh; scaling the other
+activations' probes by the same ratio of CPU to wall time (0.39-0.43), the 13 units need about
+69,000 CPU-s = 19 CPU-hours, about 10 hours of wall time as two processes on a quiet 2-core
+machine. That is
 more than a session, but the study is resumable (checkpoints, one lock per unit), so it needs no
 cut: 50 seeds give the verdicts the same resolution as on the 12-bit task (whose rules test
 means over 50 networks); 20 seeds (the issue's minimum) would widen every interval by a factor of
