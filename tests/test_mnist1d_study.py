@@ -107,3 +107,19 @@ def test_a_cheap_study_elsewhere_records_every_estimator_and_resumes(tmp_path):
     stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.npz")}
     m1.run_mnist1d_study(tmp_path, progress=False, **kwargs)  # resuming finds everything done
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.npz")} == stamps
+
+
+def test_dry_run_prints_the_probed_estimate_and_the_load(monkeypatch, capsys, tmp_path):
+    import ibtools.engine as engine
+
+    monkeypatch.setattr(engine, "probe_seconds", lambda unit: 100.0 * len(unit.seeds))
+    assert m1.main(["--dry-run", "--parts", "activations", "--seeds", "2", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "8 units (8 to compute)" in out and out.count("~    200 s") == 8
+    assert "estimated: 1,600 s = 0.4 h of one thread" in out and "load average at the probe" in out
+
+
+def test_cli_rejects_bad_counts(capsys):
+    with pytest.raises(SystemExit):
+        m1.main(["--dry-run", "--seeds", "0"])
+    assert "--seeds and --epochs must be >= 1" in capsys.readouterr().err
