@@ -45,6 +45,7 @@ __all__ = [
     "verdict_markdown",
     "layer_scores",
     "plot_layer_scores",
+    "plot_task_examples",
 ]
 
 
@@ -221,3 +222,41 @@ def plot_layer_scores(summary: pd.DataFrame, layer_names, axes=None, activations
         ax.set_ylabel("compression (bits)")
         ax.set_title(f"{title}: mean and 95 % CI over networks", fontsize=10)
     return a1, a2
+
+
+def plot_task_examples(task: str, per_class: int = 1, ax=None, seed: int = 0):
+    """A few inputs of each class of a task, drawn as curves offset by class (MNIST-1D's signals
+    of 40 values; any task's feature vectors), drawn at random from all its samples.
+
+    Parameters
+    ----------
+    task : str
+        A registered task (:mod:`ibtools.tasks`).
+    per_class : int
+        Inputs drawn per class (chosen at random by ``seed``).
+    ax : matplotlib axes, optional
+    seed : int
+        Which inputs are drawn.
+
+    Returns
+    -------
+    matplotlib axes
+    """
+    import matplotlib.pyplot as plt
+
+    from .validation import check_int
+
+    per_class = check_int(per_class, "per_class", 1)
+    ax = ax or plt.gca()
+    data = load_task(task)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(data.y)
+    span = float(np.ptp(data.X)) or 1.0
+    for k in classes:
+        rows = rng.choice(np.flatnonzero(data.y == k), size=min(per_class, int(np.sum(data.y == k))), replace=False)
+        for r in rows:
+            ax.plot(np.arange(data.X.shape[1]), data.X[r] + k * span, color=f"C{k % 10}", lw=1)
+    ax.set_yticks(classes * span, [str(k) for k in classes])
+    ax.set_ylabel("class")
+    ax.set_xlabel("feature (position in the signal)")
+    return ax

@@ -122,3 +122,17 @@ def test_estimator_specs():
         beyond.estimator_specs(["akde"])
     with pytest.raises(ValueError, match="distinct"):
         beyond.estimator_specs(["ebab", "ebab"])
+
+
+def test_plot_task_examples():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    out = beyond.plot_task_examples("mnist1d", per_class=2, ax=ax)
+    assert out is ax and len(ax.lines) == 20 and len(ax.get_yticks()) == 10
+    with pytest.raises(ValueError, match="per_class"):
+        beyond.plot_task_examples("mnist1d", per_class=0, ax=ax)
+    plt.close(fig)
