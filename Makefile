@@ -30,12 +30,12 @@ book: $(STAMP)
 # The full suite (what .ci/run runs). The rendered-book test reuses _build/html when `make book`
 # built it from the current sources, and builds it otherwise (in CI: always, from scratch).
 test: $(STAMP)
-	$(VENV)/bin/nbstripout --verify book/*.ipynb
+	$(VENV)/bin/nbstripout --verify book/*.ipynb book/drafts/*.ipynb
 	$(PY) -m ibtools.booklinks --check
 	$(PY) -m pytest -q -n 2 --dist loadscope
 
 test-fast: $(STAMP)
-	$(VENV)/bin/nbstripout --verify book/*.ipynb
+	$(VENV)/bin/nbstripout --verify book/*.ipynb book/drafts/*.ipynb
 	$(PY) -m ibtools.booklinks --check
 	$(PY) -m pytest -q -n 2 --dist loadscope -m "not slow"
 

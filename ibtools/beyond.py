@@ -1,0 +1,262 @@
+"""Beyond the 12-bit task: the paper's claims on another task, beside their verdicts on the 12-bit task.
+
+What the draft chapter ``book/drafts/10_beyond_12_bits.ipynb`` computes, kept here so the chapter
+holds no reusable code. The claims, their measurements and their versioned rules are those of
+:mod:`ibtools.claims`, judged on a whole study by :func:`ibtools.verdicts.study_claims`, exactly as
+the summary chapter judges the 12-bit study; nothing here re-implements a rule. What this module
+adds:
+
+* :func:`task_study_data` and :func:`tishby_study_data`: the runs each verdict needs
+  (:class:`ibtools.verdicts.StudyData`), loaded from the stored study when the parameters match
+  it and computed otherwise (:func:`ibtools.study.obtain`);
+* :func:`claims_with_and_without_failed`: every claim with all networks and without the networks
+  that failed to train (:mod:`ibtools.failures`);
+* :func:`verdict_table` / :func:`verdict_markdown`: the verdicts of several columns (tasks,
+  with/without failed networks) side by side;
+* :func:`layer_scores` and :func:`plot_layer_scores`: compression scores per activation and layer
+  with 95 % confidence intervals over networks (bits);
+* :func:`ceiling_bits`: log2 N, the most any estimate of I(X;T) can give on a task's N inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .activations import PAPER_ACTIVATIONS
+from .analysis import compression_scores, mean_ci
+from .failures import classify_runs
+from .mnist1d_study import (MNIST1D_ESTIMATORS, MNIST1D_L2S, MNIST1D_RESULTS, mnist1d_single_config,
+                            mnist1d_sweeps)
+from .study import (MNIST1D_EPOCHS, MNIST1D_HIDDEN, MNIST1D_TASK, PAPER_EPOCHS, PAPER_RESULTS, PAPER_SEEDS,
+                    activation_sweep, global_range_config, l2_sweep, obtain, obtain_run, single_network_config)
+from .sweep import SweepResult
+from .tasks import load_task
+from .verdicts import StudyData, study_claims, verdict_frame
+
+__all__ = [
+    "STUDY_ESTIMATORS",
+    "estimator_specs",
+    "ceiling_bits",
+    "task_study_data",
+    "tishby_study_data",
+    "claims_with_and_without_failed",
+    "verdict_table",
+    "verdict_markdown",
+    "layer_scores",
+    "plot_layer_scores",
+    "plot_task_examples",
+]
+
+
+#: The estimators of the MNIST-1D study by short name, as the chapter's parameters give them.
+STUDY_ESTIMATORS = {"ebab": MNIST1D_ESTIMATORS[0], "akde": MNIST1D_ESTIMATORS[1], "exact": MNIST1D_ESTIMATORS[2]}
+
+
+def estimator_specs(names) -> tuple:
+    """The :class:`~ibtools.config.EstimatorSpec` of each short name (``"ebab"``, ``"akde"``,
+    ``"exact"``), in the study's order; ``"ebab"`` is always recorded (the failure criteria and
+    the network-wide-range claim read it).
+
+    Raises
+    ------
+    ValueError
+        For an unknown or repeated name (the message lists the valid ones).
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in STUDY_ESTIMATORS]
+    if unknown:
+        raise ValueError(f"unknown study estimator(s) {unknown}; choose from {list(STUDY_ESTIMATORS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"study estimators must be distinct, got {names}")
+    if "ebab" not in names:
+        raise ValueError(f"the study estimators must include 'ebab' (the failure criteria and claim R1 read it), got {names}")
+    return tuple(spec for name, spec in STUDY_ESTIMATORS.items() if name in names)
+
+
+def ceiling_bits(task: str) -> float:
+    """log2 N (bits) for a task's N inputs: the most any estimate of I(X;T) can give (each input
+    equally likely; 12 for the 12-bit task, 12.29 for MNIST-1D's 5000 samples)."""
+    return float(np.log2(len(load_task(task).y)))
+
+
+def _study_data(activations: SweepResult, l2: SweepResult, single, ranged) -> StudyData:
+    pool = SweepResult(list({r.config.key(): r for r in activations.runs + l2.runs}.values()))
+    return StudyData(activations, l2, pool, single, ranged)
+
+
+def task_study_data(*, epochs: int = MNIST1D_EPOCHS, seeds=PAPER_SEEDS, activations=PAPER_ACTIVATIONS,
+                    l2s=MNIST1D_L2S, task: str = MNIST1D_TASK, hidden=MNIST1D_HIDDEN, estimators=MNIST1D_ESTIMATORS,
+                    results_dir=None, scratch_dir=None, progress: bool = True) -> StudyData:
+    """The study of :mod:`ibtools.mnist1d_study` (or its version with other parameters, on any
+    registered task), loaded from ``results_dir`` (default ``results/mnist1d``) when every unit
+    is stored there and computed in ``scratch_dir`` otherwise."""
+    results_dir = MNIST1D_RESULTS if results_dir is None else results_dir
+    sweeps = mnist1d_sweeps(epochs=epochs, seeds=seeds, activations=activations, l2s=l2s, task=task, hidden=hidden,
+                            estimators=estimators)
+    acts = obtain(sweeps["activations"], results_dir, scratch_dir, progress)
+    l2 = obtain(sweeps["l2"], results_dir, scratch_dir, progress)
+    single = obtain_run(mnist1d_single_config(epochs, task, hidden, estimators), results_dir, scratch_dir, progress)
+    ranged = obtain_run(global_range_config(single), results_dir, scratch_dir, progress)
+    return _study_data(acts, l2, single, ranged)
+
+
+def tishby_study_data(*, epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS, activations=PAPER_ACTIVATIONS, l2s=None,
+                      sensitivity: bool = True, results_dir=None, scratch_dir=None, progress: bool = True) -> StudyData:
+    """The 12-bit study as the summary chapter judges it (:mod:`ibtools.study`): stored in
+    ``results_dir`` (default ``results/paper``) at the full-scale parameters, computed otherwise."""
+    from .study import L2_STRENGTHS
+
+    results_dir = PAPER_RESULTS if results_dir is None else results_dir
+    l2s = L2_STRENGTHS if l2s is None else l2s
+    acts = obtain(activation_sweep(activations=tuple(activations), epochs=epochs, seeds=seeds, sensitivity=sensitivity),
+                  results_dir, scratch_dir, progress)
+    l2 = obtain(l2_sweep(l2s=tuple(l2s), epochs=epochs, seeds=seeds, sensitivity=sensitivity), results_dir, scratch_dir,
+                progress)
+    single = obtain_run(single_network_config("relu", 0, epochs), results_dir, scratch_dir, progress)
+    ranged = obtain_run(global_range_config(single), results_dir, scratch_dir, progress)
+    return _study_data(acts, l2, single, ranged)
+
+
+def _kept_networks(status: pd.DataFrame) -> pd.Series:
+    return status[~status["failed"]].groupby(["activation", "l2"]).size()
+
+
+def claims_with_and_without_failed(data: StudyData, label: str, *, rng=0, min_networks: int = 2):
+    """Every claim (:func:`ibtools.verdicts.study_claims`) with all networks and without the
+    failed ones.
+
+    Returns
+    -------
+    all_claims : list of ClaimResult
+    kept_claims : list of ClaimResult or None
+        None when some condition (activation, L2 strength) keeps fewer than ``min_networks``
+        networks (the tests behind the rules need at least two); ``reason`` says which.
+    status : DataFrame
+        :func:`ibtools.failures.classify_runs` of the pool.
+    reason : str
+        Empty, or why ``kept_claims`` is None.
+    """
+    status = classify_runs(data.pool.runs, label)
+    all_claims = study_claims(data, label, rng=rng)
+    kept = _kept_networks(status)
+    conditions = status.groupby(["activation", "l2"]).size()
+    short = [f"{a} (L2 {l2:g}): {int(kept.get((a, l2), 0))}" for (a, l2) in conditions.index
+             if kept.get((a, l2), 0) < min_networks]
+    if short:
+        reason = (f"not judged without the failed networks: fewer than {min_networks} networks left in "
+                  + "; ".join(short))
+        return all_claims, None, status, reason
+    return all_claims, study_claims(data, label, status=status, rng=rng), status, ""
+
+
+def verdict_table(columns: dict) -> pd.DataFrame:
+    """Rows claims (R1...R7), columns ``columns``' keys, cells verdicts; ``columns`` maps a
+    column name to a list of ClaimResults or to None (a column that could not be judged: all
+    its cells "not judged"). Reuses :func:`ibtools.verdicts.verdict_frame`."""
+    judged = {k: v for k, v in columns.items() if v is not None}
+    frame = verdict_frame(judged, skip=()) if judged else pd.DataFrame()
+    keys = sorted({c.key for v in judged.values() for c in v}, key=lambda k: (k[:2], k))
+    frame = frame.reindex(index=keys)
+    for name in columns:
+        if name not in frame.columns:
+            frame[name] = "not judged"
+    return frame[list(columns)].fillna("not judged")
+
+
+def verdict_markdown(columns: dict) -> str:
+    """:func:`verdict_table` as a Markdown table with each claim's text (from the first column
+    that judged it)."""
+    table = verdict_table(columns)
+    text = {}
+    for claims in columns.values():
+        for c in claims or ():
+            text.setdefault(c.key, c.claim)
+    head = ["", "claim", *table.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, row in table.iterrows():
+        cells = [key, text.get(key, ""), *(f"**{v}**" for v in row)]
+        lines.append("| " + " | ".join(str(x).replace("|", "/") for x in cells) + " |")
+    return "\n".join(lines)
+
+
+def layer_scores(table: pd.DataFrame, estimator: str, level: float = 0.95) -> pd.DataFrame:
+    """Compression scores (:func:`ibtools.analysis.compression_scores`, bits) per activation and
+    layer: mean and ``level`` confidence interval over networks of the peak - final score
+    (``absolute``, never negative, biased up by noise; see its noise floor) and of the signed
+    post-fitting score. Columns ``activation, layer, n, absolute, abs_low, abs_high, post_fit,
+    post_low, post_high, floor``."""
+    scores = compression_scores(table, estimator)
+    rows = []
+    for (activation, layer), g in scores.groupby(["activation", "layer"], sort=False):
+        a, p = mean_ci(g["absolute"], level), mean_ci(g["post_fit"], level)
+        rows.append({"activation": activation, "layer": int(layer), "n": len(g), "absolute": a[0], "abs_low": a[1],
+                     "abs_high": a[2], "post_fit": p[0], "post_low": p[1], "post_high": p[2],
+                     "floor": float(g["floor"].mean())})
+    return pd.DataFrame(rows)
+
+
+def plot_layer_scores(summary: pd.DataFrame, layer_names, axes=None, activations=None):
+    """Two panels of :func:`layer_scores`: peak - final (top, grey ticks: the mean noise floor)
+    and post-fitting (bottom), mean and interval per activation and layer. ``axes``: two axes
+    (default: a new figure). Returns the two axes."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import activation_style, plot_mean_ci
+
+    if axes is None:
+        _, axes = plt.subplots(2, 1, figsize=(7, 6.4), sharex=True)
+    a1, a2 = axes
+    activations = list(dict.fromkeys(summary["activation"])) if activations is None else list(activations)
+    offsets = np.linspace(-0.3, 0.3, len(activations)) if len(activations) > 1 else [0.0]
+    for off, activation in zip(offsets, activations):
+        s = summary[summary["activation"] == activation]
+        style = dict(activation_style(activation), ms=4)
+        plot_mean_ci(s["layer"] + off, s["absolute"], s["abs_low"], s["abs_high"], a1, **style)
+        plot_mean_ci(s["layer"] + off, s["post_fit"], s["post_low"], s["post_high"], a2, **style)
+    floor = summary.groupby("layer")["floor"].mean()
+    a1.scatter(floor.index, floor.values, marker="_", s=200, color="0.4", zorder=5, label="noise floor")
+    for ax, title in ((a1, "peak − final"), (a2, "post-fitting (signed)")):
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(range(1, len(layer_names) + 1), list(layer_names))
+        ax.set_ylabel("compression (bits)")
+        ax.set_title(f"{title}: mean and 95 % CI over networks", fontsize=10)
+    return a1, a2
+
+
+def plot_task_examples(task: str, per_class: int = 1, ax=None, seed: int = 0):
+    """A few inputs of each class of a task, drawn as curves offset by class (MNIST-1D's signals
+    of 40 values; any task's feature vectors), drawn at random from all its samples.
+
+    Parameters
+    ----------
+    task : str
+        A registered task (:mod:`ibtools.tasks`).
+    per_class : int
+        Inputs drawn per class (chosen at random by ``seed``).
+    ax : matplotlib axes, optional
+    seed : int
+        Which inputs are drawn.
+
+    Returns
+    -------
+    matplotlib axes
+    """
+    import matplotlib.pyplot as plt
+
+    from .validation import check_int
+
+    per_class = check_int(per_class, "per_class", 1)
+    ax = ax or plt.gca()
+    data = load_task(task)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(data.y)
+    span = float(np.ptp(data.X)) or 1.0
+    for k in classes:
+        rows = rng.choice(np.flatnonzero(data.y == k), size=min(per_class, int(np.sum(data.y == k))), replace=False)
+        for r in rows:
+            ax.plot(np.arange(data.X.shape[1]), data.X[r] + k * span, color=f"C{k % 10}", lw=1)
+    ax.set_yticks(classes * span, [str(k) for k in classes])
+    ax.set_ylabel("class")
+    ax.set_xlabel("feature (position in the signal)")
+    return ax

@@ -1,0 +1,138 @@
+"""The analysis of the chapter beyond the 12-bit task (ibtools.beyond), at tiny scale: a cheap
+version of the MNIST-1D study (3 seeds, 12 epochs, 2000 samples, small widths, EBAB and the exact
+MI) judged by the rules of ibtools.claims, with and without failed networks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ibtools import beyond
+from ibtools.analysis import compression_scores
+from ibtools.rerun import EXACT
+from ibtools.settings import EBAB
+from ibtools.verdicts import study_claims
+
+KEYS = {"R1", "R2", "R3", "R4", "R5a", "R5b", "R5c", "R6a", "R6b", "R6c", "R7"}
+VERDICTS = {"reproduced", "partly reproduced", "not reproduced"}
+ACTS = ("tanh", "relu", "elu", "softplus", "centered_softplus")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("beyond")
+    return beyond.task_study_data(epochs=12, seeds=range(3), activations=ACTS, l2s=(0.0, 0.015),
+                                  task="mnist1d:num_samples=2000", hidden=(10, 8, 6, 4), estimators=(EBAB, EXACT),
+                                  results_dir=scratch / "stored", scratch_dir=scratch, progress=False)
+
+
+def test_study_data_holds_every_part(data):
+    assert {r.config.activation for r in data.activations.runs} == set(ACTS)
+    assert sorted(r.config.l2 for r in data.l2.runs) == [0.0, 0.015]
+    assert len(data.pool.runs) == len(ACTS) + 1  # ReLU at L2 0 once
+    assert data.relu_single.seeds == (0,) and data.relu_ranged.config.estimators[0].name == "max"
+    assert all(r.config.task == "mnist1d:num_samples=2000" for r in data.pool.runs)
+
+
+def test_claims_are_the_verdicts_modules(data):
+    all_claims, kept, status, reason = beyond.claims_with_and_without_failed(data, EBAB.label)
+    assert {c.key for c in all_claims} == KEYS and {c.verdict for c in all_claims} <= VERDICTS
+    direct = study_claims(data, EBAB.label)
+    assert [(c.key, c.verdict, c.measured) for c in all_claims] == [(c.key, c.verdict, c.measured) for c in direct]
+    assert len(status) == 3 * (len(ACTS) + 1)
+    if not status.failed.any():
+        assert reason == "" and [c.verdict for c in kept] == [c.verdict for c in all_claims]
+
+
+def _fake_status(failed_rows):
+    from ibtools.failures import classify_runs
+
+    def fake(runs, estimator=None):  # every network ok but ``failed_rows`` (tiny networks do fail)
+        st = classify_runs(runs, estimator)
+        st["status"], st["failed"] = "ok", False
+        for activation, l2, seed in failed_rows:
+            hit = (st.activation == activation) & (st.l2 == l2) & (st.seed == seed)
+            st.loc[hit, ["status", "failed"]] = ["collapsed", True]
+        return st
+
+    return fake
+
+
+def test_failed_networks_are_left_out(data, monkeypatch):
+    monkeypatch.setattr(beyond, "classify_runs", _fake_status([("relu", 0.0, 0)]))
+    all_claims, kept, status, reason = beyond.claims_with_and_without_failed(data, EBAB.label)
+    assert reason == "" and int(status.failed.sum()) == 1
+    r4_all = next(c for c in all_claims if c.key == "R4")
+    r4_kept = next(c for c in kept if c.key == "R4")
+    assert "across 3 initializations" in r4_all.measured and "across 2 initializations" in r4_kept.measured
+
+
+def test_a_condition_left_with_too_few_networks_is_not_judged(data, monkeypatch):
+    monkeypatch.setattr(beyond, "classify_runs", _fake_status([("elu", 0.0, 0), ("elu", 0.0, 1)]))
+    all_claims, kept, status, reason = beyond.claims_with_and_without_failed(data, EBAB.label)
+    assert kept is None and "elu (L2 0): 1" in reason and len(all_claims) == len(KEYS)
+    table = beyond.verdict_table({"MNIST-1D": all_claims, "without failed": kept})
+    assert list(table.columns) == ["MNIST-1D", "without failed"] and set(table.index) == KEYS
+    assert (table["without failed"] == "not judged").all()
+    assert table["MNIST-1D"].isin(VERDICTS).all()
+    md = beyond.verdict_markdown({"MNIST-1D": all_claims, "without failed": kept})
+    assert md.count("\n") == len(KEYS) + 1 and "**not judged**" in md
+
+
+def test_layer_scores_have_intervals_around_their_means(data):
+    table = data.activations.table(EBAB.label)
+    s = beyond.layer_scores(table, EBAB.label)
+    assert len(s) == len(ACTS) * 5 and (s.n == 3).all()
+    finite = s.dropna(subset=["abs_low"])
+    assert (finite.abs_low <= finite.absolute + 1e-12).all() and (finite.absolute <= finite.abs_high + 1e-12).all()
+    direct = compression_scores(table, EBAB.label)
+    want = direct[(direct.activation == "tanh") & (direct.layer == 4)].absolute.mean()
+    assert s[(s.activation == "tanh") & (s.layer == 4)].absolute.iloc[0] == pytest.approx(want)
+    # exact I(X;T) never exceeds log2 N
+    exact = data.activations.table(EXACT.label)
+    assert exact.i_xt.max() <= beyond.ceiling_bits("mnist1d:num_samples=2000") + 1e-9
+
+
+def test_plot_layer_scores_returns_two_axes(data):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    s = beyond.layer_scores(data.activations.table(EBAB.label), EBAB.label)
+    axes = beyond.plot_layer_scores(s, ["h1", "h2", "h3", "h4", "softmax"])
+    assert len(axes) == 2 and axes[0].get_ylabel() == "compression (bits)"
+
+
+def test_ceiling_bits():
+    assert beyond.ceiling_bits("tishby") == 12.0
+    assert beyond.ceiling_bits("mnist1d") == pytest.approx(np.log2(5000))
+
+
+def test_verdict_table_of_nothing_judged():
+    t = beyond.verdict_table({"a": None})
+    assert isinstance(t, pd.DataFrame) and list(t.columns) == ["a"] and t.empty
+
+
+def test_estimator_specs():
+    assert beyond.estimator_specs(["exact", "ebab"]) == (EBAB, EXACT)
+    assert beyond.estimator_specs("ebab") == (EBAB,)
+    with pytest.raises(ValueError, match="unknown study estimator"):
+        beyond.estimator_specs(["ebab", "ksg"])
+    with pytest.raises(ValueError, match="must include 'ebab'"):
+        beyond.estimator_specs(["akde"])
+    with pytest.raises(ValueError, match="distinct"):
+        beyond.estimator_specs(["ebab", "ebab"])
+
+
+def test_plot_task_examples():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    out = beyond.plot_task_examples("mnist1d", per_class=2, ax=ax)
+    assert out is ax and len(ax.lines) == 20 and len(ax.get_yticks()) == 10
+    with pytest.raises(ValueError, match="per_class"):
+        beyond.plot_task_examples("mnist1d", per_class=0, ax=ax)
+    plt.close(fig)

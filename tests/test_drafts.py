@@ -1,0 +1,105 @@
+"""Draft chapters (book/drafts): not in the book yet (excluded from the build, absent from the
+table of contents), but held to the chapters' standards: a Colab badge and setup cell, one
+``parameters`` cell with every knob, stripped outputs, captioned figures, and a cheap setting at
+which the draft executes under papermill (tests/test_notebooks.py covers book/*.ipynb only)."""
+
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DRAFTS_DIR = ROOT / "book" / "drafts"
+DRAFTS = sorted(DRAFTS_DIR.glob("*.ipynb"))
+
+CHEAP = {
+    # MNIST-1D at 2000 samples, small widths, EBAB and the exact MI only (adaptive KDE is the slow
+    # estimator); the 12-bit comparison at the summary chapter's cheap setting
+    "10_beyond_12_bits": {"TASK": "mnist1d:num_samples=2000", "HIDDEN": "10,8,6,4", "SEEDS": 3, "EPOCHS": 12,
+                          "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015",
+                          "ESTIMATORS": "ebab,exact", "TISHBY_SEEDS": 3, "TISHBY_EPOCHS": 12, "SENSITIVITY": False},
+}
+
+
+def _run(path, out, parameters):
+    return pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
+                               cwd=str(path.parent), progress_bar=False, log_output=False)
+
+
+def _parameters_cell(nb):
+    return next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+
+
+def test_every_draft_has_cheap_parameters():
+    assert DRAFTS, "book/drafts holds the draft chapters"
+    assert {p.stem for p in DRAFTS} == set(CHEAP)
+
+
+def test_drafts_are_not_built_into_the_book():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert "book/drafts" in config["exclude_patterns"]
+    assert "drafts" not in (ROOT / "_toc.yml").read_text()
+    assert (DRAFTS_DIR / "README.md").is_file()
+
+
+def test_draft_skeleton():
+    for path in DRAFTS:
+        nb = nbformat.read(path, as_version=4)
+        first = nb.cells[0]
+        assert first.cell_type == "markdown" and first.source.startswith("# "), path.name
+        assert "colab.research.google.com/github/" in first.source and f"book/drafts/{path.name}" in first.source
+        tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and tagged[0] <= 3, f"{path.name}: one parameters cell, right after setup"
+        setup = nb.cells[tagged[0] - 1].source
+        assert "google.colab" in setup and "REPO_URL" in setup
+        assert all(not c.get("outputs") and c.get("execution_count") is None
+                   for c in nb.cells if c.cell_type == "code"), "outputs must be stripped"
+        assert nb.metadata.kernelspec.name == "python3"
+        for name in CHEAP[path.stem]:
+            assert f"\n{name} =" in "\n" + _parameters_cell(nb).source, f"{name} is not a parameter of {path.name}"
+
+
+def test_setup_cell_matches_the_chapters():
+    """The Colab part of the setup cell is generated for the chapters (ibtools.booklinks); the
+    drafts carry the same text, so moving one into the book needs no edit there."""
+    chapter = nbformat.read(ROOT / "book" / "05_activations.ipynb", as_version=4)
+    colab = chapter.cells[1].source.partition("import matplotlib.pyplot as plt")[0]
+    for path in DRAFTS:
+        nb = nbformat.read(path, as_version=4)
+        tagged = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+        assert nb.cells[tagged - 1].source.startswith(colab), path.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", DRAFTS, ids=lambda p: p.stem)
+def test_draft_executes_cheaply_with_captioned_figures(path, tmp_path):
+    params = dict(CHEAP[path.stem], SCRATCH_DIR=str(tmp_path / "scratch"))
+    out = _run(path, tmp_path / path.name, params)
+    code = [c for c in out.cells if c.cell_type == "code"]
+    assert not [o for c in code for o in c.get("outputs", []) if o.output_type == "error"]
+    drawn = [c for c in code if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
+    assert len(drawn) >= 3, "the draft draws its figures"
+    for c in drawn:  # captioned the way the chapters are (tests/test_book_html.py checks them in the book)
+        meta = c.metadata.get("mystnb", {})
+        assert meta.get("figure", {}).get("caption") and meta.get("figure", {}).get("name"), c.source[:80]
+        assert meta.get("image", {}).get("alt"), c.source[:80]
+    text = "".join(o.get("text", "") for c in code for o in c.get("outputs", []))
+    assert "same verdict as on the 12-bit task" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params, message", [
+    ({"TASK": "cifar"}, "unknown task 'cifar'"),
+    ({"ESTIMATORS": "ebab,ksg"}, "unknown study estimator"),
+    ({"ESTIMATOR": "akde", "ESTIMATORS": "ebab,exact"}, "must be one of ESTIMATORS"),
+    ({"L2S": "0.01,0.1"}, "needs 0 and at least one nonzero"),
+])
+def test_bad_parameters_stop_early_with_one_message(params, message, tmp_path):
+    path = DRAFTS_DIR / "10_beyond_12_bits.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        _run(path, tmp_path / "out.ipynb", params)
+    err = info.value
+    assert err.ename == "ParameterError" and message in err.evalue
+    assert len(err.traceback) == 1, "the message, not a traceback"
