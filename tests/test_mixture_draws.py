@@ -195,3 +195,81 @@ def test_mixture_bounds_are_the_kde_bounds_and_bracket_the_mixture(d, sigma):
     r = E.mixture_information(means, y, noise_std=sigma, seed=7)
     assert lo.i_xt - 4 * r.se_xt - FP <= r.i_xt <= up.i_xt + 4 * r.se_xt + FP
     assert lo.i_xt <= up.i_xt
+
+
+# -- through the Recorder -------------------------------------------------------------------
+# The task has 4096 inputs, so K draws make K * 4096 components per layer and cost grows like K^2:
+# these tests use K = 2, small networks and two recorded epochs.
+
+SIGMA = 0.1
+MIX1 = EstimatorSpec.make("mixture", noise_std=SIGMA, n_samples=2)
+MIX2 = EstimatorSpec.make("mixture", noise_std=SIGMA, n_samples=2, draws=2)
+LOWER = EstimatorSpec.make("mixture_bounds", noise_std=SIGMA, bound="lower")
+UPPER = EstimatorSpec.make("mixture_bounds", noise_std=SIGMA, bound="upper")
+
+
+def _noisy(seeds=(0,), estimators=(MIX1, MIX2, LOWER, UPPER), **kw):
+    from ibtools.config import TrainConfig
+
+    kw = {"epochs": 2, "n_log_points": 2, **kw}
+    return TrainConfig(activation="tanh", hidden=(4, 3), noise_std=SIGMA, seeds=seeds, estimators=estimators, **kw)
+
+
+@pytest.mark.slow
+def test_recorder_gives_k_draws_and_bounds_the_clean_means():
+    from ibtools.engine import mixture_seed, train
+    from ibtools.trainer import EnsembleTrainer
+
+    cfg = _noisy()
+    result = train(cfg, progress=False)
+    for spec in (MIX1, MIX2, LOWER, UPPER):
+        values = result.mi[spec.label]
+        assert np.isnan(values[:, -1]).all() and np.isfinite(values[:, :-1]).all(), spec.label
+    last = len(result.epochs) - 1
+    tr = EnsembleTrainer(cfg)
+    while tr.epoch < int(result.epochs[last]):
+        tr.train_epoch()
+    draws = [tr.evaluate_noisy_means(k)[0] for k in range(2)]
+    y = tr.y_all.numpy()
+    for layer in range(len(cfg.hidden)):
+        for k, seed in enumerate(cfg.seeds):
+            s = mixture_seed(0, seed, layer)
+            stack = torch.stack([d[layer][k] for d in draws])
+            again = E.mixture(stack, y, noise_std=SIGMA, n_samples=2, seed=s, draws=2)
+            assert result.mi[MIX2.label][last, layer, k, 0] == np.float32(again.i_xt)
+            assert result.mi[MIX2.label][last, layer, k, 1] == np.float32(again.i_ty)
+            for spec, bound in ((LOWER, "lower"), (UPPER, "upper")):
+                b = E.kde(draws[0][layer][k], y, noise_var=SIGMA * SIGMA, bound=bound)
+                assert result.mi[spec.label][last, layer, k, 0] == np.float32(b.i_xt)
+            # the one-draw value is what the bounds bracket (4 standard errors + 1e-3 bits)
+            full = E.mixture_information(draws[0][layer][k], y, noise_std=SIGMA, n_samples=2, seed=s)
+            lo = result.mi[LOWER.label][last, layer, k, 0]
+            up = result.mi[UPPER.label][last, layer, k, 0]
+            assert lo - 4 * full.se_xt - FP <= full.i_xt <= up + 4 * full.se_xt + FP
+    # first hidden layer: its draws are identical (no earlier noise), so K = 2 estimates the
+    # K = 1 quantity; the deeper layer may only drop, within Monte Carlo error (4 x 0.05 bits)
+    mix1, mix2 = result.mi[MIX1.label], result.mi[MIX2.label]
+    np.testing.assert_allclose(mix2[:, 0], mix1[:, 0], atol=4 * 0.05)
+    assert (mix2[:, 1:-1, :, 0] <= mix1[:, 1:-1, :, 0] + 4 * 0.05).all()
+
+
+@pytest.mark.slow
+def test_k_draws_do_not_depend_on_the_ensemble():
+    from ibtools.engine import train
+
+    alone = train(_noisy(seeds=(3,), estimators=(MIX2,), ensemble_invariant=True), progress=False)
+    shared = train(_noisy(seeds=(7, 3), estimators=(MIX2,), ensemble_invariant=True), progress=False)
+    for label, values in alone.mi.items():
+        assert np.array_equal(values[:, :, 0], shared.mi[label][:, :, 1], equal_nan=True), label
+
+
+def test_probe_seconds_times_the_clean_means_estimators(monkeypatch):
+    from ibtools import engine
+
+    calls = []
+    real = engine.Recorder._record_mixture
+    monkeypatch.setattr(engine.Recorder, "_record_mixture",
+                        lambda self, *a: calls.append(a[1].label) or real(self, *a))
+    cfg = _noisy(seeds=(0, 1, 2), estimators=(MIX1, LOWER))
+    assert engine.probe_seconds(cfg, train_epochs=1, probe_networks=1) > 0
+    assert calls == [MIX1.label, LOWER.label]  # as the Recorder runs them, on the clean means
