@@ -164,10 +164,11 @@ def ground_truth_units(**kwargs) -> list[TrainConfig]:
 
 
 def estimate_seconds(units, probe_networks: int = 2, train_epochs: int = 3) -> list[float]:
-    """Estimated CPU seconds (one thread) of each unit, from :func:`ibtools.engine.probe_seconds`
-    on this machine now: a short probe (a few epochs of training, one evaluation of every
-    estimator on ``probe_networks`` networks) extrapolated linearly; rough (a factor of about
-    1.5), and proportionally longer on a loaded machine."""
+    """Estimated wall seconds of each unit run as one single-threaded process, from
+    :func:`ibtools.engine.probe_seconds` on this machine now: a short probe (a few epochs of
+    training, one evaluation of every estimator on ``probe_networks`` networks) extrapolated
+    linearly. Rough (a factor of about 1.5), and wall time: on a machine loaded by other
+    processes it is longer than the CPU time the unit needs, by about the load per core."""
     from .engine import probe_seconds
 
     return [probe_seconds(u, train_epochs=train_epochs, probe_networks=probe_networks) for u in units]
@@ -218,13 +219,14 @@ def main(argv=None) -> int:
             print(f"{part}: {len(units)} units, {len(todo)} to compute", flush=True)
             costs = [None] * len(todo) if args.no_estimate else estimate_seconds(todo)
             for unit, cost in zip(todo, costs):
-                print(f"  {_describe(unit)}" + ("" if cost is None else f"  ~{cost / 3600:.2f} CPU-h"), flush=True)
+                print(f"  {_describe(unit)}" + ("" if cost is None else f"  ~{cost / 3600:.2f} h"), flush=True)
             if not args.no_estimate:
                 total += sum(costs)
         if not args.no_estimate:
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-            print(f"estimated total: {total / 3600:.1f} CPU-hours (one thread per unit; load average {load:.1f} "
-                  f"on {os.cpu_count()} cores during the probe)")
+            print(f"estimated total: {total / 3600:.1f} hours of one single-threaded process (wall time at the "
+                  f"probe's load: load average {load:.1f} on {os.cpu_count()} cores; units run in parallel "
+                  "processes share the cores)")
         return 0
     try:
         run_ground_truth(cache, tuple(args.parts))
