@@ -114,8 +114,10 @@ class Recorder:
 
     Every estimator runs on every layer's activity as :meth:`~ibtools.trainer.EnsembleTrainer.evaluate` returns
     it (quantized activity on quantized networks; on noisy ones the activity with one draw of
-    the noise), except ``"mixture"``, which gets the clean means of the hidden layers and NaN
-    for the softmax output (see ``Recorder._record_mixture``).
+    the noise), except ``"mixture"`` and ``"mixture_bounds"``
+    (:data:`~ibtools.estimators.CLEAN_MEANS_ESTIMATORS`), which get the clean means of the
+    hidden layers (K draws of them for ``"mixture"`` with ``draws=K``) and NaN for the softmax
+    output (see ``Recorder._record_mixture``).
     """
 
     def __init__(self, config: TrainConfig, trainer: EnsembleTrainer):
