@@ -20,7 +20,6 @@ which has no noise of its own in a noisy network (``mixture`` leaves it NaN). Su
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from .claims import RULES, activation_claims, generalization_claim, initialization_claims
