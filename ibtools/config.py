@@ -13,7 +13,7 @@ import numpy as np
 
 from .activations import get_activation
 from .data import SPLIT_KINDS
-from .estimators import check_params, check_values, estimator_names
+from .estimators import CLEAN_MEANS_ESTIMATORS, check_params, check_values, estimator_names
 from .geometry import check_measure_names
 from .networks import INIT_SCHEMES
 from .perturb import check_noise_std, check_quantize_bits
@@ -214,8 +214,9 @@ class TrainConfig:
         after the activation, during training and evaluation (after Goldfeld et al. 2019), so
         that I(X;T) is finite; each network's noise comes from its own generator seeded by
         (seed, epoch, step) (see :mod:`ibtools.perturb`). 0 (default): no noise; left out of
-        :meth:`key` and :meth:`to_dict` then. A ``"mixture"`` estimator needs ``noise_std > 0``
-        and its own ``noise_std`` equal to this one (the Recorder gives it the clean means; see
+        :meth:`key` and :meth:`to_dict` then. A ``"mixture"`` or ``"mixture_bounds"`` estimator
+        needs ``noise_std > 0`` and its own ``noise_std`` equal to this one (the Recorder gives
+        it the clean means; see
         :class:`ibtools.engine.Recorder`). Cannot be combined with ``quantize_bits``: noise
         after quantization makes the activity continuous again (no exact counting), noise
         before it makes a discrete stochastic layer that neither the counting nor the
@@ -332,9 +333,10 @@ class TrainConfig:
             raise ValueError(f"quantize_bits ({self.quantize_bits}) and noise_std ({self.noise_std}) cannot both be "
                              "set: a quantized network is for exact MI by counting distinct rows, which noise would "
                              "break; choose one")
-        for spec in estimators:  # the mixture estimate needs the network's own noise level
-            sigma = spec.kwargs.get("noise_std") if spec.name == "mixture" else None
-            if spec.name == "mixture" and (self.noise_std == 0 or float(sigma) != self.noise_std):
+        for spec in estimators:  # the mixture estimate and bounds need the network's own noise level
+            on_means = spec.name in CLEAN_MEANS_ESTIMATORS
+            sigma = spec.kwargs.get("noise_std") if on_means else None
+            if on_means and (self.noise_std == 0 or float(sigma) != self.noise_std):
                 raise ValueError(f"estimator {spec.label} needs a noisy network with the same noise: its noise_std "
                                  f"({sigma}) must equal the config's noise_std ({self.noise_std}, 0 = no noise)")
         object.__setattr__(self, "measures", check_measure_names(self.measures))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
-from .estimators import get_estimator, resolve_params
+from .estimators import CLEAN_MEANS_ESTIMATORS, get_estimator, resolve_params
 from .geometry import get_measure
 from .trainer import EnsembleTrainer
 from .validation import check_int, parse_int
@@ -123,8 +123,10 @@ class Recorder:
 
     Every estimator runs on every layer's activity as :meth:`~ibtools.trainer.EnsembleTrainer.evaluate` returns
     it (quantized activity on quantized networks; on noisy ones the activity with one draw of
-    the noise), except ``"mixture"``, which gets the clean means of the hidden layers and NaN
-    for the softmax output (see ``Recorder._record_mixture``).
+    the noise), except ``"mixture"`` and ``"mixture_bounds"``
+    (:data:`~ibtools.estimators.CLEAN_MEANS_ESTIMATORS`), which get the clean means of the
+    hidden layers (K draws of them for ``"mixture"`` with ``draws=K``) and NaN for the softmax
+    output (see ``Recorder._record_mixture``).
     """
 
     def __init__(self, config: TrainConfig, trainer: EnsembleTrainer):
@@ -218,7 +220,7 @@ class Recorder:
             for spec in self.config.estimators:
                 if epoch not in self.when[spec.label]:
                     continue
-                if spec.name == "mixture":  # on the clean means, not on the noisy activity
+                if spec.name in CLEAN_MEANS_ESTIMATORS:  # on the clean means, not on the noisy activity
                     self._record_mixture(epoch, spec, ok, y)
                     continue
                 fn = get_estimator(spec.name)
@@ -234,21 +236,31 @@ class Recorder:
         self.recorded.add(epoch)
 
     def _record_mixture(self, epoch: int, spec, ok: np.ndarray, labels) -> None:
-        """The ``"mixture"`` estimator (Monte Carlo I(X;T), I(T;Y) of a noise-injected layer) of
-        the hidden layers of the networks ``ok`` at ``epoch``.
+        """The estimators of a noise-injected layer that take its clean means
+        (:data:`~ibtools.estimators.CLEAN_MEANS_ESTIMATORS`: ``"mixture"``, the Monte Carlo
+        I(X;T), I(T;Y), and ``"mixture_bounds"``, the Kolchinsky-Tracey bounds) of the hidden
+        layers of the networks ``ok`` at ``epoch``.
 
-        It runs on the **clean means** of each hidden layer from
-        ``trainer.evaluate_noisy_means(0)`` (the activity before the layer's own noise, given the
-        sampled previous layer: the realization :meth:`~ibtools.trainer.EnsembleTrainer.evaluate` returns at this
-        epoch), with the spec's ``noise_std``, which ``TrainConfig`` has checked equals the
-        network's. Every other estimator on a noisy network sees the noisy activity that
-        ``evaluate()`` returns (one draw of all the noise). The softmax output has no noise of
-        its own, so its ``mixture`` values stay NaN.
+        They run on the **clean means** of each hidden layer from
+        ``trainer.evaluate_noisy_means(k)`` (the activity before the layer's own noise, given the
+        sampled previous layer; draw 0 is the realization
+        :meth:`~ibtools.trainer.EnsembleTrainer.evaluate` returns at this epoch), with the spec's
+        ``noise_std``, which ``TrainConfig`` has checked equals the network's. Every other
+        estimator on a noisy network sees the noisy activity that ``evaluate()`` returns (one
+        draw of all the noise). The softmax output has no noise of its own, so its values stay
+        NaN.
 
-        With one draw of the earlier layers' noise (K = 1), the values of the second and deeper
-        hidden layers estimate I(X; T_l | earlier noise) >= I(X; T_l): they over-state the
-        information (see :func:`ibtools.estimators.mixture.mixture_information`); the first
-        hidden layer's are unbiased up to the Monte Carlo error.
+        With one draw of the earlier layers' noise (``draws=1``, the default, and always for
+        ``"mixture_bounds"``), the values of the second and deeper hidden layers estimate
+        I(X; T_l | earlier noise) >= I(X; T_l): they over-state the information (see
+        :func:`ibtools.estimators.mixture.mixture_information`); the first hidden layer's are
+        unbiased up to the Monte Carlo error. A ``"mixture"`` spec with ``draws=K > 1`` gets,
+        per network and layer, the stack (K, N, width) of the clean means under draws
+        0..K-1 of :meth:`~ibtools.trainer.EnsembleTrainer.evaluate_noisy_means` (each seeded by
+        the network's seed, the epoch and the draw alone), which lowers the over-statement;
+        the first hidden layer's K draws are identical (no earlier noise), so there it equals
+        the one-draw value in expectation. The draws are computed once per epoch and shared by
+        every spec that needs them.
 
         Seeds: network ``s``'s layer ``l`` draws from ``mixture_seed(spec seed, s, l)``, a
         function of these alone, so its numbers do not depend on which networks share its
@@ -256,20 +268,36 @@ class Recorder:
         used at every epoch (common random numbers: epoch-to-epoch changes carry less Monte
         Carlo noise than either value's standard error).
         """
-        cached = getattr(self, "_noisy_means", None)  # computed once per epoch for all mixture specs
-        if cached is None or cached[0] != epoch:
-            self._noisy_means = cached = (epoch, self.trainer.evaluate_noisy_means(0)[0])
         params = spec.kwargs
-        base = int(params.pop("seed", 0))
-        fn = get_estimator("mixture")
+        K = int(params.get("draws", 1))
+        draws = self._clean_means(epoch, K)
+        fn = get_estimator(spec.name)
+        base = int(params.pop("seed", 0)) if spec.name == "mixture" else None
         out = self.mi[spec.label]
         i = self.index[epoch]
-        for layer, means in enumerate(cached[1]):
+        for layer in range(len(draws[0])):
             for k in ok:
-                params["seed"] = mixture_seed(base, self.config.seeds[k], layer)
-                result = fn(means[k], labels, **params)
+                if base is not None:
+                    params["seed"] = mixture_seed(base, self.config.seeds[k], layer)
+                if K == 1:
+                    means = draws[0][layer][k]
+                else:
+                    means = torch.stack([d[layer][k] for d in draws[:K]])
+                result = fn(means, labels, **params)
                 out[i, layer, k, 0] = result[0]
                 out[i, layer, k, 1] = result[1]
+
+    def _clean_means(self, epoch: int, K: int) -> list:
+        """Draws 0..K-1 of the clean means of every hidden layer at ``epoch``: a list over draws
+        of lists over layers of (S, N, width) tensors, computed once per epoch (a cache that
+        :meth:`record` drops after the epoch)."""
+        cached = getattr(self, "_noisy_means", None)
+        if cached is None or cached[0] != epoch:
+            self._noisy_means = cached = (epoch, [])
+        have = cached[1]
+        while len(have) < K:
+            have.append(self.trainer.evaluate_noisy_means(len(have))[0])
+        return have
 
     def _record_measures(self, epoch: int, layers, labels) -> None:
         """Geometric measures (``config.measures``) of every layer of the networks that have not

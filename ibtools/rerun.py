@@ -133,13 +133,16 @@ class DirtyTreeError(RuntimeError):
 
 
 def _check_clean(cache: Path, stored_dir: Path = RERUN_RESULTS) -> str:
+    """The source commit; raises :class:`DirtyTreeError` when ``cache`` is ``stored_dir`` (a
+    directory of stored results, :data:`RERUN_RESULTS` by default) and the tree is not clean."""
     from ._version import source_commit
 
     commit = source_commit()
     stored = Path(cache).resolve() == Path(stored_dir).resolve()
     if stored and (not commit or commit.endswith("-dirty")):
+        name = f"results/{Path(stored_dir).name}"
         raise DirtyTreeError(
-            f"results/{Path(stored_dir).name} holds stored results, which must come from a clean, committed tree; the source "
+            f"{name} holds stored results, which must come from a clean, committed tree; the source "
             f"tree is at {commit or 'an unknown commit'}. Commit (or stash) the changes first, or compute into "
             "another directory with --cache.")
     return commit or "unknown"

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from .config import TrainConfig
 from .data import Dataset
 from .engine import Recorder
-from .estimators import get_estimator, resolve_params
+from .estimators import CLEAN_MEANS_ESTIMATORS, get_estimator, resolve_params
 from .results import RunResult, atomic_write_bytes, provenance
 from .trainer import EnsembleTrainer
 
@@ -306,7 +306,9 @@ def probe_seconds(config: TrainConfig, *, train_epochs: int = 3, probe_networks:
 
     Times ``train_epochs`` epochs of the full ensemble and one evaluation of every estimator on
     ``probe_networks`` networks, then extrapolates linearly (estimators cost the same per
-    network). Takes a few seconds; the estimate is rough (within a factor of about 1.5).
+    network). Estimators of noisy networks' clean means (``mixture``, with its ``draws``, and
+    ``mixture_bounds``) are timed as the Recorder runs them, on the hidden layers only. Takes a
+    few seconds; the estimate is rough (within a factor of about 1.5).
     """
     trainer = EnsembleTrainer(config)
     trainer.train_epoch()  # warm-up
@@ -320,7 +322,13 @@ def probe_seconds(config: TrainConfig, *, train_epochs: int = 3, probe_networks:
     y = probe.trainer.y_all
     total = per_epoch * config.epochs
     scale = len(config.seeds) / len(small.seeds)
+    ok = np.arange(len(small.seeds))
     for spec in config.estimators:
+        if spec.name in CLEAN_MEANS_ESTIMATORS:  # hidden layers' clean means, K draws of them
+            t0 = time.perf_counter()
+            probe._record_mixture(int(probe.epochs[0]), spec, ok, y)
+            total += (time.perf_counter() - t0) * scale * len(config.estimator_schedule(spec))
+            continue
         params = resolve_params(spec.name, spec.kwargs)  # max_value="network": the layer's own range
         fn = get_estimator(spec.name)
         t0 = time.perf_counter()

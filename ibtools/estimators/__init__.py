@@ -7,18 +7,20 @@ device, and ``labels`` an integer array of length n_samples. It returns an
 distinct input (so I(X;T) = H(T) for the discretized estimators). A stack of networks,
 (n_networks, n_samples, n_units), gives arrays of shape (n_networks,) instead of floats.
 
-======== ============================ ====================================================
-name     function                     what it measures
-======== ============================ ====================================================
-fixed    :func:`fixed_binning`        equal-width bins on a fixed range (Tishby)
-binsize  :func:`binsize_binning`      bins of fixed width, unbounded (Saxe et al.)
-max      :func:`max_binning`          equal-width bins up to the layer's (or a given) maximum
-ebab     :func:`ebab`                 entropy-based adaptive binning (Chelombiev et al.)
-kde      :func:`kde`                  Kolchinsky-Tracey bounds, fixed noise variance
-akde     :func:`akde`                 the same with noise variance scaled to the layer's maximum
-exact    :func:`exact`                exact I of the deterministic layer: its distinct rows
-mixture  :func:`mixture`              Monte Carlo I of a noise-injected layer (clean means in)
-======== ============================ ====================================================
+============== ============================ ==============================================
+name           function                     what it measures
+============== ============================ ==============================================
+fixed          :func:`fixed_binning`        equal-width bins on a fixed range (Tishby)
+binsize        :func:`binsize_binning`      bins of fixed width, unbounded (Saxe et al.)
+max            :func:`max_binning`          equal-width bins up to the layer's (or a given) maximum
+ebab           :func:`ebab`                 entropy-based adaptive binning (Chelombiev et al.)
+kde            :func:`kde`                  Kolchinsky-Tracey bounds, fixed noise variance
+akde           :func:`akde`                 the same with noise variance scaled to the layer's maximum
+exact          :func:`exact`                exact I of the deterministic layer: its distinct rows
+mixture        :func:`mixture`              Monte Carlo I of a noise-injected layer (clean means in;
+                                            ``draws=K`` for deeper layers)
+mixture_bounds :func:`mixture_bounds`       Kolchinsky-Tracey bounds of the same layer (clean means in)
+============== ============================ ==============================================
 """
 
 from ._core import InformationEstimate
@@ -34,7 +36,7 @@ from .binning import (
 )
 from .exact import exact
 from .kde import AKDE_ALPHA, akde, akde_noise_var, kde
-from .mixture import MixtureEstimate, gaussian_entropy_bits, mixture, mixture_information
+from .mixture import CLEAN_MEANS_ESTIMATORS, MixtureEstimate, gaussian_entropy_bits, mixture, mixture_bounds, mixture_information
 from .registry import (
     ESTIMATORS,
     check_params,
@@ -61,6 +63,8 @@ __all__ = [
     "exact",
     "mixture",
     "mixture_information",
+    "mixture_bounds",
+    "CLEAN_MEANS_ESTIMATORS",
     "MixtureEstimate",
     "gaussian_entropy_bits",
     "ESTIMATORS",

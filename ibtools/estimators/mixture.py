@@ -47,7 +47,8 @@ from ._core import LN2, InformationEstimate, check_positive_float, dense_rank, f
 from .exact import distinct_row_ids
 from ..validation import check_int
 
-__all__ = ["mixture", "mixture_information", "MixtureEstimate", "gaussian_entropy_bits"]
+__all__ = ["mixture", "mixture_information", "mixture_bounds", "MixtureEstimate", "gaussian_entropy_bits",
+           "CLEAN_MEANS_ESTIMATORS"]
 
 #: default target standard error of each estimate, bits
 TARGET_SE = 0.05
@@ -380,7 +381,7 @@ def mixture_information(means, labels, noise_std: float, n_samples: int | None =
 
 
 def mixture(activity, labels, noise_std: float, n_samples: int | None = None,
-            target_se: float | None = TARGET_SE, seed: int = 0) -> InformationEstimate:
+            target_se: float | None = TARGET_SE, seed: int = 0, draws: int = 1) -> InformationEstimate:
     """Monte Carlo I(X;T) and I(T;Y), in bits, of a layer with Gaussian noise of std ``noise_std``.
 
     The registered form of :func:`mixture_information` (name ``"mixture"``): returns only the
@@ -389,24 +390,42 @@ def mixture(activity, labels, noise_std: float, n_samples: int | None = None,
 
     Parameters
     ----------
-    activity : array or tensor, shape (n_samples, n_units) or (n_networks, n_samples, n_units)
+    activity : array or tensor
         The **clean** (noiseless) layer output ``S_i`` for every input: the means of the noisy
-        layer ``T = S + Z``. A stack gives one result per network (each network with one draw,
-        K = 1, and its own generator seeded with ``seed``, so a network's numbers do not depend
-        on the others in the stack).
+        layer ``T = S + Z``. With ``draws=1`` (the default): shape (n_samples, n_units), or
+        (n_networks, n_samples, n_units) for a stack, one result per network. With ``draws=K >
+        1``: shape (K, n_samples, n_units) for one network, whose draw ``k`` holds the layer's
+        clean means computed from the ``k``-th independent draw of the earlier layers' noise,
+        or (n_networks, K, n_samples, n_units) for a stack. The leading draw axis must have
+        exactly ``K`` entries. Every network of a stack gets its own generator seeded with
+        ``seed``, so a network's numbers do not depend on the others in the stack.
     labels : array of int, shape (n_samples,)
     noise_std : float
         Standard deviation sigma > 0 of the noise, in activity units.
     n_samples, target_se, seed
         As for :func:`mixture_information` (only an integer seed here).
+    draws : int
+        K >= 1, the number of draws of the earlier layers' noise per input that ``activity``
+        holds. K = 1 (default) is exact for the first noisy layer and over-states I(X;T_l) of
+        deeper ones; K > 1 takes ``p(t|x)`` as the mixture of the input's K Gaussians, which
+        lowers that over-statement towards the true value as K grows (see Notes of
+        :func:`mixture_information`). Cost grows like K**2 (K N components, each sampled).
 
     Returns
     -------
     InformationEstimate
         ``(i_xt, i_ty)`` in bits, unbiased up to Monte Carlo error when the layer's noise is the
-        only noise given the input (see :func:`mixture_information` for deeper layers, where this
+        only noise given the input (see :func:`mixture_information` for deeper layers, where the
         one-draw form over-states I(X;T)). Unlike :func:`kde`, this is not a bound: the KDE upper
-        and lower bounds with ``noise_var = noise_std**2`` bracket it.
+        and lower bounds with ``noise_var = noise_std**2`` (:func:`mixture_bounds`) bracket the
+        one-draw value.
+
+    Raises
+    ------
+    ValueError
+        For a non-positive ``noise_std``, a ``draws`` that is not an integer >= 1, an activity
+        whose shape does not fit ``draws`` (the message gives the shapes allowed), or bad
+        ``n_samples``, ``target_se``, ``seed``, activity or labels.
     """
     noise_std = check_positive_float(noise_std, "noise_std")
     n_samples, target_se = _check_sampling(n_samples, target_se)
@@ -414,6 +433,9 @@ def mixture(activity, labels, noise_std: float, n_samples: int | None = None,
         raise ValueError("mixture takes an integer seed (each network of a stack is seeded with it); "
                          "use mixture_information for a Generator")
     _check_seed(seed)
+    draws = check_int(draws, "draws (draws of the earlier layers' noise per input)", 1)
+    if draws > 1:
+        return _mixture_of_draws(activity, labels, noise_std, n_samples, target_se, int(seed), draws)
     p = prepare(activity, labels)
     a = p.activity.cpu().numpy()
     y = p.labels.cpu().numpy()
@@ -424,3 +446,85 @@ def mixture(activity, labels, noise_std: float, n_samples: int | None = None,
                          np.random.default_rng(int(seed)), p.activity.device)
         i_xt[k], i_ty[k] = r.i_xt, r.i_ty
     return finish(p, i_xt, i_ty)
+
+
+def _mixture_of_draws(activity, labels, noise_std, n_samples, target_se, seed: int, draws: int) -> InformationEstimate:
+    """:func:`mixture` with ``draws = K > 1``: activity (K, N, d) or (S, K, N, d)."""
+    raw = activity.detach() if isinstance(activity, torch.Tensor) else np.asarray(activity)
+    shape = tuple(raw.shape)
+    if len(shape) not in (3, 4) or shape[-3] != draws:
+        raise ValueError(
+            f"with draws={draws}, activity must have shape ({draws}, n_samples, n_units) for one network or "
+            f"(n_networks, {draws}, n_samples, n_units) for a stack (draw k: the layer's clean means under the "
+            f"k-th draw of the earlier layers' noise); got shape {shape}")
+    batched = len(shape) == 4
+    stack = raw if batched else raw[None]
+    i_xt, i_ty = np.empty(stack.shape[0]), np.empty(stack.shape[0])
+    for k in range(stack.shape[0]):
+        r = mixture_information(stack[k], labels, noise_std, n_samples=n_samples, target_se=target_se,
+                                seed=np.random.default_rng(seed))
+        i_xt[k], i_ty[k] = r.i_xt, r.i_ty
+    if batched:
+        return InformationEstimate(i_xt, i_ty)
+    return InformationEstimate(float(i_xt[0]), float(i_ty[0]))
+
+
+def _probe_input(activity: np.ndarray, params: dict) -> np.ndarray:
+    """The registry's value probe (:func:`ibtools.estimators.check_values`) for ``mixture``: a
+    probe layer (N, d) repeated as ``draws`` identical draws when ``draws > 1``."""
+    draws = params.get("draws", 1)
+    if isinstance(draws, (int, np.integer)) and not isinstance(draws, bool) and draws > 1:
+        return np.stack([activity] * int(draws))
+    return activity
+
+
+mixture.probe_input = _probe_input
+
+
+def mixture_bounds(activity, labels, noise_std: float, bound: str = "upper",
+                   chunk_size: int | None = None) -> InformationEstimate:
+    """Kolchinsky-Tracey bounds on I(X;T), in bits, of a noisy layer with known noise
+    ``N(0, noise_std**2 I)``, computed on its **clean** means.
+
+    The registered name ``"mixture_bounds"``: :func:`ibtools.estimators.kde` with
+    ``noise_var = noise_std**2`` applied to the clean means ``S_i`` of ``T = S + Z`` (the
+    :class:`~ibtools.engine.Recorder` gives it the same means as ``"mixture"`` with one draw,
+    never the noisy activity). For the layer whose own noise is the only noise given the input
+    (the first noisy layer, or a deeper one given one draw of the earlier noise), ``T|X=x_i ~
+    N(S_i, sigma^2 I)`` is exactly the Gaussian mixture the bounds are about, so::
+
+        I_lower(X;T) <= I(X;T) = (one-draw) mixture value <= I_upper(X;T)
+
+    (pairwise Bhattacharyya and KL bounds on h(T), Kolchinsky & Tracey 2017). The Monte Carlo
+    estimate of :func:`mixture` (K = 1) must then lie between them up to its standard error.
+    For deeper layers the pair brackets I(X;T_l | earlier noise), which over-states I(X;T_l);
+    the upper bound is then still an upper bound of the true I(X;T_l) in expectation over the
+    earlier noise, the lower bound is not a lower bound of it.
+
+    Parameters
+    ----------
+    activity : array or tensor, shape (n_samples, n_units) or (n_networks, n_samples, n_units)
+        Clean means of the noisy layer.
+    labels : array of int, shape (n_samples,)
+    noise_std : float
+        Standard deviation sigma > 0 of the layer's noise, in activity units (the network's).
+    bound : {"upper", "lower"}
+        ``"upper"``: KL bound (biased high); ``"lower"``: Bhattacharyya bound (biased low).
+    chunk_size : int, optional
+        As for :func:`ibtools.estimators.kde`.
+
+    Returns
+    -------
+    InformationEstimate
+        ``(i_xt, i_ty)`` in bits. ``i_xt`` is a bound on I(X;T); ``i_ty`` is a difference of
+        bounds, an estimate of I(T;Y) that is not itself a bound.
+    """
+    from .kde import kde
+
+    noise_std = check_positive_float(noise_std, "noise_std")
+    return kde(activity, labels, noise_var=noise_std * noise_std, bound=bound, chunk_size=chunk_size)
+
+
+#: Estimators that the :class:`~ibtools.engine.Recorder` runs on the clean means of a noisy
+#: network's hidden layers (not on the noisy activity), with the network's own ``noise_std``.
+CLEAN_MEANS_ESTIMATORS = ("mixture", "mixture_bounds")

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 from .binning import NETWORK_MAX, binsize_binning, ebab, fixed_binning, max_binning
 from .exact import exact
 from .kde import akde, kde
-from .mixture import mixture
+from .mixture import mixture, mixture_bounds
 
 __all__ = ["ESTIMATORS", "get_estimator", "register_estimator", "check_params", "check_values", "estimator_names",
            "resolve_params"]
@@ -24,6 +24,7 @@ ESTIMATORS: dict[str, Callable] = {
     "akde": akde,
     "exact": exact,
     "mixture": mixture,
+    "mixture_bounds": mixture_bounds,
 }
 
 
@@ -122,7 +123,9 @@ def resolve_params(name: str, params: Mapping[str, Any], network_max=None) -> di
 
 def check_values(name: str, params: Mapping[str, Any]) -> None:
     """Check the *values* of ``params`` before any work starts, by running estimator ``name`` once
-    on a small fixed probe layer (64 rows, 2 units, two classes; about a millisecond).
+    on a small fixed probe layer (64 rows, 2 units, two classes; about a millisecond). An
+    estimator whose input shape depends on its parameters carries a ``probe_input(activity,
+    params)`` attribute that reshapes the probe layer (``mixture`` with ``draws > 1``).
 
     :func:`check_params` checks only the names; an impossible value (``alpha=-1``, ``n_bins=0``)
     would otherwise surface only at the first recorded epoch of a long run. A value resolved from
@@ -154,7 +157,11 @@ def _probe(name: str, items: tuple) -> None:
 
     activity = np.linspace(-1.0, 1.0, 128, dtype=np.float32).reshape(64, 2)
     labels = np.arange(64) % 2
+    fn = get_estimator(name)
+    adapt = getattr(fn, "probe_input", None)  # an estimator whose input shape depends on its parameters
     try:
-        get_estimator(name)(activity, labels, **dict(items))
+        if adapt is not None:
+            activity = adapt(activity, dict(items))
+        fn(activity, labels, **dict(items))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"estimator {name!r} cannot use {dict(items)}: {exc}") from None
