@@ -269,7 +269,8 @@ def _part_units(**kwargs) -> list[tuple[str, str, TrainConfig]]:
         for config in (single_rerun_config(activation, epochs), _invariant(snapshot_config(activation, epochs=epochs)),
                        single_exact_config(activation, epochs)):
             out.append(("single", "paper", config))
-    for part, sweep in rerun_sweeps(**kwargs).items():
+    parts = [p for p in kwargs.pop("parts", RERUN_PARTS) if p != "single"]
+    for part, sweep in rerun_sweeps(parts=parts, **kwargs).items():
         for unit in sweep.units():
             if unit.key() not in seen:
                 seen.add(unit.key())

@@ -144,7 +144,7 @@ NETWORK_SETS = ("all networks", "without failed")
 def arm_claims(data: StudyData, label: str, *, epochs=None, status: pd.DataFrame | None = None, rng=0) -> list:
     """Like :func:`study_claims`, for data that may lack parts: ``data.l2`` None skips the L2
     claims (R6) and the pool claim (R7); ``data.relu_single`` None skips R1. Used for the second
-    initialization arm, which has the activation sweep only."""
+    initialization arm, which has the activation sweep only. Sorted by key."""
     if data.l2 is not None and data.relu_single is not None:
         return study_claims(data, label, epochs=epochs, status=status, rng=rng)
     act = _prep(data.activations.table(label), epochs, status)
@@ -152,12 +152,21 @@ def arm_claims(data: StudyData, label: str, *, epochs=None, status: pd.DataFrame
     if data.relu_single is not None:
         out.append(global_range_claim(data.relu_single, data.relu_ranged))
     out += activation_claims(act, label)
-    if "relu" in set(act.activation):
+    if data.l2 is not None:
+        l2t = _prep(data.l2.table(label), epochs, status)
+        relu = act[act.activation == "relu"] if "relu" in set(act.activation) else l2t[l2t.l2 == 0]
+        out += initialization_claims(relu, label)
+        out += l2_claims(l2t, _prep(data.l2.history_table(), None, status), label)
+        pool_t = _prep(data.pool.table(label), epochs, status)
+        out.append(generalization_claim(pool_t, _prep(data.pool.history_table(), None, status), label, rng=rng)[0])
+    elif "relu" in set(act.activation):
         out += initialization_claims(act[act.activation == "relu"], label)
     return sorted(out, key=lambda c: (c.key[:2], c.key))
 
 
-def _label(name: str) -> str:
+def _label(name) -> str:
+    if hasattr(name, "label"):  # an EstimatorSpec
+        return name.label
     if name == EXACT_NAME:
         from .rerun import EXACT
 
@@ -190,9 +199,9 @@ def rerun_verdicts(arms: dict, settings=RERUN_SETTINGS, *, exact: bool = True, s
     arms : dict
         ``{arm name: StudyData}``, e.g. ``{"paper": ..., "tishby": ...}``. An arm without an L2
         sweep or single networks (``None``) is judged on :data:`ARM_CLAIMS` only.
-    settings : sequence of str
-        Short names of the settings compared (:data:`RERUN_SETTINGS`); every one must be recorded
-        in every network.
+    settings : sequence of str or EstimatorSpec
+        Short names of the settings compared (:data:`RERUN_SETTINGS`), or specs (their label then
+        names the column); every one must be recorded in every network.
     status_estimator : str
         Short name of the setting whose I(X;T) the failure criteria read.
 
@@ -207,10 +216,10 @@ def rerun_verdicts(arms: dict, settings=RERUN_SETTINGS, *, exact: bool = True, s
     ValueError
         When the compared settings share no epoch, or an arm has no networks.
     """
-    names = list(settings) + ([EXACT_NAME] if exact else [])
+    labels = [_label(n) for n in list(settings) + ([EXACT_NAME] if exact else [])]
+    names = [n.label if hasattr(n, "label") else n for n in settings] + ([EXACT_NAME] if exact else [])
     if not names:
         raise ValueError("rerun_verdicts needs at least one setting")
-    labels = [_label(n) for n in names]
     out = {}
     for arm, data in arms.items():
         if not data.pool.runs:
@@ -249,21 +258,23 @@ def rerun_verdict_frame(results: dict, networks: str = "all networks", skip=("R1
 
 
 def rerun_study_data(activations=None, l2s=None, *, epochs=None, seeds=None, arms=None, estimators=None,
-                     results_dir=None, scratch_dir=None, progress: bool = True) -> dict:
+                     measures=None, single: bool = True, results_dir=None, scratch_dir=None, progress: bool = True) -> dict:
     """``{arm: StudyData}`` of the re-run, read through :mod:`ibtools.rerun`'s loaders (stored
     units when the parameters match the stored study exactly, computed in ``scratch_dir``
     otherwise). The paper arm has everything (activation sweep, L2 sweep, their pool, the single
     ReLU network and its network-wide-range re-run); every other arm (``"tishby"``) has its
     activation sweep only (``l2``, ``relu_single`` and ``relu_ranged`` None). Defaults: the
     full re-run (:data:`ibtools.rerun.INIT_ARMS`, the paper's activations and L2 strengths,
-    50 seeds, 8000 epochs, :data:`ibtools.rerun.RERUN_ESTIMATORS`)."""
+    50 seeds, 8000 epochs, :data:`ibtools.rerun.RERUN_ESTIMATORS`). ``single=False`` leaves the
+    single networks out (R1 is then not judged; a cheaper study for trials and tests)."""
     from .activations import PAPER_ACTIVATIONS
-    from .rerun import INIT_ARMS, RERUN_ESTIMATORS, rerun_activations, rerun_l2, rerun_single
+    from .rerun import INIT_ARMS, RERUN_ESTIMATORS, RERUN_MEASURES, rerun_activations, rerun_l2, rerun_single
     from .study import L2_STRENGTHS, PAPER_EPOCHS, PAPER_SEEDS
     from .sweep import SweepResult
 
     kw = {"epochs": PAPER_EPOCHS if epochs is None else epochs, "seeds": PAPER_SEEDS if seeds is None else seeds,
-          "estimators": RERUN_ESTIMATORS if estimators is None else estimators, "results_dir": results_dir,
+          "estimators": RERUN_ESTIMATORS if estimators is None else tuple(estimators),
+          "measures": RERUN_MEASURES if measures is None else tuple(measures), "results_dir": results_dir,
           "scratch_dir": scratch_dir, "progress": progress}
     activations = PAPER_ACTIVATIONS if activations is None else tuple(activations)
     out = {}
@@ -275,6 +286,9 @@ def rerun_study_data(activations=None, l2s=None, *, epochs=None, seeds=None, arm
         l2 = rerun_l2(L2_STRENGTHS if l2s is None else l2s, **kw)
         pool = SweepResult(list({r.config.key(): r for r in act.runs + l2.runs}.values()))
         single_kw = {k: kw[k] for k in ("epochs", "results_dir", "scratch_dir", "progress")}
+        if not single:
+            out[arm] = StudyData(act, l2, pool, None, None)
+            continue
         out[arm] = StudyData(act, l2, pool, rerun_single("relu", "estimators", **single_kw),
                              rerun_single("relu", "ranged", **single_kw))
     return out
