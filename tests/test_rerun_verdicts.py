@@ -116,3 +116,21 @@ def test_exact_column_reads_the_float32_network(tiny):
     exact = tanh.mi[EXACT.label][..., 0]
     recorded = exact[~np.isnan(exact).all(axis=(1, 2))]
     assert recorded.size and np.all(recorded <= 12.0 + 1e-9) and recorded[:, 0].min() == pytest.approx(12.0)
+
+
+def test_study_choice():
+    from ibtools.studies import STUDIES, check_study, study_activations, study_estimators, study_results_dir
+    from ibtools.study import PAPER_RESULTS, study_estimators as paper_estimators
+
+    assert STUDIES == ("paper", "rerun")
+    for bad in ("Paper", "rerun2", None, 1):
+        with pytest.raises(ValueError, match=r"STUDY must be one of \('paper', 'rerun'\)"):
+            check_study(bad)
+    assert study_results_dir("paper") == PAPER_RESULTS and study_results_dir("rerun") == RERUN_RESULTS
+    assert study_results_dir("rerun", "/x").as_posix() == "/x"
+    assert study_estimators("paper") == paper_estimators(True)
+    assert EXACT in study_estimators("rerun") and EXACT in study_estimators("rerun", sensitivity=False)
+    # both studies record the same settings under the same labels (the chapters look them up by label)
+    assert {s.label for s in paper_estimators(True)} <= {s.label for s in study_estimators("rerun")}
+    with pytest.raises(ValueError, match="paper initialization only"):
+        study_activations("paper", ("relu",), 5, range(1), init="tishby")
