@@ -18,7 +18,15 @@ and the chapters can read it:
 * two initialization arms for the activation comparison (:data:`INIT_ARMS`): the paper code's
   scales and one scale for all activations (``init="tishby"``, gain 1);
 * the L2 sweep of ReLU networks as before, and the single networks of the estimator-comparison
-  chapters (ReLU and tanh, seed 0, every estimator at every epoch; the network-wide range variant; the snapshots).
+  chapters (ReLU and tanh, seed 0, every estimator at every epoch; the network-wide range variant; the snapshots;
+  the exact I(X;T) of the same network at every epoch, a unit of its own: :func:`single_exact_config`).
+
+Reading it: :func:`rerun_activations` (per initialization arm), :func:`rerun_l2` and
+:func:`rerun_single` return the re-run's results through :func:`ibtools.study.obtain`, so the
+stored units load when the parameters match them exactly and a cheap setting (fewer epochs or
+seeds) computes a small version in a scratch directory; :func:`rerun_status` lists which units
+are stored, with their commit. :mod:`ibtools.studies` lets a chapter choose between the stored
+study and the re-run, and :func:`ibtools.verdicts.rerun_verdicts` judges the claims on it.
 
 Stored results must come from a clean, committed tree: :func:`run_rerun` refuses to write into
 ``results/rerun`` when the source tree has uncommitted changes (it may compute into any other
