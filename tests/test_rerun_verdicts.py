@@ -10,6 +10,7 @@ from ibtools.rerun import (EXACT, INIT_ARMS, RERUN_RESULTS, rerun_activations, r
                            single_exact_config, single_rerun_config)
 from ibtools.config import EstimatorSpec
 from ibtools.settings import EBAB
+from ibtools.sweep import ResultCache
 from ibtools.verdicts import (ARM_CLAIMS, EXACT_NAME, IXT_CLAIMS, NETWORK_SETS, common_recorded_epochs,
                               rerun_study_data, rerun_verdict_frame, rerun_verdict_table, rerun_verdicts)
 
@@ -25,10 +26,12 @@ def test_status_lists_every_unit_and_the_stored_single_networks():
     assert set(sweeps[sweeps.part == "activations-tishby"].init) == {"tishby"}
     single = status[status.part == "single"].set_index("unit")
     stored = single[single.finished]
-    # the 6 stored runs are the estimator and snapshot runs (the ranged runs are not listed);
-    # every stored one comes from the clean commit
-    assert len(stored) >= 4
-    assert set(stored.commit) == {STORED_COMMIT} and not stored.dirty.any()
+    # stored: at least the estimator and snapshot runs (the ranged runs are not listed), from the
+    # clean commit b5938fa; anything stored later (the exact-MI units) from a clean commit too
+    assert len(stored) >= 4 and not stored.dirty.any()
+    assert all(len(c) == 40 for c in stored.commit)
+    for activation in ("relu", "tanh"):
+        assert stored.loc[ResultCache(RERUN_RESULTS).name(single_rerun_config(activation)), "commit"] == STORED_COMMIT
     assert single.finished.sum() == sum((RERUN_RESULTS / f"{u}.json").exists() for u in single.index)
 
 
