@@ -18,7 +18,15 @@ and the chapters can read it:
 * two initialization arms for the activation comparison (:data:`INIT_ARMS`): the paper code's
   scales and one scale for all activations (``init="tishby"``, gain 1);
 * the L2 sweep of ReLU networks as before, and the single networks of the estimator-comparison
-  chapters (ReLU and tanh, seed 0, every estimator at every epoch; the network-wide range variant; the snapshots).
+  chapters (ReLU and tanh, seed 0, every estimator at every epoch; the network-wide range variant; the snapshots;
+  the exact I(X;T) of the same network at every epoch, a unit of its own: :func:`single_exact_config`).
+
+Reading it: :func:`rerun_activations` (per initialization arm), :func:`rerun_l2` and
+:func:`rerun_single` return the re-run's results through :func:`ibtools.study.obtain`, so the
+stored units load when the parameters match them exactly and a cheap setting (fewer epochs or
+seeds) computes a small version in a scratch directory; :func:`rerun_status` lists which units
+are stored, with their commit. :mod:`ibtools.studies` lets a chapter choose between the stored
+study and the re-run, and :func:`ibtools.verdicts.rerun_verdicts` judges the claims on it.
 
 Stored results must come from a clean, committed tree: :func:`run_rerun` refuses to write into
 ``results/rerun`` when the source tree has uncommitted changes (it may compute into any other
@@ -34,9 +42,10 @@ from pathlib import Path
 from .activations import PAPER_ACTIVATIONS
 from .config import EstimatorSpec, TrainConfig
 from .settings import AKDE, AKDE_LARGE_ALPHA, AKDE_SMALL_ALPHA, EBAB, EBAB_10_BINS, EBAB_100_BINS
-from .study import (L2_STRENGTHS, PAPER_EPOCHS, PAPER_RESULTS, PAPER_SEEDS, global_range_config,
+from .results import result_paths
+from .study import (L2_STRENGTHS, PAPER_EPOCHS, PAPER_RESULTS, PAPER_SEEDS, global_range_config, obtain, obtain_run,
                     single_network_config, snapshot_config)
-from .sweep import SweepConfig, pending_units, run_sweep
+from .sweep import ResultCache, SweepConfig, SweepResult, pending_units, run_sweep
 
 __all__ = [
     "RERUN_RESULTS",
@@ -52,6 +61,12 @@ __all__ = [
     "rerun_units",
     "DirtyTreeError",
     "run_rerun",
+    "single_exact_config",
+    "rerun_activations",
+    "rerun_l2",
+    "rerun_single",
+    "SINGLE_KINDS",
+    "rerun_status",
 ]
 
 #: Where the re-run's units are stored (beside ``results/paper``).
@@ -123,9 +138,18 @@ def _invariant(config: TrainConfig) -> TrainConfig:
     return config.replace(ensemble_invariant=True, nested_schedules=True)
 
 
-def single_rerun_config(activation: str, epochs: int = PAPER_EPOCHS) -> TrainConfig:
+def single_rerun_config(activation: str, epochs: int = PAPER_EPOCHS, seed: int = 0) -> TrainConfig:
     """A single network of the estimator-comparison chapters (seed 0, every estimator at every epoch), as re-run."""
-    return _invariant(single_network_config(activation, 0, epochs))
+    return _invariant(single_network_config(activation, seed, epochs))
+
+
+def single_exact_config(activation: str, epochs: int = PAPER_EPOCHS, seed: int = 0) -> TrainConfig:
+    """The same single network as :func:`single_rerun_config` (training is deterministic and
+    ensemble-invariant, so it is the same network bit for bit), recording only the exact I(X;T)
+    and I(T;Y) of the float32 activity (:data:`EXACT`: entropy of the distinct rows over the
+    4096 inputs, bits) at every epoch of the main schedule. A unit of its own, so that the
+    stored estimator unit keeps its key."""
+    return single_rerun_config(activation, epochs, seed).replace(estimators=(EXACT,))
 
 
 class DirtyTreeError(RuntimeError):
@@ -171,11 +195,130 @@ def run_rerun(cache=None, parts=RERUN_PARTS, progress: bool = True, **kwargs) ->
             _compute_run(_invariant(global_range_config(first)), store, progress)
             _compute_run(_invariant(snapshot_config(activation, epochs=kwargs.get("epochs", PAPER_EPOCHS))), store,
                          progress)
+            _compute_run(single_exact_config(activation, kwargs.get("epochs", PAPER_EPOCHS)), store, progress)
     for part, sweep in rerun_sweeps(parts=[p for p in parts if p != "single"], **kwargs).items():
         if progress:
             print(f"[rerun] {part}: {len(pending_units(sweep, cache))} of {len(sweep.units())} units to compute",
                   flush=True)
         run_sweep(sweep, cache, progress=progress)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the re-run (what the chapters call)
+
+
+def _seeds(seeds) -> tuple[int, ...]:
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    return seeds
+
+
+def rerun_activations(init: str = "paper", activations=PAPER_ACTIVATIONS, epochs: int = PAPER_EPOCHS,
+                      seeds=PAPER_SEEDS, estimators=RERUN_ESTIMATORS, measures=RERUN_MEASURES,
+                      results_dir=None, scratch_dir=None, progress: bool = True) -> SweepResult:
+    """The re-run's activation comparison under one initialization arm (:data:`INIT_ARMS`).
+
+    Loaded from ``results_dir`` (default :data:`RERUN_RESULTS`) when every unit is stored there
+    with exactly this configuration (the full study: 50 seeds, 8000 epochs, every estimator of
+    :data:`RERUN_ESTIMATORS` on nested schedules, the exact I(X;T) among them); otherwise computed
+    in ``scratch_dir`` (:func:`ibtools.study.obtain`), which is what a cheap setting (fewer
+    ``epochs``/``seeds``) does. The stored directory is only read.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``init`` or activation, or no seeds.
+    """
+    if init not in INIT_ARMS:
+        raise ValueError(f"unknown initialization arm {init!r}; choose one of {INIT_ARMS}")
+    sweep = SweepConfig(rerun_base(epochs, init, estimators, measures), activations=tuple(activations), l2s=(0.0,),
+                        seeds=_seeds(seeds), seeds_per_unit=50)
+    return obtain(sweep, results_dir or RERUN_RESULTS, scratch_dir, progress)
+
+
+def rerun_l2(l2s=L2_STRENGTHS, activation: str = "relu", epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS,
+             estimators=RERUN_ESTIMATORS, measures=RERUN_MEASURES, results_dir=None, scratch_dir=None,
+             progress: bool = True) -> SweepResult:
+    """The re-run's L2 sweep (paper initialization); strength 0 is the ReLU unit of
+    ``rerun_activations("paper")`` (same configuration, stored once). Loaded or computed as
+    :func:`rerun_activations`."""
+    sweep = SweepConfig(rerun_base(epochs, "paper", estimators, measures), activations=(activation,),
+                        l2s=tuple(float(v) for v in l2s), seeds=_seeds(seeds), seeds_per_unit=50)
+    return obtain(sweep, results_dir or RERUN_RESULTS, scratch_dir, progress)
+
+
+#: What :func:`rerun_single` returns: the network with every estimator; its re-run with the
+#: network-wide binning range; the snapshot run (raw activity at a few epochs); the exact MI.
+SINGLE_KINDS = ("estimators", "ranged", "snapshot", "exact")
+
+
+def rerun_single(activation: str, kind: str = "estimators", epochs: int = PAPER_EPOCHS, seed: int = 0,
+                 results_dir=None, scratch_dir=None, progress: bool = True):
+    """One single network of the re-run, as a RunResult: ``kind`` one of :data:`SINGLE_KINDS`.
+    Loaded when stored with exactly this configuration (seed 0 at 8000 epochs is stored),
+    computed otherwise (see :func:`ibtools.study.obtain_run`); ``"ranged"`` first obtains the
+    ``"estimators"`` run, whose largest hidden activity sets the range."""
+    if kind not in SINGLE_KINDS:
+        raise ValueError(f"unknown single-network kind {kind!r}; choose one of {SINGLE_KINDS}")
+    root = results_dir or RERUN_RESULTS
+    if kind == "snapshot":
+        config = _invariant(snapshot_config(activation, seed, epochs))
+    elif kind == "exact":
+        config = single_exact_config(activation, epochs, seed)
+    else:
+        config = single_rerun_config(activation, epochs, seed)
+        if kind == "ranged":
+            config = _invariant(global_range_config(obtain_run(config, root, scratch_dir, progress)))
+    return obtain_run(config, root, scratch_dir, progress)
+
+
+def _part_units(**kwargs) -> list[tuple[str, str, TrainConfig]]:
+    out, seen = [], set()
+    for activation in SINGLE_ACTIVATIONS:
+        epochs = kwargs.get("epochs", PAPER_EPOCHS)
+        for config in (single_rerun_config(activation, epochs), _invariant(snapshot_config(activation, epochs=epochs)),
+                       single_exact_config(activation, epochs)):
+            out.append(("single", "paper", config))
+    parts = [p for p in kwargs.pop("parts", RERUN_PARTS) if p != "single"]
+    for part, sweep in rerun_sweeps(parts=parts, **kwargs).items():
+        for unit in sweep.units():
+            if unit.key() not in seen:
+                seen.add(unit.key())
+                out.append((part, unit.init, unit))
+    return out
+
+
+def rerun_status(results_dir=None, **kwargs) -> "pd.DataFrame":
+    """Which units of the re-run are stored (finished) in ``results_dir`` (default
+    :data:`RERUN_RESULTS`): one row per unit, columns ``unit, part, init, activation, l2, seeds,
+    finished, commit, dirty, created``. ``commit``/``dirty``/``created`` come from the unit's
+    provenance sidecar (None when not finished); ``dirty`` is True when the recorded commit is
+    marked ``-dirty`` or missing. Reads sidecars only (no data loaded or verified: loading does
+    that). The network-wide-range runs are not listed (their key depends on the stored run).
+    ``kwargs`` go to :func:`rerun_sweeps` (e.g. a cheap ``epochs``/``seeds``)."""
+    import json
+
+    import pandas as pd
+
+    cache = ResultCache(results_dir or RERUN_RESULTS)
+    rows = []
+    for part, init, unit in _part_units(**kwargs):
+        npz, sidecar = result_paths(cache.path(unit))
+        finished = npz.exists() and sidecar.exists()
+        commit = created = dirty = None
+        if finished:
+            try:
+                meta = json.loads(sidecar.read_text()).get("meta", {})
+            except (OSError, ValueError):
+                meta = {}
+            commit = meta.get("git_commit")
+            created = meta.get("created")
+            dirty = (not commit) or str(commit).endswith("-dirty")
+        rows.append({"unit": cache.name(unit), "part": part, "init": init, "activation": unit.activation,
+                     "l2": unit.l2, "seeds": len(unit.seeds), "finished": finished, "commit": commit,
+                     "dirty": dirty, "created": created})
+    return pd.DataFrame(rows)
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,9 @@ from .claims import (activation_claims, generalization_claim, global_range_claim
 from .failures import classify_runs, drop_failed
 from .study import estimator_label
 
-__all__ = ["StudyData", "EQUAL_TERMS_BLOCKS", "study_claims", "equal_terms", "common_recorded_epochs", "verdict_frame", "units_created_before"]
+__all__ = ["StudyData", "EQUAL_TERMS_BLOCKS", "study_claims", "equal_terms", "common_recorded_epochs", "verdict_frame",
+           "units_created_before", "IXT_CLAIMS", "ARM_CLAIMS", "RERUN_SETTINGS", "EXACT_NAME", "NETWORK_SETS", "arm_claims",
+           "rerun_verdicts", "rerun_verdict_table", "rerun_verdict_frame", "rerun_study_data"]
 
 #: Settings compared with each other on the epochs all of them share. The stored schedules are not
 #: nested, so each block has its own common epochs: the three EBAB bin counts share 32 epochs, the
@@ -117,3 +119,176 @@ def units_created_before(results_dir, iso_time: str) -> tuple[int, int]:
         if created:
             times.append(created)
     return sum(t < iso_time for t in times), len(times)
+
+
+# ----------------------------------------------------------------------------------------------
+# The re-run (results/rerun): every estimator on nested schedules, two initialization arms, and
+# the exact I(X;T) of the float32 network as a ground-truth column
+
+
+#: Claims about I(X;T) (or compression of it): the only claims the exact I(X;T) column judges.
+#: R1 is about a binning range and R6c about accuracy, neither about an estimate of I(X;T).
+IXT_CLAIMS = ("R2", "R3", "R4", "R5a", "R5b", "R5c", "R6a", "R6b", "R7")
+#: Claims judged on the activation sweep alone: the only ones the second initialization arm
+#: (``init="tishby"``, one scale for all activations; no L2 sweep, no single networks) has data for.
+ARM_CLAIMS = ("R2", "R3", "R4", "R5a", "R5b", "R5c")
+#: Short names of the settings compared in the re-run (:data:`ibtools.study.ESTIMATOR_NAMES`),
+#: main EBAB first.
+RERUN_SETTINGS = ("ebab", "akde", "ebab_10bins", "ebab_100bins", "akde_small_alpha", "akde_large_alpha")
+#: Name of the exact I(X;T) column.
+EXACT_NAME = "exact"
+#: The two network sets of every verdict.
+NETWORK_SETS = ("all networks", "without failed")
+
+
+def arm_claims(data: StudyData, label: str, *, epochs=None, status: pd.DataFrame | None = None, rng=0) -> list:
+    """Like :func:`study_claims`, for data that may lack parts: ``data.l2`` None skips the L2
+    claims (R6) and the pool claim (R7); ``data.relu_single`` None skips R1. Used for the second
+    initialization arm, which has the activation sweep only. Sorted by key."""
+    if data.l2 is not None and data.relu_single is not None:
+        return study_claims(data, label, epochs=epochs, status=status, rng=rng)
+    act = _prep(data.activations.table(label), epochs, status)
+    out = []
+    if data.relu_single is not None:
+        out.append(global_range_claim(data.relu_single, data.relu_ranged))
+    out += activation_claims(act, label)
+    if data.l2 is not None:
+        l2t = _prep(data.l2.table(label), epochs, status)
+        relu = act[act.activation == "relu"] if "relu" in set(act.activation) else l2t[l2t.l2 == 0]
+        out += initialization_claims(relu, label)
+        out += l2_claims(l2t, _prep(data.l2.history_table(), None, status), label)
+        pool_t = _prep(data.pool.table(label), epochs, status)
+        out.append(generalization_claim(pool_t, _prep(data.pool.history_table(), None, status), label, rng=rng)[0])
+    elif "relu" in set(act.activation):
+        out += initialization_claims(act[act.activation == "relu"], label)
+    return sorted(out, key=lambda c: (c.key[:2], c.key))
+
+
+def _label(name) -> str:
+    if hasattr(name, "label"):  # an EstimatorSpec
+        return name.label
+    if name == EXACT_NAME:
+        from .rerun import EXACT
+
+        return EXACT.label
+    return estimator_label(name)
+
+
+def rerun_verdicts(arms: dict, settings=RERUN_SETTINGS, *, exact: bool = True, status_estimator: str = "ebab",
+                   rng=0) -> dict:
+    """Every claim of the re-run under every condition a reviewer asks for.
+
+    For each initialization arm, each network set (all networks; without the failed ones, by
+    :func:`ibtools.failures.classify_runs` on that arm's own networks) and each estimator
+    setting, the claims are judged on the **same epochs for every setting**: the epochs at which
+    every compared setting was recorded in every network of the arm. The re-run records every
+    setting on nested schedules, so these are the epochs of the sparsest schedule (all of them
+    also lie on every denser schedule); with the stored study's non-nested schedules use
+    :func:`equal_terms` instead.
+
+    With ``exact=True`` the exact I(X;T) and I(T;Y) of the float32 network (entropy of its
+    distinct rows over the 4096 inputs, ``ibtools.rerun.EXACT``, no estimator) is one more
+    column, a ground truth for the claims about I(X;T) (:data:`IXT_CLAIMS`) only. For a float32
+    network whose 4096 inputs are distinct, every layer's exact I(X;T) sits at or near
+    log2 4096 = 12 bits at every epoch (rows coincide only when units die or saturate to the same
+    float), so a claim of compression judged against it mostly fails: that is a result about the
+    quantity the estimators approximate, not a defect of the column.
+
+    Parameters
+    ----------
+    arms : dict
+        ``{arm name: StudyData}``, e.g. ``{"paper": ..., "tishby": ...}``. An arm without an L2
+        sweep or single networks (``None``) is judged on :data:`ARM_CLAIMS` only.
+    settings : sequence of str or EstimatorSpec
+        Short names of the settings compared (:data:`RERUN_SETTINGS`), or specs (their label then
+        names the column); every one must be recorded in every network.
+    status_estimator : str
+        Short name of the setting whose I(X;T) the failure criteria read.
+
+    Returns
+    -------
+    dict
+        ``{(arm, network set, setting): (claims, n_epochs)}``; setting is a short name or
+        :data:`EXACT_NAME`; claims a list of :class:`ibtools.claims.ClaimResult`.
+
+    Raises
+    ------
+    ValueError
+        When the compared settings share no epoch, or an arm has no networks.
+    """
+    labels = [_label(n) for n in list(settings) + ([EXACT_NAME] if exact else [])]
+    names = [n.label if hasattr(n, "label") else n for n in settings] + ([EXACT_NAME] if exact else [])
+    if not names:
+        raise ValueError("rerun_verdicts needs at least one setting")
+    out = {}
+    for arm, data in arms.items():
+        if not data.pool.runs:
+            raise ValueError(f"arm {arm!r} has no networks")
+        epochs = common_recorded_epochs(data.pool.runs, labels)
+        if epochs.size == 0:
+            raise ValueError(f"the settings {names} share no recorded epoch in arm {arm!r}")
+        status = data.status(_label(status_estimator))
+        for net_set, st in zip(NETWORK_SETS, (None, status)):
+            for name, label in zip(names, labels):
+                claims = arm_claims(data, label, epochs=epochs, status=st, rng=rng)
+                if name == EXACT_NAME:
+                    claims = [c for c in claims if c.key in IXT_CLAIMS]
+                out[(arm, net_set, name)] = (claims, len(epochs))
+    return out
+
+
+def rerun_verdict_table(results: dict, skip=("R1",)) -> pd.DataFrame:
+    """Rows claims, columns ``(arm, network set, setting)`` (a MultiIndex), cells verdicts, from
+    :func:`rerun_verdicts`. A claim an arm or the exact column does not judge is NaN."""
+    cols = {key: {c.key: c.verdict for c in claims if c.key not in skip} for key, (claims, _) in results.items()}
+    frame = pd.DataFrame(cols)
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["arm", "networks", "setting"])
+    order = sorted(frame.index, key=lambda k: (k[:2], k))
+    return frame.loc[order]
+
+
+def rerun_verdict_frame(results: dict, networks: str = "all networks", skip=("R1",)) -> pd.DataFrame:
+    """One network set of :func:`rerun_verdicts` as a flat frame for
+    :func:`ibtools.plotting.plot_verdicts`: columns ``"<arm> · <setting> @<n epochs>"``."""
+    if networks not in NETWORK_SETS:
+        raise ValueError(f"networks must be one of {NETWORK_SETS}, got {networks!r}")
+    cols = {f"{arm} · {name} @{n}": claims for (arm, net, name), (claims, n) in results.items() if net == networks}
+    frame = verdict_frame(cols, skip)
+    return frame.loc[sorted(frame.index, key=lambda k: (k[:2], k))]
+
+
+def rerun_study_data(activations=None, l2s=None, *, epochs=None, seeds=None, arms=None, estimators=None,
+                     measures=None, single: bool = True, results_dir=None, scratch_dir=None, progress: bool = True) -> dict:
+    """``{arm: StudyData}`` of the re-run, read through :mod:`ibtools.rerun`'s loaders (stored
+    units when the parameters match the stored study exactly, computed in ``scratch_dir``
+    otherwise). The paper arm has everything (activation sweep, L2 sweep, their pool, the single
+    ReLU network and its network-wide-range re-run); every other arm (``"tishby"``) has its
+    activation sweep only (``l2``, ``relu_single`` and ``relu_ranged`` None). Defaults: the
+    full re-run (:data:`ibtools.rerun.INIT_ARMS`, the paper's activations and L2 strengths,
+    50 seeds, 8000 epochs, :data:`ibtools.rerun.RERUN_ESTIMATORS`). ``single=False`` leaves the
+    single networks out (R1 is then not judged; a cheaper study for trials and tests)."""
+    from .activations import PAPER_ACTIVATIONS
+    from .rerun import INIT_ARMS, RERUN_ESTIMATORS, RERUN_MEASURES, rerun_activations, rerun_l2, rerun_single
+    from .study import L2_STRENGTHS, PAPER_EPOCHS, PAPER_SEEDS
+    from .sweep import SweepResult
+
+    kw = {"epochs": PAPER_EPOCHS if epochs is None else epochs, "seeds": PAPER_SEEDS if seeds is None else seeds,
+          "estimators": RERUN_ESTIMATORS if estimators is None else tuple(estimators),
+          "measures": RERUN_MEASURES if measures is None else tuple(measures), "results_dir": results_dir,
+          "scratch_dir": scratch_dir, "progress": progress}
+    activations = PAPER_ACTIVATIONS if activations is None else tuple(activations)
+    out = {}
+    for arm in (INIT_ARMS if arms is None else arms):
+        act = rerun_activations(arm, activations, **kw)
+        if arm != "paper":
+            out[arm] = StudyData(act, None, act, None, None)
+            continue
+        l2 = rerun_l2(L2_STRENGTHS if l2s is None else l2s, **kw)
+        pool = SweepResult(list({r.config.key(): r for r in act.runs + l2.runs}.values()))
+        single_kw = {k: kw[k] for k in ("epochs", "results_dir", "scratch_dir", "progress")}
+        if not single:
+            out[arm] = StudyData(act, l2, pool, None, None)
+            continue
+        out[arm] = StudyData(act, l2, pool, rerun_single("relu", "estimators", **single_kw),
+                             rerun_single("relu", "ranged", **single_kw))
+    return out

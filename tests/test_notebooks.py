@@ -57,6 +57,21 @@ def test_chapter_executes(path, tmp_path, scratch):
     assert images >= 1, "every chapter draws figures"
 
 
+@pytest.mark.slow
+def test_chapter_reads_the_rerun(tmp_path, scratch):
+    """Chapter 5 with STUDY="rerun" at its cheap setting: the re-run's configuration (nested
+    schedules, invariant arithmetic, the exact MI), computed in the scratch directory, and its
+    second initialization arm."""
+    path = BOOK / "05_activations.ipynb"
+    out = _run(path, tmp_path / path.name, {**CHEAP[path.stem], "STUDY": "rerun", "SCRATCH_DIR": str(scratch)})
+    errors = [o for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for c in out.cells
+                     if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "one scale (gain 1)" in text and "failed networks in the one-scale arm" in text
+    assert "results/rerun" in text  # the provenance footer names the re-run's directory
+
+
 def test_notebook_skeleton():
     for path in CHAPTERS:
         nb = nbformat.read(path, as_version=4)
@@ -81,6 +96,7 @@ def test_notebook_skeleton():
         ("01_task_and_network", {"SEEDS": 0}, "SEEDS must be an integer >= 1"),
         ("06_l2_regularization", {"L2S": "0.01,0.1"}, "L2S must include 0"),
         ("02_estimators", {"BATTERY_REPEATS": 1}, "BATTERY_REPEATS must be an integer >= 2"),
+        ("05_activations", {"STUDY": "rerun2"}, "STUDY must be one of ('paper', 'rerun'), got 'rerun2'"),
     ],
 )
 def test_bad_parameters_stop_early_with_one_message(chapter, params, message, tmp_path):

@@ -70,8 +70,9 @@ def test_a_cheap_rerun_elsewhere_records_exact_mi_and_measures(tmp_path):
 
     rerun.run_rerun(tmp_path, parts=("single", "l2"), epochs=4, seeds=(0, 1), progress=False)
     result = load_sweep(tmp_path)
-    # 5 L2 units, and per single-network activation: the network, its network-wide-range re-run, the snapshot
-    assert len(result.runs) == len([v for v in L2_STRENGTHS if v]) + 3 * len(rerun.SINGLE_ACTIVATIONS)
+    # 5 L2 units, and per single-network activation: the network, its network-wide-range re-run, the snapshot,
+    # the exact MI of the same network
+    assert len(result.runs) == len([v for v in L2_STRENGTHS if v]) + 4 * len(rerun.SINGLE_ACTIVATIONS)
     result.runs = [r for r in result.runs if len(r.seeds) == 2]
     run = result.runs[0]
     exact = run.mi[rerun.EXACT.label][..., 0]
