@@ -75,7 +75,7 @@ __all__ = ["LANES", "BLOCK", "SUPPORTED_ACTIVATIONS", "FusedKernel", "check_acti
 LANES = 8
 
 #: Samples that go through the network together (independent accumulators for the compiler).
-BLOCK = 4
+BLOCK = 8
 
 #: Activations the kernel implements, with their codes inside the kernel.
 SUPPORTED_ACTIVATIONS = {
@@ -105,8 +105,8 @@ _TANH_SMALL = _f(0.625)
 _EXPM1_SMALL = _f(-0.5)
 _INV = tuple(_f(1.0 / math.factorial(k)) for k in range(2, 9))
 _I2, _I3, _I4, _I5, _I6, _I7, _I8 = _INV
-_L8W = LANES  # floats per lane row
 _SW = BLOCK * LANES  # floats per block row (BLOCK samples x LANES lanes)
+_O1, _O2, _O3, _O4, _O5, _O6, _O7 = (s * LANES for s in range(1, BLOCK))  # sample s of a block row
 
 
 # --- an 8-lane float32 vector type for numba ------------------------------------------------
@@ -465,9 +465,24 @@ def _act(code, z, slope):
     return z
 
 
+#: Activations whose derivative the forward pass of training stores in place of the
+#: pre-activation (it needs an exponential; the others take theirs cheaply from z or f(z)).
+_CACHES_DERIVATIVE = (False, False, False, False, False, True, True, True, False, False, False)
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _dact_from_z(code, z, a):
+    """f'(z) for the activations of ``_CACHES_DERIVATIVE``."""
+    if code == 7:
+        sig = _sigmoid(z)
+        return (_ONE - sig) * a + sig
+    return _sigmoid(z)
+
+
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _dact(code, g, z, a, slope):
-    """g * f'(z), from the pre-activation ``z`` and the activation ``a = f(z)``."""
+    """g * f'(z), from the pre-activation ``z`` and the activation ``a = f(z)`` (softplus,
+    centered softplus, Swish: ``z`` holds f'(z) already, see :func:`_activate`)."""
     if code == 0:
         return g * (_ONE - a * a)
     elif code == 1:
@@ -478,11 +493,8 @@ def _dact(code, g, z, a, slope):
         return _sel(z > _ZERO, g, g * slope)
     elif code == 4:
         return g * _sel(a > _ZERO, _ONE, a + _ONE)
-    elif code == 5 or code == 6:
-        return g * _sigmoid(z)
-    elif code == 7:
-        sig = _sigmoid(z)
-        return g * ((_ONE - sig) * a + sig)
+    elif code == 5 or code == 6 or code == 7:
+        return g * z
     elif code == 8:
         return g * ((_ONE - a) * a)
     elif code == 9:
@@ -491,16 +503,21 @@ def _dact(code, g, z, a, slope):
     return g
 
 
-@njit(cache=True, error_model="numpy")
-def _activate(code, Z, A, r0, width, P, sr):
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _activate(code, Z, A, r0, width, P, sr, keep_z):
     """A[u] = f(Z[u]) for rows u = r0 ... r0 + width - 1, every lane (PReLU: slope row ``sr``
-    of ``P``)."""
+    of ``P``). Unless ``keep_z``, softplus, centered softplus and Swish replace Z[u] by f'(Z[u])
+    (the same expression :func:`_dact` would evaluate in the backward pass, computed once)."""
     slope = _ld(P, sr * LANES)
     for u in range(r0, r0 + width):
-        _st(A, u * LANES, _act(code, _ld(Z, u * LANES), slope))
+        z = _ld(Z, u * LANES)
+        a = _act(code, z, slope)
+        _st(A, u * LANES, a)
+        if not keep_z and _CACHES_DERIVATIVE[code]:
+            _st(Z, u * LANES, _dact_from_z(code, z, a))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _derivative(code, g, Z, A, r0, width, P, sr):
     """g[u] *= f'(z) for u < width, every lane, from Z and A at rows r0 + u."""
     slope = _ld(P, sr * LANES)
@@ -549,12 +566,25 @@ def _scatter(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope)
                 dst[s_off[i] + k] = src[ls[i] * LANES + l]
 
 
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _store_block(arr, base, c0, c1, c2, c3, c4, c5, c6, c7):
+    """Store one block row: sample s's vector at ``base + s * LANES``."""
+    _st(arr, base, c0)
+    _st(arr, base + _O1, c1)
+    _st(arr, base + _O2, c2)
+    _st(arr, base + _O3, c3)
+    _st(arr, base + _O4, c4)
+    _st(arr, base + _O5, c5)
+    _st(arr, base + _O6, c6)
+    _st(arr, base + _O7, c7)
+
+
 # Layouts: lane arrays are flat; parameter row p, lane l at p * LANES + l. Activity arrays (A, Z)
 # and the backward buffers hold a block of BLOCK samples: unit row r, sample s at
 # (r * BLOCK + s) * LANES, one vector per (row, sample).
 
-@njit(cache=True, error_model="numpy")
-def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao):
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao, keep_z):
     """Forward pass of a block of BLOCK samples for every lane. Activity row r of sample s sits at
     row ``r * BLOCK + s`` of A (inputs in rows ao[0]...); Z gets the pre-activations (same rows);
     the last layer's rows of A are the logits. Each output sums b + W[0] x[0] + W[1] x[1] + ... in
@@ -565,23 +595,23 @@ def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao):
         x0, z0 = ao[i], ao[i + 1]
         for j in range(fo):
             b = _ld(P, (lb[i] + j) * LANES)
-            c0, c1, c2, c3 = b, b, b, b
+            c0, c1, c2, c3, c4, c5, c6, c7 = b, b, b, b, b, b, b, b
             wb, xb = (lw[i] + j * fi) * LANES, x0 * _SW
             for k in range(fi):
                 w = _ld(P, wb)
                 c0 = c0 + w * _ld(A, xb)
-                c1 = c1 + w * _ld(A, xb + LANES)
-                c2 = c2 + w * _ld(A, xb + 2 * LANES)
-                c3 = c3 + w * _ld(A, xb + 3 * LANES)
+                c1 = c1 + w * _ld(A, xb + _O1)
+                c2 = c2 + w * _ld(A, xb + _O2)
+                c3 = c3 + w * _ld(A, xb + _O3)
+                c4 = c4 + w * _ld(A, xb + _O4)
+                c5 = c5 + w * _ld(A, xb + _O5)
+                c6 = c6 + w * _ld(A, xb + _O6)
+                c7 = c7 + w * _ld(A, xb + _O7)
                 wb += LANES
                 xb += _SW
-            zb = (z0 + j) * _SW
-            _st(Z, zb, c0)
-            _st(Z, zb + LANES, c1)
-            _st(Z, zb + 2 * LANES, c2)
-            _st(Z, zb + 3 * LANES, c3)
+            _store_block(Z, (z0 + j) * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
         if i < n_layers - 1:
-            _activate(code, Z, A, z0 * BLOCK, fo * BLOCK, P, ls[i])
+            _activate(code, Z, A, z0 * BLOCK, fo * BLOCK, P, ls[i], keep_z)
         else:
             for r in range(z0 * BLOCK, (z0 + fo) * BLOCK):
                 _st(A, r * LANES, _ld(Z, r * LANES))
@@ -633,7 +663,7 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                     for k in range(n_in):
                         _st(A, (k * BLOCK + s) * LANES, _set8(X[r0, k], X[r1, k], X[r2, k], X[r3, k],
                                                              X[r4, k], X[r5, k], X[r6, k], X[r7, k]))
-                _forward_block(code, P, A, Z, widths, lw, lb, ls, ao)
+                _forward_block(code, P, A, Z, widths, lw, lb, ls, ao, False)
                 # softmax cross-entropy; g1 = (p - onehot) * scale
                 for s in range(BLOCK):
                     scale = scales[s]
@@ -657,43 +687,45 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                     x0 = ao[i]
                     for j in range(fo):
                         bb, jb = (lb[i] + j) * LANES, j * _SW
-                        h0, h1 = _ld(g1, jb), _ld(g1, jb + LANES)
-                        h2, h3 = _ld(g1, jb + 2 * LANES), _ld(g1, jb + 3 * LANES)
-                        _st(G, bb, _ld(G, bb) + h0 + h1 + h2 + h3)
+                        h0, h1, h2, h3 = _ld(g1, jb), _ld(g1, jb + _O1), _ld(g1, jb + _O2), _ld(g1, jb + _O3)
+                        h4, h5, h6, h7 = _ld(g1, jb + _O4), _ld(g1, jb + _O5), _ld(g1, jb + _O6), _ld(g1, jb + _O7)
+                        _st(G, bb, _ld(G, bb) + h0 + h1 + h2 + h3 + h4 + h5 + h6 + h7)
                         wb, xb = (lw[i] + j * fi) * LANES, x0 * _SW
                         for k in range(fi):
-                            _st(G, wb, _ld(G, wb) + h0 * _ld(A, xb) + h1 * _ld(A, xb + LANES)
-                                + h2 * _ld(A, xb + 2 * LANES) + h3 * _ld(A, xb + 3 * LANES))
+                            _st(G, wb, _ld(G, wb) + h0 * _ld(A, xb) + h1 * _ld(A, xb + _O1)
+                                + h2 * _ld(A, xb + _O2) + h3 * _ld(A, xb + _O3)
+                                + h4 * _ld(A, xb + _O4) + h5 * _ld(A, xb + _O5)
+                                + h6 * _ld(A, xb + _O6) + h7 * _ld(A, xb + _O7))
                             wb += LANES
                             xb += _SW
                     if i > 0:
                         step = fi * LANES
                         for k in range(fi):
                             c0 = _splat(_ZERO)
-                            c1, c2, c3 = c0, c0, c0
+                            c1, c2, c3, c4, c5, c6, c7 = c0, c0, c0, c0, c0, c0, c0
                             wb, jb = (lw[i] + k) * LANES, 0
                             for j in range(fo):
                                 w = _ld(P, wb)
                                 c0 = c0 + w * _ld(g1, jb)
-                                c1 = c1 + w * _ld(g1, jb + LANES)
-                                c2 = c2 + w * _ld(g1, jb + 2 * LANES)
-                                c3 = c3 + w * _ld(g1, jb + 3 * LANES)
+                                c1 = c1 + w * _ld(g1, jb + _O1)
+                                c2 = c2 + w * _ld(g1, jb + _O2)
+                                c3 = c3 + w * _ld(g1, jb + _O3)
+                                c4 = c4 + w * _ld(g1, jb + _O4)
+                                c5 = c5 + w * _ld(g1, jb + _O5)
+                                c6 = c6 + w * _ld(g1, jb + _O6)
+                                c7 = c7 + w * _ld(g1, jb + _O7)
                                 wb += step
                                 jb += _SW
-                            kb = k * _SW
-                            _st(g2, kb, c0)
-                            _st(g2, kb + LANES, c1)
-                            _st(g2, kb + 2 * LANES, c2)
-                            _st(g2, kb + 3 * LANES, c3)
+                            _store_block(g2, k * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
                         if has_slope:
                             sb = ls[i - 1] * LANES
                             for k in range(fi):
                                 xb, kb = (x0 + k) * _SW, k * _SW
-                                _st(G, sb, _ld(G, sb)
-                                    + _sel(_ld(Z, xb) < _ZERO, _ld(Z, xb), _ZERO) * _ld(g2, kb)
-                                    + _sel(_ld(Z, xb + LANES) < _ZERO, _ld(Z, xb + LANES), _ZERO) * _ld(g2, kb + LANES)
-                                    + _sel(_ld(Z, xb + 2 * LANES) < _ZERO, _ld(Z, xb + 2 * LANES), _ZERO) * _ld(g2, kb + 2 * LANES)
-                                    + _sel(_ld(Z, xb + 3 * LANES) < _ZERO, _ld(Z, xb + 3 * LANES), _ZERO) * _ld(g2, kb + 3 * LANES))
+                                acc = _ld(G, sb)
+                                for s in range(BLOCK):
+                                    zs = _ld(Z, xb + s * LANES)
+                                    acc = acc + _sel(zs < _ZERO, zs, _ZERO) * _ld(g2, kb + s * LANES)
+                                _st(G, sb, acc)
                         _derivative(code, g2, Z, A, x0 * BLOCK, fi * BLOCK, P, ls[i - 1])
                         g1, g2 = g2, g1
             # L2 on hidden weights, then Adam
@@ -734,7 +766,7 @@ def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, 
                 n = min(blk + s, N - 1)
                 for k in range(n_in):
                     _st(A, (k * BLOCK + s) * LANES, _splat(X[n, k]))
-            _forward_block(code, P, A, Z, widths, lw, lb, ls, ao)
+            _forward_block(code, P, A, Z, widths, lw, lb, ls, ao, True)
             for s in range(min(BLOCK, N - blk)):
                 n = blk + s
                 for l in range(LANES):
