@@ -430,6 +430,25 @@ def _sigmoid(x):
     return _ONE / (_exp(-x) + _ONE)
 
 
+_A = tuple(_f(1.0 / k) for k in (3, 5, 7, 9, 11, 13, 15))
+_A3, _A5, _A7, _A9, _A11, _A13, _A15 = _A
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _softplus(z):
+    """(log(1 + e^z), its derivative sigmoid(z)) from one exponential and no logarithm.
+
+    With u = e^-|z| in (0, 1]: softplus(z) = max(z, 0) + log1p(u), log1p(u) = 2 atanh(s) with
+    s = u / (2 + u) <= 1/3, summed as 2 s (1 + s^2/3 + ... + s^14/15) (the next term is below
+    1.5e-9 relative); sigmoid(z) = (1 if z >= 0 else u) / (1 + u). For z > 20 the sum rounds to z,
+    as torch's threshold gives."""
+    u = _exp(-abs(z))
+    s = u / (u + _TWO)
+    t = s * s
+    p = ((((((t * _A15 + _A13) * t + _A11) * t + _A9) * t + _A7) * t + _A5) * t + _A3) * t + _ONE
+    return _sel(z > _ZERO, z, _ZERO) + (s + s) * p, _sel(z >= _ZERO, _ONE, u) / (u + _ONE)
+
+
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _expm1(x):
     """exp(x) - 1 for x <= 0: Taylor series near 0, exp(x) - 1 below -0.5."""
@@ -453,9 +472,9 @@ def _act(code, z, slope):
     elif code == 4:
         return _sel(z > _ZERO, z, _expm1(z))
     elif code == 5:
-        return _sel(z > _SOFTPLUS_THRESHOLD, z, _log1p(_exp(z)))
+        return _softplus(z)[0]
     elif code == 6:
-        return _sel(z > _SOFTPLUS_THRESHOLD, z, _log1p(_exp(z))) - _LOG2
+        return _softplus(z)[0] - _LOG2
     elif code == 7:
         return z * _sigmoid(z)
     elif code == 8:
@@ -463,20 +482,6 @@ def _act(code, z, slope):
     elif code == 9:
         return z / (abs(z) + _ONE)
     return z
-
-
-#: Activations whose derivative the forward pass of training stores in place of the
-#: pre-activation (it needs an exponential; the others take theirs cheaply from z or f(z)).
-_CACHES_DERIVATIVE = (False, False, False, False, False, True, True, True, False, False, False)
-
-
-@njit(cache=True, error_model="numpy", forceinline=True)
-def _dact_from_z(code, z, a):
-    """f'(z) for the activations of ``_CACHES_DERIVATIVE``."""
-    if code == 7:
-        sig = _sigmoid(z)
-        return (_ONE - sig) * a + sig
-    return _sigmoid(z)
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
@@ -506,15 +511,23 @@ def _dact(code, g, z, a, slope):
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _activate(code, Z, A, r0, width, P, sr, keep_z):
     """A[u] = f(Z[u]) for rows u = r0 ... r0 + width - 1, every lane (PReLU: slope row ``sr``
-    of ``P``). Unless ``keep_z``, softplus, centered softplus and Swish replace Z[u] by f'(Z[u])
-    (the same expression :func:`_dact` would evaluate in the backward pass, computed once)."""
+    of ``P``). Unless ``keep_z`` (training's forward pass), softplus, centered softplus and Swish
+    replace Z[u] by f'(Z[u]), which needs an exponential that the forward pass has at hand; the
+    other activations take their derivative cheaply from Z or A in the backward pass."""
     slope = _ld(P, sr * LANES)
     for u in range(r0, r0 + width):
         z = _ld(Z, u * LANES)
+        if code == 5 or code == 6:  # one exponential for the value and the derivative
+            a, d = _softplus(z)
+            _st(A, u * LANES, a if code == 5 else a - _LOG2)
+            if not keep_z:
+                _st(Z, u * LANES, d)
+            continue
         a = _act(code, z, slope)
         _st(A, u * LANES, a)
-        if not keep_z and _CACHES_DERIVATIVE[code]:
-            _st(Z, u * LANES, _dact_from_z(code, z, a))
+        if not keep_z and code == 7:
+            sig = _sigmoid(z)
+            _st(Z, u * LANES, (_ONE - sig) * a + sig)
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
