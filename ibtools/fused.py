@@ -98,9 +98,6 @@ _L = tuple(_f(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -
                            1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
                            3.3333331174e-1))
 _L0, _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8 = _L
-_EXPM1_SMALL = _f(-0.5)
-_INV = tuple(_f(1.0 / math.factorial(k)) for k in range(2, 9))
-_I2, _I3, _I4, _I5, _I6, _I7, _I8 = _INV
 _SW = BLOCK * LANES  # floats per block row (BLOCK samples x LANES lanes)
 _O1, _O2, _O3, _O4, _O5, _O6, _O7 = (s * LANES for s in range(1, BLOCK))  # sample s of a block row
 
@@ -449,9 +446,10 @@ def _softplus(z):
 
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _expm1(x):
-    """exp(x) - 1 for x <= 0: Taylor series near 0, exp(x) - 1 below -0.5."""
-    series = x * (x * (x * (x * (x * (x * (x * (x * _I8 + _I7) + _I6) + _I5) + _I4) + _I3) + _HALF) + _ONE)
-    return _sel(x > _EXPM1_SMALL, series, _exp(x) - _ONE)
+    """exp(x) - 1 = 2 tanh(x/2) / (1 - tanh(x/2)), accurate near 0 without a series."""
+    t = _tanh(x * _HALF)
+    return (t + t) / (_ONE - t)
+
 
 
 # --- activations and their derivatives, one row of lanes at a time ---------------------------
@@ -700,13 +698,15 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                         bb, jb = (lb[i] + j) * LANES, j * _SW
                         h0, h1, h2, h3 = _ld(g1, jb), _ld(g1, jb + _O1), _ld(g1, jb + _O2), _ld(g1, jb + _O3)
                         h4, h5, h6, h7 = _ld(g1, jb + _O4), _ld(g1, jb + _O5), _ld(g1, jb + _O6), _ld(g1, jb + _O7)
-                        _st(G, bb, _ld(G, bb) + h0 + h1 + h2 + h3 + h4 + h5 + h6 + h7)
+                        # the block's 8 samples summed as a fixed pairwise tree (short dependency
+                        # chains), then added to the minibatch's running sum
+                        _st(G, bb, _ld(G, bb) + (((h0 + h1) + (h2 + h3)) + ((h4 + h5) + (h6 + h7))))
                         wb, xb = (lw[i] + j * fi) * LANES, x0 * _SW
                         for k in range(fi):
-                            _st(G, wb, _ld(G, wb) + h0 * _ld(A, xb) + h1 * _ld(A, xb + _O1)
-                                + h2 * _ld(A, xb + _O2) + h3 * _ld(A, xb + _O3)
-                                + h4 * _ld(A, xb + _O4) + h5 * _ld(A, xb + _O5)
-                                + h6 * _ld(A, xb + _O6) + h7 * _ld(A, xb + _O7))
+                            _st(G, wb, _ld(G, wb) + (((h0 * _ld(A, xb) + h1 * _ld(A, xb + _O1))
+                                                      + (h2 * _ld(A, xb + _O2) + h3 * _ld(A, xb + _O3)))
+                                                     + ((h4 * _ld(A, xb + _O4) + h5 * _ld(A, xb + _O5))
+                                                        + (h6 * _ld(A, xb + _O6) + h7 * _ld(A, xb + _O7)))))
                             wb += LANES
                             xb += _SW
                     if i > 0:
