@@ -8,10 +8,11 @@ over memory. Here a network's whole epoch -- every minibatch, forward pass, soft
 cross-entropy, backward pass, L2 on the hidden weights, and PyTorch's Adam update with
 ``EnsembleTrainer._adam_step``'s bias correction -- runs in one compiled
 loop, in float32, with its parameters, Adam moments and gradient in a few kilobytes of scratch
-memory that stay in the L1 cache. Samples go through in blocks of :data:`BLOCK` = 4 (forward,
-backward, gradient accumulated in sample order), so no buffer grows with the batch size and
-nothing is allocated per step; a block that runs past the end of a minibatch is padded with a
-copy of its first sample whose gradient is scaled by zero.
+memory that stay in the L1 cache. Samples go through in blocks of :data:`BLOCK` = 8 (forward,
+backward; a block's gradient terms are summed as a fixed pairwise tree, then added to the
+minibatch's running sum in block order), so no buffer grows with the batch size and nothing is
+allocated per step; a block that runs past the end of a minibatch is padded with a copy of its
+first sample whose gradient is scaled by zero.
 
 **Why numba.** It installs from a binary wheel on a fresh machine (it is a dependency of the
 package) and comes preinstalled in Colab, so the two-command install keeps working with no
@@ -22,28 +23,32 @@ headers on every reader's machine. Kernels are compiled once per machine and cac
 **Lanes and invariance.** Networks are processed in fixed groups of :data:`LANES` = 8 (one AVX2
 vector of float32). Every operation is element-wise across the lanes of a group, and lane ``l``
 computes exactly what network ``l`` would compute alone: the order of every sum is fixed by the
-code (``fastmath=False``: no reassociation, no fused multiply-add). A group that the ensemble
+code (no ``fastmath``: no reassociation, no fused multiply-add). A group that the ensemble
 does not fill is padded with copies of its first network, whose results are discarded. A
 network's numbers are therefore bit for bit the same whatever the ensemble size and wherever the
 network sits in it (``tests/test_fused.py``).
 
-**How it vectorizes.** Each per-lane operation is written out for the eight lanes as one tuple
-assignment (all loads before all stores), conditionals are LLVM ``select`` instructions
-(``_sel``), lane arrays are flat and indexed with unsigned integers (no negative-index
-checks), the error model is numpy's (no division-by-zero checks), and LLVM's SLP vectorizer --
-which numba leaves off by default -- is switched on while these kernels compile. It then packs
-the eight lanes into vector instructions (all of them for the matrix products, exp and tanh; the
-long polynomial of log only partly, which is why softplus is the slowest activation here).
+**How it vectorizes.** The kernels are written with ``F8``, a numba type for LLVM's
+``<8 x float>`` (defined here with ``numba.extending``: arithmetic, comparisons giving lane
+masks, ``select``, ``sqrt``/``floor``/``fabs``, loads and stores of eight consecutive floats), so
+each per-lane operation is one AVX2 instruction by construction. (The previous version wrote the
+eight lanes out as scalar tuples for LLVM's SLP vectorizer; on this machine's CPU model it packed
+most of them four wide and left the transcendental functions scalar.) The helpers are inlined
+into the epoch loop, so no call passes arrays (no reference counting per call). The forward pass
+of training stores softplus's and Swish's derivative in place of the pre-activation, computed
+with the exponential it already has.
 
 **Transcendental functions.** Without Intel's SVML (not a dependency) ``math.exp`` and
-``math.tanh`` compile to scalar library calls. The kernel evaluates ``exp``, ``log``, ``tanh``
-with its own branch-free float32 polynomials (Cody-Waite range reduction and Cephes' minimax
-coefficients; within a few ulp), which vectorize and give the same bits on every machine with
-IEEE float32. They are not the bits of torch's Sleef/libm functions, and the matrix products sum
-in a different order than MKL, so the fused backend agrees with the torch engine to float32
-rounding that Adam then carries along (see the tolerances in ``tests/test_fused.py``), not bit
-for bit. The stored study was computed with the torch engine, which stays the default and the
-reference.
+``math.tanh`` compile to scalar library calls. The kernel has its own branch-free float32
+versions, the same bits on every machine with IEEE float32: ``exp`` and ``log`` (Cephes' range
+reduction and minimax polynomials; ``log`` only for the loss), ``tanh`` as one rational
+function x P(x^2) / Q(x^2) fitted for this kernel (within 5.6 ulp on a 4-million-point grid, no
+exponential), ``expm1`` (ELU) from it as 2 t / (1 - t) with t = tanh(x/2) (4.4 ulp), and softplus
+with its derivative from one exponential and an atanh series (3.4 ulp, no logarithm). They are
+not the bits of torch's Sleef/libm functions, and the matrix products sum in a different order
+than MKL, so the fused backend agrees with the torch engine to float32 rounding that Adam then
+carries along (see the tolerances in ``tests/test_fused.py``), not bit for bit. The stored study
+was computed with the torch engine, which stays the default and the reference.
 
 Functions
 ---------
