@@ -84,6 +84,7 @@ def load_baseline(rev: str):
         path.write_text(src)
     spec = importlib.util.spec_from_file_location(f"fused_{rev}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # numba's cache finds the module again by name
     spec.loader.exec_module(module)
     return module
 
