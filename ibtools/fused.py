@@ -23,7 +23,8 @@ headers on every reader's machine. Kernels are compiled once per machine and cac
 **Lanes and invariance.** Networks are processed in fixed groups of :data:`LANES` = 8 (one AVX2
 vector of float32). Every operation is element-wise across the lanes of a group, and lane ``l``
 computes exactly what network ``l`` would compute alone: the order of every sum is fixed by the
-code (no ``fastmath``: no reassociation, no fused multiply-add). A group that the ensemble
+code (no ``fastmath``, so no reassociation; the matrix products use explicit IEEE fused
+multiply-adds, ``llvm.fma``, rounded once, the same bits on every machine). A group that the ensemble
 does not fill is padded with copies of its first network, whose results are discarded. A
 network's numbers are therefore bit for bit the same whatever the ensemble size and wherever the
 network sits in it (``tests/test_fused.py``).
@@ -246,6 +247,19 @@ def _vec_unary_intrinsic(llvm_name):
 _vabs = _vec_unary_intrinsic("llvm.fabs.v8f32")
 _vsqrt = _vec_unary_intrinsic("llvm.sqrt.v8f32")
 _vfloor = _vec_unary_intrinsic("llvm.floor.v8f32")
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c, lane by lane, rounded once (LLVM's ``llvm.fma``: IEEE fused multiply-add, the
+    same bits on every machine; one instruction where the CPU has FMA)."""
+    if not all(isinstance(t, _F8Type) for t in (a, b, c)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.call(_llvm_fn(builder, "llvm.fma.v8f32", 3), list(args))
+
+    return F8(a, b, c), codegen
 
 
 @overload(abs)
@@ -619,14 +633,14 @@ def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao, keep_z):
             wb, xb = (lw[i] + j * fi) * LANES, x0 * _SW
             for k in range(fi):
                 w = _ld(P, wb)
-                c0 = c0 + w * _ld(A, xb)
-                c1 = c1 + w * _ld(A, xb + _O1)
-                c2 = c2 + w * _ld(A, xb + _O2)
-                c3 = c3 + w * _ld(A, xb + _O3)
-                c4 = c4 + w * _ld(A, xb + _O4)
-                c5 = c5 + w * _ld(A, xb + _O5)
-                c6 = c6 + w * _ld(A, xb + _O6)
-                c7 = c7 + w * _ld(A, xb + _O7)
+                c0 = _fma(w, _ld(A, xb), c0)
+                c1 = _fma(w, _ld(A, xb + _O1), c1)
+                c2 = _fma(w, _ld(A, xb + _O2), c2)
+                c3 = _fma(w, _ld(A, xb + _O3), c3)
+                c4 = _fma(w, _ld(A, xb + _O4), c4)
+                c5 = _fma(w, _ld(A, xb + _O5), c5)
+                c6 = _fma(w, _ld(A, xb + _O6), c6)
+                c7 = _fma(w, _ld(A, xb + _O7), c7)
                 wb += LANES
                 xb += _SW
             _store_block(Z, (z0 + j) * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
@@ -709,15 +723,17 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                         bb, jb = (lb[i] + j) * LANES, j * _SW
                         h0, h1, h2, h3 = _ld(g1, jb), _ld(g1, jb + _O1), _ld(g1, jb + _O2), _ld(g1, jb + _O3)
                         h4, h5, h6, h7 = _ld(g1, jb + _O4), _ld(g1, jb + _O5), _ld(g1, jb + _O6), _ld(g1, jb + _O7)
-                        # the block's 8 samples summed as a fixed pairwise tree (short dependency
-                        # chains), then added to the minibatch's running sum
+                        # the block's 8 samples summed in a fixed order (bias: a pairwise tree;
+                        # weights: even and odd samples as two fused multiply-add chains), then
+                        # added to the minibatch's running sum
                         _st(G, bb, _ld(G, bb) + (((h0 + h1) + (h2 + h3)) + ((h4 + h5) + (h6 + h7))))
                         wb, xb = (lw[i] + j * fi) * LANES, x0 * _SW
                         for k in range(fi):
-                            _st(G, wb, _ld(G, wb) + (((h0 * _ld(A, xb) + h1 * _ld(A, xb + _O1))
-                                                      + (h2 * _ld(A, xb + _O2) + h3 * _ld(A, xb + _O3)))
-                                                     + ((h4 * _ld(A, xb + _O4) + h5 * _ld(A, xb + _O5))
-                                                        + (h6 * _ld(A, xb + _O6) + h7 * _ld(A, xb + _O7)))))
+                            even = _fma(h6, _ld(A, xb + _O6), _fma(h4, _ld(A, xb + _O4), _fma(
+                                h2, _ld(A, xb + _O2), h0 * _ld(A, xb))))
+                            odd = _fma(h7, _ld(A, xb + _O7), _fma(h5, _ld(A, xb + _O5), _fma(
+                                h3, _ld(A, xb + _O3), h1 * _ld(A, xb + _O1))))
+                            _st(G, wb, _ld(G, wb) + (even + odd))
                             wb += LANES
                             xb += _SW
                     if i > 0:
@@ -728,14 +744,14 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                             wb, jb = (lw[i] + k) * LANES, 0
                             for j in range(fo):
                                 w = _ld(P, wb)
-                                c0 = c0 + w * _ld(g1, jb)
-                                c1 = c1 + w * _ld(g1, jb + _O1)
-                                c2 = c2 + w * _ld(g1, jb + _O2)
-                                c3 = c3 + w * _ld(g1, jb + _O3)
-                                c4 = c4 + w * _ld(g1, jb + _O4)
-                                c5 = c5 + w * _ld(g1, jb + _O5)
-                                c6 = c6 + w * _ld(g1, jb + _O6)
-                                c7 = c7 + w * _ld(g1, jb + _O7)
+                                c0 = _fma(w, _ld(g1, jb), c0)
+                                c1 = _fma(w, _ld(g1, jb + _O1), c1)
+                                c2 = _fma(w, _ld(g1, jb + _O2), c2)
+                                c3 = _fma(w, _ld(g1, jb + _O3), c3)
+                                c4 = _fma(w, _ld(g1, jb + _O4), c4)
+                                c5 = _fma(w, _ld(g1, jb + _O5), c5)
+                                c6 = _fma(w, _ld(g1, jb + _O6), c6)
+                                c7 = _fma(w, _ld(g1, jb + _O7), c7)
                                 wb += step
                                 jb += _SW
                             _store_block(g2, k * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
