@@ -9,8 +9,8 @@ cross-entropy, backward pass, L2 on the hidden weights, and PyTorch's Adam updat
 ``EnsembleTrainer._adam_step``'s bias correction -- runs in one compiled
 loop, in float32, with its parameters, Adam moments and gradient in a few kilobytes of scratch
 memory that stay in the L1 cache. Samples go through in blocks of :data:`BLOCK` = 8 (forward,
-backward; a block's gradient terms are summed as a fixed pairwise tree, then added to the
-minibatch's running sum in block order), so no buffer grows with the batch size and nothing is
+backward; a block's gradient terms are summed in a fixed order, then added to the minibatch's
+running sum in block order), so no buffer grows with the batch size and nothing is
 allocated per step; a block that runs past the end of a minibatch is padded with a copy of its
 first sample whose gradient is scaled by zero.
 
