@@ -8,10 +8,11 @@ over memory. Here a network's whole epoch -- every minibatch, forward pass, soft
 cross-entropy, backward pass, L2 on the hidden weights, and PyTorch's Adam update with
 ``EnsembleTrainer._adam_step``'s bias correction -- runs in one compiled
 loop, in float32, with its parameters, Adam moments and gradient in a few kilobytes of scratch
-memory that stay in the L1 cache. Samples go through in blocks of :data:`BLOCK` = 4 (forward,
-backward, gradient accumulated in sample order), so no buffer grows with the batch size and
-nothing is allocated per step; a block that runs past the end of a minibatch is padded with a
-copy of its first sample whose gradient is scaled by zero.
+memory that stay in the L1 cache. Samples go through in blocks of :data:`BLOCK` = 8 (forward,
+backward; a block's gradient terms are summed in a fixed order, then added to the minibatch's
+running sum in block order), so no buffer grows with the batch size and nothing is
+allocated per step; a block that runs past the end of a minibatch is padded with a copy of its
+first sample whose gradient is scaled by zero.
 
 **Why numba.** It installs from a binary wheel on a fresh machine (it is a dependency of the
 package) and comes preinstalled in Colab, so the two-command install keeps working with no
@@ -22,28 +23,33 @@ headers on every reader's machine. Kernels are compiled once per machine and cac
 **Lanes and invariance.** Networks are processed in fixed groups of :data:`LANES` = 8 (one AVX2
 vector of float32). Every operation is element-wise across the lanes of a group, and lane ``l``
 computes exactly what network ``l`` would compute alone: the order of every sum is fixed by the
-code (``fastmath=False``: no reassociation, no fused multiply-add). A group that the ensemble
+code (no ``fastmath``, so no reassociation; the matrix products use explicit IEEE fused
+multiply-adds, ``llvm.fma``, rounded once, the same bits on every machine). A group that the ensemble
 does not fill is padded with copies of its first network, whose results are discarded. A
 network's numbers are therefore bit for bit the same whatever the ensemble size and wherever the
 network sits in it (``tests/test_fused.py``).
 
-**How it vectorizes.** Each per-lane operation is written out for the eight lanes as one tuple
-assignment (all loads before all stores), conditionals are LLVM ``select`` instructions
-(``_sel``), lane arrays are flat and indexed with unsigned integers (no negative-index
-checks), the error model is numpy's (no division-by-zero checks), and LLVM's SLP vectorizer --
-which numba leaves off by default -- is switched on while these kernels compile. It then packs
-the eight lanes into vector instructions (all of them for the matrix products, exp and tanh; the
-long polynomial of log only partly, which is why softplus is the slowest activation here).
+**How it vectorizes.** The kernels are written with ``F8``, a numba type for LLVM's
+``<8 x float>`` (defined here with ``numba.extending``: arithmetic, comparisons giving lane
+masks, ``select``, ``sqrt``/``floor``/``fabs``, loads and stores of eight consecutive floats), so
+each per-lane operation is one AVX2 instruction by construction. (The previous version wrote the
+eight lanes out as scalar tuples for LLVM's SLP vectorizer; on this machine's CPU model it packed
+most of them four wide and left the transcendental functions scalar.) The helpers are inlined
+into the epoch loop, so no call passes arrays (no reference counting per call). The forward pass
+of training stores softplus's and Swish's derivative in place of the pre-activation, computed
+with the exponential it already has.
 
 **Transcendental functions.** Without Intel's SVML (not a dependency) ``math.exp`` and
-``math.tanh`` compile to scalar library calls. The kernel evaluates ``exp``, ``log``, ``tanh``
-with its own branch-free float32 polynomials (Cody-Waite range reduction and Cephes' minimax
-coefficients; within a few ulp), which vectorize and give the same bits on every machine with
-IEEE float32. They are not the bits of torch's Sleef/libm functions, and the matrix products sum
-in a different order than MKL, so the fused backend agrees with the torch engine to float32
-rounding that Adam then carries along (see the tolerances in ``tests/test_fused.py``), not bit
-for bit. The stored study was computed with the torch engine, which stays the default and the
-reference.
+``math.tanh`` compile to scalar library calls. The kernel has its own branch-free float32
+versions, the same bits on every machine with IEEE float32: ``exp`` and ``log`` (Cephes' range
+reduction and minimax polynomials; ``log`` only for the loss), ``tanh`` as one rational
+function x P(x^2) / Q(x^2) fitted for this kernel (within 5.6 ulp on a 4-million-point grid, no
+exponential), ``expm1`` (ELU) from it as 2 t / (1 - t) with t = tanh(x/2) (3.9 ulp), and softplus
+with its derivative from one exponential and an atanh series (3.4 ulp, no logarithm). They are
+not the bits of torch's Sleef/libm functions, and the matrix products sum in a different order
+than MKL, so the fused backend agrees with the torch engine to float32 rounding that Adam then
+carries along (see the tolerances in ``tests/test_fused.py``), not bit for bit. The stored study
+was computed with the torch engine, which stays the default and the reference.
 
 Functions
 ---------
@@ -57,14 +63,14 @@ Functions
 
 from __future__ import annotations
 
-import contextlib
 import math
+import operator
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.core import cgutils
+from numba.extending import intrinsic, models, overload, register_model
 
 from .validation import check_int
 
@@ -73,6 +79,9 @@ __all__ = ["LANES", "BLOCK", "SUPPORTED_ACTIVATIONS", "FusedKernel", "check_acti
 #: Networks per group: one AVX2 vector of float32. Fixed, so a network's arithmetic never
 #: depends on the ensemble's size.
 LANES = 8
+
+#: Samples that go through the network together (independent accumulators for the compiler).
+BLOCK = 8
 
 #: Activations the kernel implements, with their codes inside the kernel.
 SUPPORTED_ACTIVATIONS = {
@@ -88,87 +97,316 @@ _C1, _C2 = _f(0.693359375), _f(-2.12194440e-4)  # ln 2 = C1 - C2, C1 exact in fe
 _EXP_HI, _EXP_LO = _f(88.0), _f(-87.33654)
 _LOG2 = _f(math.log(2.0))
 _SQRT2 = _f(1.41421356237)
-_SOFTPLUS_THRESHOLD = _f(20.0)
-# Cephes expf, logf and tanhf minimax coefficients
+# Cephes expf and logf minimax coefficients
 _E0, _E1, _E2, _E3, _E4, _E5 = (_f(1.9875691500e-4), _f(1.3981999507e-3), _f(8.3334519073e-3),
                                 _f(4.1665795894e-2), _f(1.6666665459e-1), _f(5.0000001201e-1))
 _L = tuple(_f(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
                            1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
                            3.3333331174e-1))
 _L0, _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8 = _L
-_T0, _T1, _T2, _T3, _T4 = (_f(-5.70498872745e-3), _f(2.06390887954e-2), _f(-5.37397155531e-2),
-                           _f(1.33314422036e-1), _f(-3.33332819422e-1))
-_TANH_SMALL = _f(0.625)
-_U0, _U1, _U2, _U3, _U4, _U5, _U6, _U7 = (np.uint64(i) for i in range(LANES))
-_UL = np.uint64(LANES)
-#: Samples that go through the network together (independent accumulators for the compiler).
-BLOCK = 4
-_UB = np.uint64(BLOCK * LANES)
-(_O00, _O01, _O02, _O03, _O04, _O05, _O06, _O07, _O10, _O11, _O12, _O13, _O14, _O15, _O16, _O17,
- _O20, _O21, _O22, _O23, _O24, _O25, _O26, _O27, _O30, _O31, _O32, _O33, _O34, _O35, _O36, _O37) = (
-    np.uint64(i) for i in range(BLOCK * LANES))  # _Osl: sample s, lane l within a block row
-_EXPM1_SMALL = _f(-0.5)
-_INV = tuple(_f(1.0 / math.factorial(k)) for k in range(2, 9))
-_I2, _I3, _I4, _I5, _I6, _I7, _I8 = _INV
+_SW = BLOCK * LANES  # floats per block row (BLOCK samples x LANES lanes)
+_O1, _O2, _O3, _O4, _O5, _O6, _O7 = (s * LANES for s in range(1, BLOCK))  # sample s of a block row
+
+
+# --- an 8-lane float32 vector type for numba ------------------------------------------------
+# ``F8`` is LLVM's <8 x float> as a numba value: the kernels below are written with it, so every
+# per-lane operation is one vector instruction by construction (no reliance on an
+# auto-vectorizer, which on this machine's CPU model packed most lanes 4-wide or not at all).
+# Lane l of every vector is network l of the group; no operation ever mixes lanes.
+
+class _F8Type(types.Type):
+    def __init__(self):
+        super().__init__(name="float32x8")
+
+
+class _M8Type(types.Type):
+    def __init__(self):
+        super().__init__(name="boolx8")
+
+
+F8 = _F8Type()
+M8 = _M8Type()
+_VF = ir.VectorType(ir.FloatType(), LANES)
+_VD = ir.VectorType(ir.DoubleType(), LANES)
+_VI = ir.VectorType(ir.IntType(32), LANES)
+_I32 = ir.IntType(32)
+
+
+@register_model(_F8Type)
+class _F8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VF)
+
+
+@register_model(_M8Type)
+class _M8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.IntType(1), LANES))
+
+
+def _is_f32(t):
+    return t == types.float32
+
+
+def _is_vec_operand(a, b):
+    return (isinstance(a, _F8Type) or isinstance(b, _F8Type)) and all(
+        isinstance(t, _F8Type) or _is_f32(t) for t in (a, b))
+
+
+def _splat_ir(builder, x):
+    v = builder.insert_element(ir.Constant(_VF, None), x, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(_VF, None), ir.Constant(_VI, [0] * LANES))
+
+
+def _as_vec(builder, value, typ):
+    return value if isinstance(typ, _F8Type) else _splat_ir(builder, value)
+
+
+def _llvm_fn(builder, name, n_args):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VF, [_VF] * n_args), name)
+
+
+def _vec_binop(op):
+    @intrinsic
+    def impl(typingctx, a, b):
+        if not _is_vec_operand(a, b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            x, y = (_as_vec(builder, v, t) for v, t in zip(args, sig.args))
+            return getattr(builder, op)(x, y)
+
+        return F8(a, b), codegen
+
+    return impl
+
+
+def _vec_cmp(op):
+    @intrinsic
+    def impl(typingctx, a, b):
+        if not _is_vec_operand(a, b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            x, y = (_as_vec(builder, v, t) for v, t in zip(args, sig.args))
+            return builder.fcmp_ordered(op, x, y)
+
+        return M8(a, b), codegen
+
+    return impl
+
+
+_vadd, _vsub, _vmul, _vdiv = (_vec_binop(o) for o in ("fadd", "fsub", "fmul", "fdiv"))
+_vgt, _vlt, _vge, _veq = (_vec_cmp(o) for o in (">", "<", ">=", "=="))
+
+
+def _register_operator(pyop, impl):
+    @overload(pyop)
+    def _ov(a, b):
+        if _is_vec_operand(a, b):
+            return lambda a, b: impl(a, b)
+
+
+for _pyop, _impl in ((operator.add, _vadd), (operator.sub, _vsub), (operator.mul, _vmul),
+                     (operator.truediv, _vdiv), (operator.gt, _vgt), (operator.lt, _vlt),
+                     (operator.ge, _vge), (operator.eq, _veq)):
+    _register_operator(_pyop, _impl)
 
 
 @intrinsic
-def _f32_from_bits(typingctx, bits):
-    if bits != types.int32:
+def _vneg(typingctx, a):
+    if not isinstance(a, _F8Type):
         return None
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
+    def codegen(context, builder, sig, args):  # -0.0 - x, as numba negates a float
+        return builder.fsub(ir.Constant(_VF, [-0.0] * LANES), args[0])
 
-    return types.float32(types.int32), codegen
+    return F8(a), codegen
+
+
+@overload(operator.neg)
+def _ov_neg(a):
+    if isinstance(a, _F8Type):
+        return lambda a: _vneg(a)
+
+
+def _vec_unary_intrinsic(llvm_name):
+    @intrinsic
+    def impl(typingctx, a):
+        if not isinstance(a, _F8Type):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.call(_llvm_fn(builder, llvm_name, 1), [args[0]])
+
+        return F8(a), codegen
+
+    return impl
+
+
+_vabs = _vec_unary_intrinsic("llvm.fabs.v8f32")
+_vsqrt = _vec_unary_intrinsic("llvm.sqrt.v8f32")
+_vfloor = _vec_unary_intrinsic("llvm.floor.v8f32")
 
 
 @intrinsic
-def _bits_from_f32(typingctx, x):
-    if x != types.float32:
+def _fma(typingctx, a, b, c):
+    """a * b + c, lane by lane, rounded once (LLVM's ``llvm.fma``: IEEE fused multiply-add, the
+    same bits on every machine; one instruction where the CPU has FMA)."""
+    if not all(isinstance(t, _F8Type) for t in (a, b, c)):
         return None
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
+    def codegen(context, builder, sig, args):
+        return builder.call(_llvm_fn(builder, "llvm.fma.v8f32", 3), list(args))
 
-    return types.int32(types.float32), codegen
+    return F8(a, b, c), codegen
+
+
+@overload(abs)
+def _ov_abs(a):
+    if isinstance(a, _F8Type):
+        return lambda a: _vabs(a)
 
 
 @intrinsic
 def _sel(typingctx, cond, a, b):
-    """``a if cond else b`` as one LLVM ``select`` (a Python conditional expression compiles to
-    branches, which keep the compiler from vectorizing the lanes)."""
-    if cond != types.boolean or a != types.float32 or b != types.float32:
+    """``a`` where ``cond`` else ``b``, lane by lane (one LLVM ``select``)."""
+    if not isinstance(cond, _M8Type) or not all(isinstance(t, _F8Type) or _is_f32(t) for t in (a, b)):
         return None
 
-    def codegen(context, builder, signature, args):
-        return builder.select(args[0], args[1], args[2])
+    def codegen(context, builder, sig, args):
+        return builder.select(args[0], _as_vec(builder, args[1], sig.args[1]),
+                              _as_vec(builder, args[2], sig.args[2]))
 
-    return types.float32(types.boolean, types.float32, types.float32), codegen
+    return F8(cond, a, b), codegen
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
+@intrinsic
+def _splat(typingctx, x):
+    """Every lane = the float32 ``x``."""
+    if not _is_f32(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _splat_ir(builder, args[0])
+
+    return F8(x), codegen
+
+
+@intrinsic
+def _set8(typingctx, a0, a1, a2, a3, a4, a5, a6, a7):
+    """The vector of eight float32 values, lane 0 first."""
+    if not all(_is_f32(t) for t in (a0, a1, a2, a3, a4, a5, a6, a7)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = ir.Constant(_VF, None)
+        for l, x in enumerate(args):
+            v = builder.insert_element(v, x, ir.Constant(_I32, l))
+        return v
+
+    return F8(a0, a1, a2, a3, a4, a5, a6, a7), codegen
+
+
+def _data_ptr(context, builder, arytype, ary, idx, vtype):
+    data = context.make_array(arytype)(context, builder, ary).data
+    return builder.bitcast(builder.gep(data, [idx]), ir.PointerType(vtype))
+
+
+def _is_f32_array(a):
+    return isinstance(a, types.Array) and a.dtype == types.float32
+
+
+@intrinsic
+def _ld(typingctx, arr, idx):
+    """The eight float32 at ``arr[idx : idx + 8]`` (flat array, no bounds check)."""
+    if not _is_f32_array(arr) or not isinstance(idx, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_data_ptr(context, builder, sig.args[0], args[0], args[1], _VF), align=4)
+
+    return F8(arr, idx), codegen
+
+
+@intrinsic
+def _st(typingctx, arr, idx, v):
+    """``arr[idx : idx + 8] = v`` (flat array, no bounds check)."""
+    if not _is_f32_array(arr) or not isinstance(idx, types.Integer) or not isinstance(v, _F8Type):
+        return None
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _data_ptr(context, builder, sig.args[0], args[0], args[1], _VF), align=4)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v), codegen
+
+
+@intrinsic
+def _sub_into_f64(typingctx, arr, v):
+    """``arr[0:8] -= v`` with ``arr`` float64: each lane's float32 widened, then subtracted."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float64) or not isinstance(v, _F8Type):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _data_ptr(context, builder, sig.args[0], args[0], ir.Constant(ir.IntType(64), 0), _VD)
+        old = builder.load(ptr, align=8)
+        builder.store(builder.fsub(old, builder.fpext(args[1], _VD)), ptr, align=8)
+        return context.get_dummy_value()
+
+    return types.none(arr, v), codegen
+
+
+@intrinsic
+def _pow2(typingctx, n):
+    """2**n for the integer-valued float32 lanes of ``n`` (-126 <= n <= 127), built from bits."""
+    if not isinstance(n, _F8Type):
+        return None
+
+    def codegen(context, builder, sig, args):
+        k = builder.fptosi(args[0], _VI)
+        k = builder.shl(builder.add(k, ir.Constant(_VI, [127] * LANES)), ir.Constant(_VI, [23] * LANES))
+        return builder.bitcast(k, _VF)
+
+    return F8(n), codegen
+
+
+@intrinsic
+def _frexp_parts(typingctx, x):
+    """(unbiased exponent as float32, mantissa scaled to [1, 2)) of positive normal lanes."""
+    if not isinstance(x, _F8Type):
+        return None
+
+    def codegen(context, builder, sig, args):
+        bits = builder.bitcast(args[0], _VI)
+        e = builder.and_(builder.lshr(bits, ir.Constant(_VI, [23] * LANES)), ir.Constant(_VI, [0xFF] * LANES))
+        e = builder.sitofp(builder.sub(e, ir.Constant(_VI, [127] * LANES)), _VF)
+        m = builder.or_(builder.and_(bits, ir.Constant(_VI, [0x007FFFFF] * LANES)),
+                        ir.Constant(_VI, [0x3F800000] * LANES))
+        return context.make_tuple(builder, sig.return_type, [e, builder.bitcast(m, _VF)])
+
+    return types.UniTuple(F8, 2)(x), codegen
+
+
+# --- float32 transcendental functions, lane-wise ---------------------------------------------
+
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _exp(x):
     """float32 exp, branch-free; NaN propagates; clamped to [e^-87.3, e^88]."""
     x = _sel(x > _EXP_HI, _EXP_HI, x)
     x = _sel(x < _EXP_LO, _EXP_LO, x)
-    fx = np.floor(x * _LOG2E + _HALF)
+    fx = _vfloor(x * _LOG2E + _HALF)
     r = x - fx * _C1
     r = r - fx * _C2
     z = r * r
     p = (((((_E0 * r + _E1) * r + _E2) * r + _E3) * r + _E4) * r + _E5) * z + r + _ONE
-    n = np.int32(fx)
-    return p * _f32_from_bits(np.int32((n + np.int32(127)) << np.int32(23)))
+    return p * _pow2(fx)
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _log(x):
-    """float32 natural log of a positive normal number, branch-free."""
-    bits = _bits_from_f32(x)
-    # numba widens int32 arithmetic to int64; cast back before converting to float, since only
-    # int32 -> float32 conversion has an AVX2 vector instruction
-    e = np.float32(np.int32(((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(127)))
-    m = _f32_from_bits(np.int32((bits & np.int32(0x007FFFFF)) | np.int32(0x3F800000)))
+    """float32 natural log of positive normal lanes, branch-free."""
+    e, m = _frexp_parts(x)
     big = m > _SQRT2
     m = _sel(big, m * _HALF, m)
     fe = _sel(big, e + _ONE, e)
@@ -180,266 +418,149 @@ def _log(x):
     return t + y + fe * _C1
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _log1p(u):
-    """log(1 + u) for u >= 0, accurate for small u (log(w) * u / (w - 1) with w = 1 + u)."""
-    w = _ONE + u
-    d = w - _ONE
-    return _sel(d == _ZERO, u, _log(w) * (u / d))
+# tanh(x) = x P(x^2) / Q(x^2) on |x| <= 9.1 (beyond, tanh rounds to +-1 in float32): our own
+# fit (iteratively reweighted least squares on the relative error, degrees 8 / 8 in x^2), float32
+# evaluation within 6.1 ulp of tanh on a 4-million-point grid of [0, 12]
+_TANH_CLAMP = _f(9.1)
+_TP0, _TP1, _TP2, _TP3, _TP4 = (_f(1.0), _f(0.13390664756298065), _f(0.003506877925246954),
+                                _f(2.0788336769328453e-05), _f(1.3590151226594571e-08))
+_TQ0, _TQ1, _TQ2, _TQ3, _TQ4 = (_f(1.0), _f(0.4672398865222931), _f(0.025920342653989792),
+                                _f(0.000330381968524307), _f(7.875706842241925e-07))
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _tanh(x):
-    ax = abs(x)
-    z = x * x
-    small = ((((_T0 * z + _T1) * z + _T2) * z + _T3) * z + _T4) * z * x + x
-    e = _exp(_TWO * ax)
-    big = _ONE - _TWO / (e + _ONE)
-    big = _sel(x >= _ZERO, big, -big)
-    return _sel(ax < _TANH_SMALL, small, big)
+    """float32 tanh as one rational function (no exponential), branch-free; NaN propagates."""
+    x = _sel(x > _TANH_CLAMP, _TANH_CLAMP, _sel(x < -_TANH_CLAMP, -_TANH_CLAMP, x))
+    t = x * x
+    p = (((_TP4 * t + _TP3) * t + _TP2) * t + _TP1) * t + _TP0
+    q = ((((_TQ4 * t + _TQ3) * t + _TQ2) * t + _TQ1) * t + _TQ0)
+    r = x * p / q
+    return _sel(r > _ONE, _ONE, _sel(r < -_ONE, -_ONE, r))
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _sigmoid(x):
-    return _ONE / (_ONE + _exp(-x))
+    return _ONE / (_exp(-x) + _ONE)
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
+_A = tuple(_f(1.0 / k) for k in (3, 5, 7, 9, 11, 13, 15))
+_A3, _A5, _A7, _A9, _A11, _A13, _A15 = _A
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _softplus(z):
+    """(log(1 + e^z), its derivative sigmoid(z)) from one exponential and no logarithm.
+
+    With u = e^-|z| in (0, 1]: softplus(z) = max(z, 0) + log1p(u), log1p(u) = 2 atanh(s) with
+    s = u / (2 + u) <= 1/3, summed as 2 s (1 + s^2/3 + ... + s^14/15) (the next term is below
+    1.5e-9 relative); sigmoid(z) = (1 if z >= 0 else u) / (1 + u). For z > 20 the sum rounds to z,
+    as torch's threshold gives."""
+    u = _exp(-abs(z))
+    s = u / (u + _TWO)
+    t = s * s
+    p = ((((((t * _A15 + _A13) * t + _A11) * t + _A9) * t + _A7) * t + _A5) * t + _A3) * t + _ONE
+    return _sel(z > _ZERO, z, _ZERO) + (s + s) * p, _sel(z >= _ZERO, _ONE, u) / (u + _ONE)
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _expm1(x):
-    """exp(x) - 1 for x <= 0: Taylor series near 0, exp(x) - 1 below -0.5."""
-    series = x * (_ONE + x * (_HALF + x * (_I3 + x * (_I4 + x * (_I5 + x * (_I6 + x * (_I7 + x * _I8)))))))
-    return _sel(x > _EXPM1_SMALL, series, _exp(x) - _ONE)
+    """exp(x) - 1 = 2 tanh(x/2) / (1 - tanh(x/2)), accurate near 0 without a series; with
+    tanh(y) = y P(y^2) / Q(y^2) this is 2 y P / (Q - y P), one division; at least -1."""
+    y = x * _HALF
+    y = _sel(y > _TANH_CLAMP, _TANH_CLAMP, _sel(y < -_TANH_CLAMP, -_TANH_CLAMP, y))
+    t = y * y
+    yp = y * ((((_TP4 * t + _TP3) * t + _TP2) * t + _TP1) * t + _TP0)
+    q = ((((_TQ4 * t + _TQ3) * t + _TQ2) * t + _TQ1) * t + _TQ0)
+    r = (yp + yp) / (q - yp)
+    return _sel(r < -_ONE, -_ONE, r)
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _softplus(x):
-    return _sel(x > _SOFTPLUS_THRESHOLD, x, _log1p(_exp(x)))
+
+# --- activations and their derivatives, one row of lanes at a time ---------------------------
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _act(code, z, slope):
+    """f(z) for activation ``code`` (PReLU: ``slope``)."""
+    if code == 0:
+        return _tanh(z)
+    elif code == 1:
+        return _sel(z > _ZERO, z, _ZERO)
+    elif code == 2:
+        return abs(z)
+    elif code == 3:
+        return _sel(z > _ZERO, z, slope * z)
+    elif code == 4:
+        return _sel(z > _ZERO, z, _expm1(z))
+    elif code == 5:
+        return _softplus(z)[0]
+    elif code == 6:
+        return _softplus(z)[0] - _LOG2
+    elif code == 7:
+        return z * _sigmoid(z)
+    elif code == 8:
+        return _sigmoid(z)
+    elif code == 9:
+        return z / (abs(z) + _ONE)
+    return z
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _relu(z):
-    return _sel(z > _ZERO, z, _ZERO)
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _dact(code, g, z, a, slope):
+    """g * f'(z), from the pre-activation ``z`` and the activation ``a = f(z)`` (softplus,
+    centered softplus, Swish: ``z`` holds f'(z) already, see :func:`_activate`)."""
+    if code == 0:
+        return g * (_ONE - a * a)
+    elif code == 1:
+        return _sel(a > _ZERO, g, _ZERO)
+    elif code == 2:
+        return g * _sel(z > _ZERO, _ONE, _sel(z < _ZERO, -_ONE, _ZERO))
+    elif code == 3:
+        return _sel(z > _ZERO, g, g * slope)
+    elif code == 4:
+        return g * _sel(a > _ZERO, _ONE, a + _ONE)
+    elif code == 5 or code == 6 or code == 7:
+        return g * z
+    elif code == 8:
+        return g * ((_ONE - a) * a)
+    elif code == 9:
+        d = abs(z) + _ONE
+        return g * (_ONE / (d * d))
+    return g
 
 
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _prelu(z, slope):
-    return _sel(z > _ZERO, z, slope * z)
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _elu(z):
-    return _sel(z > _ZERO, z, _expm1(z))
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _swish(z):
-    return z * _sigmoid(z)
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _softsign(z):
-    return z / (_ONE + abs(z))
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _sign(z):
-    return _sel(z > _ZERO, _ONE, _sel(z < _ZERO, -_ONE, _ZERO))
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _dswish(z, a):
-    sig = _sigmoid(z)
-    return (_ONE - sig) * a + sig
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _delu(a):
-    return _sel(a > _ZERO, _ONE, a + _ONE)
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _dsoftsign(z):
-    d = _ONE + abs(z)
-    return _ONE / (d * d)
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _neg_part(z):
-    return _sel(z < _ZERO, z, _ZERO)
-
-
-# In the kernels below every per-lane operation is written out for the LANES = 8 lanes as one
-# tuple assignment: all its loads happen before its stores, so the compiler can pack the eight
-# independent scalar chains into one vector instruction (it cannot prove that numba arrays do not
-# overlap, which blocks vectorizing a loop over the lanes). Lane-layout arrays are flat, row r
-# lane l at r * LANES + l, indexed with unsigned integers (_U0 ... _U7 and row bases made with
-# _row), which spares every access numba's negative-index check.
-
-
-@njit(cache=True, fastmath=False, error_model="numpy", forceinline=True)
-def _row(r):
-    """Flat index of row ``r``'s first lane, unsigned."""
-    return np.uint64(r) * _UL
-
-
-@njit(cache=True, fastmath=False, error_model="numpy")
-def _activate(code, Z, A, r0, width, P, sr):
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _activate(code, Z, A, r0, width, P, sr, keep_z):
     """A[u] = f(Z[u]) for rows u = r0 ... r0 + width - 1, every lane (PReLU: slope row ``sr``
-    of ``P``)."""
-    sb = _row(sr)
+    of ``P``). Unless ``keep_z`` (training's forward pass), softplus, centered softplus and Swish
+    replace Z[u] by f'(Z[u]), which needs an exponential that the forward pass has at hand; the
+    other activations take their derivative cheaply from Z or A in the backward pass."""
+    slope = _ld(P, sr * LANES)
     for u in range(r0, r0 + width):
-        ub = _row(u)
-        if code == 0:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _tanh(Z[ub + _U0]), _tanh(Z[ub + _U1]), _tanh(Z[ub + _U2]), _tanh(Z[ub + _U3]),
-                _tanh(Z[ub + _U4]), _tanh(Z[ub + _U5]), _tanh(Z[ub + _U6]), _tanh(Z[ub + _U7]),
-            )
-        elif code == 1:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _relu(Z[ub + _U0]), _relu(Z[ub + _U1]), _relu(Z[ub + _U2]), _relu(Z[ub + _U3]),
-                _relu(Z[ub + _U4]), _relu(Z[ub + _U5]), _relu(Z[ub + _U6]), _relu(Z[ub + _U7]),
-            )
-        elif code == 2:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                abs(Z[ub + _U0]), abs(Z[ub + _U1]), abs(Z[ub + _U2]), abs(Z[ub + _U3]),
-                abs(Z[ub + _U4]), abs(Z[ub + _U5]), abs(Z[ub + _U6]), abs(Z[ub + _U7]),
-            )
-        elif code == 3:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _prelu(Z[ub + _U0], P[sb + _U0]), _prelu(Z[ub + _U1], P[sb + _U1]),
-                _prelu(Z[ub + _U2], P[sb + _U2]), _prelu(Z[ub + _U3], P[sb + _U3]),
-                _prelu(Z[ub + _U4], P[sb + _U4]), _prelu(Z[ub + _U5], P[sb + _U5]),
-                _prelu(Z[ub + _U6], P[sb + _U6]), _prelu(Z[ub + _U7], P[sb + _U7]),
-            )
-        elif code == 4:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _elu(Z[ub + _U0]), _elu(Z[ub + _U1]), _elu(Z[ub + _U2]), _elu(Z[ub + _U3]),
-                _elu(Z[ub + _U4]), _elu(Z[ub + _U5]), _elu(Z[ub + _U6]), _elu(Z[ub + _U7]),
-            )
-        elif code == 5:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _softplus(Z[ub + _U0]), _softplus(Z[ub + _U1]), _softplus(Z[ub + _U2]), _softplus(Z[ub + _U3]),
-                _softplus(Z[ub + _U4]), _softplus(Z[ub + _U5]), _softplus(Z[ub + _U6]), _softplus(Z[ub + _U7]),
-            )
-        elif code == 6:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _softplus(Z[ub + _U0]) - _LOG2, _softplus(Z[ub + _U1]) - _LOG2, _softplus(Z[ub + _U2]) - _LOG2, _softplus(Z[ub + _U3]) - _LOG2,
-                _softplus(Z[ub + _U4]) - _LOG2, _softplus(Z[ub + _U5]) - _LOG2, _softplus(Z[ub + _U6]) - _LOG2, _softplus(Z[ub + _U7]) - _LOG2,
-            )
-        elif code == 7:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _swish(Z[ub + _U0]), _swish(Z[ub + _U1]), _swish(Z[ub + _U2]), _swish(Z[ub + _U3]),
-                _swish(Z[ub + _U4]), _swish(Z[ub + _U5]), _swish(Z[ub + _U6]), _swish(Z[ub + _U7]),
-            )
-        elif code == 8:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _sigmoid(Z[ub + _U0]), _sigmoid(Z[ub + _U1]), _sigmoid(Z[ub + _U2]), _sigmoid(Z[ub + _U3]),
-                _sigmoid(Z[ub + _U4]), _sigmoid(Z[ub + _U5]), _sigmoid(Z[ub + _U6]), _sigmoid(Z[ub + _U7]),
-            )
-        elif code == 9:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                _softsign(Z[ub + _U0]), _softsign(Z[ub + _U1]), _softsign(Z[ub + _U2]), _softsign(Z[ub + _U3]),
-                _softsign(Z[ub + _U4]), _softsign(Z[ub + _U5]), _softsign(Z[ub + _U6]), _softsign(Z[ub + _U7]),
-            )
-        else:
-            (A[ub + _U0], A[ub + _U1], A[ub + _U2], A[ub + _U3],
-             A[ub + _U4], A[ub + _U5], A[ub + _U6], A[ub + _U7]) = (
-                Z[ub + _U0], Z[ub + _U1], Z[ub + _U2], Z[ub + _U3],
-                Z[ub + _U4], Z[ub + _U5], Z[ub + _U6], Z[ub + _U7],
-            )
+        z = _ld(Z, u * LANES)
+        if code == 5 or code == 6:  # one exponential for the value and the derivative
+            a, d = _softplus(z)
+            _st(A, u * LANES, a if code == 5 else a - _LOG2)
+            if not keep_z:
+                _st(Z, u * LANES, d)
+            continue
+        a = _act(code, z, slope)
+        _st(A, u * LANES, a)
+        if not keep_z and code == 7:
+            sig = _sigmoid(z)
+            _st(Z, u * LANES, (_ONE - sig) * a + sig)
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _derivative(code, g, Z, A, r0, width, P, sr):
     """g[u] *= f'(z) for u < width, every lane, from Z and A at rows r0 + u."""
-    sb = _row(sr)
+    slope = _ld(P, sr * LANES)
     for u in range(width):
-        gb, rb = _row(u), _row(r0 + u)
-        if code == 0:
-            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
-             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
-                g[gb + _U0] * (_ONE - A[rb + _U0] * A[rb + _U0]), g[gb + _U1] * (_ONE - A[rb + _U1] * A[rb + _U1]),
-                g[gb + _U2] * (_ONE - A[rb + _U2] * A[rb + _U2]), g[gb + _U3] * (_ONE - A[rb + _U3] * A[rb + _U3]),
-                g[gb + _U4] * (_ONE - A[rb + _U4] * A[rb + _U4]), g[gb + _U5] * (_ONE - A[rb + _U5] * A[rb + _U5]),
-                g[gb + _U6] * (_ONE - A[rb + _U6] * A[rb + _U6]), g[gb + _U7] * (_ONE - A[rb + _U7] * A[rb + _U7]),
-            )
-        elif code == 1:
-            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
-             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
-                _sel(A[rb + _U0] > _ZERO, g[gb + _U0], _ZERO), _sel(A[rb + _U1] > _ZERO, g[gb + _U1], _ZERO),
-                _sel(A[rb + _U2] > _ZERO, g[gb + _U2], _ZERO), _sel(A[rb + _U3] > _ZERO, g[gb + _U3], _ZERO),
-                _sel(A[rb + _U4] > _ZERO, g[gb + _U4], _ZERO), _sel(A[rb + _U5] > _ZERO, g[gb + _U5], _ZERO),
-                _sel(A[rb + _U6] > _ZERO, g[gb + _U6], _ZERO), _sel(A[rb + _U7] > _ZERO, g[gb + _U7], _ZERO),
-            )
-        elif code == 2:
-            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
-             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
-                g[gb + _U0] * _sign(Z[rb + _U0]), g[gb + _U1] * _sign(Z[rb + _U1]),
-                g[gb + _U2] * _sign(Z[rb + _U2]), g[gb + _U3] * _sign(Z[rb + _U3]),
-                g[gb + _U4] * _sign(Z[rb + _U4]), g[gb + _U5] * _sign(Z[rb + _U5]),
-                g[gb + _U6] * _sign(Z[rb + _U6]), g[gb + _U7] * _sign(Z[rb + _U7]),
-            )
-        elif code == 3:
-            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
-             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
-                _sel(Z[rb + _U0] > _ZERO, g[gb + _U0], g[gb + _U0] * P[sb + _U0]), _sel(Z[rb + _U1] > _ZERO, g[gb + _U1], g[gb + _U1] * P[sb + _U1]),
-                _sel(Z[rb + _U2] > _ZERO, g[gb + _U2], g[gb + _U2] * P[sb + _U2]), _sel(Z[rb + _U3] > _ZERO, g[gb + _U3], g[gb + _U3] * P[sb + _U3]),
-                _sel(Z[rb + _U4] > _ZERO, g[gb + _U4], g[gb + _U4] * P[sb + _U4]), _sel(Z[rb + _U5] > _ZERO, g[gb + _U5], g[gb + _U5] * P[sb + _U5]),
-                _sel(Z[rb + _U6] > _ZERO, g[gb + _U6], g[gb + _U6] * P[sb + _U6]), _sel(Z[rb + _U7] > _ZERO, g[gb + _U7], g[gb + _U7] * P[sb + _U7]),
-            )
-        elif code == 4:
-            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
-             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
-                g[gb + _U0] * _delu(A[rb + _U0]), g[gb + _U1] * _delu(A[rb + _U1]),
-                g[gb + _U2] * _delu(A[rb + _U2]), g[gb + _U3] * _delu(A[rb + _U3]),
-                g[gb + _U4] * _delu(A[rb + _U4]), g[gb + _U5] * _delu(A[rb + _U5]),
-                g[gb + _U6] * _delu(A[rb + _U6]), g[gb + _U7] * _delu(A[rb + _U7]),
-            )
-        elif code == 5 or code == 6:
-            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
-             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
-                g[gb + _U0] * _sigmoid(Z[rb + _U0]), g[gb + _U1] * _sigmoid(Z[rb + _U1]),
-                g[gb + _U2] * _sigmoid(Z[rb + _U2]), g[gb + _U3] * _sigmoid(Z[rb + _U3]),
-                g[gb + _U4] * _sigmoid(Z[rb + _U4]), g[gb + _U5] * _sigmoid(Z[rb + _U5]),
-                g[gb + _U6] * _sigmoid(Z[rb + _U6]), g[gb + _U7] * _sigmoid(Z[rb + _U7]),
-            )
-        elif code == 7:
-            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
-             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
-                g[gb + _U0] * _dswish(Z[rb + _U0], A[rb + _U0]), g[gb + _U1] * _dswish(Z[rb + _U1], A[rb + _U1]),
-                g[gb + _U2] * _dswish(Z[rb + _U2], A[rb + _U2]), g[gb + _U3] * _dswish(Z[rb + _U3], A[rb + _U3]),
-                g[gb + _U4] * _dswish(Z[rb + _U4], A[rb + _U4]), g[gb + _U5] * _dswish(Z[rb + _U5], A[rb + _U5]),
-                g[gb + _U6] * _dswish(Z[rb + _U6], A[rb + _U6]), g[gb + _U7] * _dswish(Z[rb + _U7], A[rb + _U7]),
-            )
-        elif code == 8:
-            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
-             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
-                g[gb + _U0] * ((_ONE - A[rb + _U0]) * A[rb + _U0]), g[gb + _U1] * ((_ONE - A[rb + _U1]) * A[rb + _U1]),
-                g[gb + _U2] * ((_ONE - A[rb + _U2]) * A[rb + _U2]), g[gb + _U3] * ((_ONE - A[rb + _U3]) * A[rb + _U3]),
-                g[gb + _U4] * ((_ONE - A[rb + _U4]) * A[rb + _U4]), g[gb + _U5] * ((_ONE - A[rb + _U5]) * A[rb + _U5]),
-                g[gb + _U6] * ((_ONE - A[rb + _U6]) * A[rb + _U6]), g[gb + _U7] * ((_ONE - A[rb + _U7]) * A[rb + _U7]),
-            )
-        elif code == 9:
-            (g[gb + _U0], g[gb + _U1], g[gb + _U2], g[gb + _U3],
-             g[gb + _U4], g[gb + _U5], g[gb + _U6], g[gb + _U7]) = (
-                g[gb + _U0] * _dsoftsign(Z[rb + _U0]), g[gb + _U1] * _dsoftsign(Z[rb + _U1]),
-                g[gb + _U2] * _dsoftsign(Z[rb + _U2]), g[gb + _U3] * _dsoftsign(Z[rb + _U3]),
-                g[gb + _U4] * _dsoftsign(Z[rb + _U4]), g[gb + _U5] * _dsoftsign(Z[rb + _U5]),
-                g[gb + _U6] * _dsoftsign(Z[rb + _U6]), g[gb + _U7] * _dsoftsign(Z[rb + _U7]),
-            )
+        r = (r0 + u) * LANES
+        _st(g, u * LANES, _dact(code, _ld(g, u * LANES), _ld(Z, r), _ld(A, r), slope))
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _gather(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
     """Copy the parameters of group ``g``'s networks from the layer-major ensemble layout ``src``
     into the lane layout (parameter p of lane l at ``dst[p * LANES + l]``); empty lanes copy the
@@ -460,7 +581,7 @@ def _gather(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
                 dst[ls[i] * LANES + l] = src[s_off[i] + k]
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _scatter(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope):
     """Inverse of :func:`_gather` for the group's real networks."""
     n_layers = widths.shape[0] - 1
@@ -479,8 +600,25 @@ def _scatter(src, dst, widths, w_off, b_off, s_off, lw, lb, ls, g, S, has_slope)
                 dst[s_off[i] + k] = src[ls[i] * LANES + l]
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
-def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao):
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _store_block(arr, base, c0, c1, c2, c3, c4, c5, c6, c7):
+    """Store one block row: sample s's vector at ``base + s * LANES``."""
+    _st(arr, base, c0)
+    _st(arr, base + _O1, c1)
+    _st(arr, base + _O2, c2)
+    _st(arr, base + _O3, c3)
+    _st(arr, base + _O4, c4)
+    _st(arr, base + _O5, c5)
+    _st(arr, base + _O6, c6)
+    _st(arr, base + _O7, c7)
+
+
+# Layouts: lane arrays are flat; parameter row p, lane l at p * LANES + l. Activity arrays (A, Z)
+# and the backward buffers hold a block of BLOCK samples: unit row r, sample s at
+# (r * BLOCK + s) * LANES, one vector per (row, sample).
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao, keep_z):
     """Forward pass of a block of BLOCK samples for every lane. Activity row r of sample s sits at
     row ``r * BLOCK + s`` of A (inputs in rows ao[0]...); Z gets the pre-activations (same rows);
     the last layer's rows of A are the logits. Each output sums b + W[0] x[0] + W[1] x[1] + ... in
@@ -490,76 +628,30 @@ def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao):
         fi, fo = widths[i], widths[i + 1]
         x0, z0 = ao[i], ao[i + 1]
         for j in range(fo):
-            bb = _row(lb[i] + j)
-            (b0, b1, b2, b3, b4, b5, b6, b7) = (
-                P[bb + _U0], P[bb + _U1], P[bb + _U2], P[bb + _U3],
-                P[bb + _U4], P[bb + _U5], P[bb + _U6], P[bb + _U7],
-            )
-            (c00, c01, c02, c03, c04, c05, c06, c07,
-             c10, c11, c12, c13, c14, c15, c16, c17,
-             c20, c21, c22, c23, c24, c25, c26, c27,
-             c30, c31, c32, c33, c34, c35, c36, c37) = (
-                b0, b1, b2, b3,
-                b4, b5, b6, b7,
-                b0, b1, b2, b3,
-                b4, b5, b6, b7,
-                b0, b1, b2, b3,
-                b4, b5, b6, b7,
-                b0, b1, b2, b3,
-                b4, b5, b6, b7,
-            )
-            wb, xb = _row(lw[i] + j * fi), _row(x0 * BLOCK)
+            b = _ld(P, (lb[i] + j) * LANES)
+            c0, c1, c2, c3, c4, c5, c6, c7 = b, b, b, b, b, b, b, b
+            wb, xb = (lw[i] + j * fi) * LANES, x0 * _SW
             for k in range(fi):
-                (w0, w1, w2, w3, w4, w5, w6, w7) = (
-                    P[wb + _U0], P[wb + _U1], P[wb + _U2], P[wb + _U3],
-                    P[wb + _U4], P[wb + _U5], P[wb + _U6], P[wb + _U7],
-                )
-                (c00, c01, c02, c03, c04, c05, c06, c07,
-                 c10, c11, c12, c13, c14, c15, c16, c17,
-                 c20, c21, c22, c23, c24, c25, c26, c27,
-                 c30, c31, c32, c33, c34, c35, c36, c37) = (
-                    c00 + w0 * A[xb + _O00], c01 + w1 * A[xb + _O01], c02 + w2 * A[xb + _O02], c03 + w3 * A[xb + _O03],
-                    c04 + w4 * A[xb + _O04], c05 + w5 * A[xb + _O05], c06 + w6 * A[xb + _O06], c07 + w7 * A[xb + _O07],
-                    c10 + w0 * A[xb + _O10], c11 + w1 * A[xb + _O11], c12 + w2 * A[xb + _O12], c13 + w3 * A[xb + _O13],
-                    c14 + w4 * A[xb + _O14], c15 + w5 * A[xb + _O15], c16 + w6 * A[xb + _O16], c17 + w7 * A[xb + _O17],
-                    c20 + w0 * A[xb + _O20], c21 + w1 * A[xb + _O21], c22 + w2 * A[xb + _O22], c23 + w3 * A[xb + _O23],
-                    c24 + w4 * A[xb + _O24], c25 + w5 * A[xb + _O25], c26 + w6 * A[xb + _O26], c27 + w7 * A[xb + _O27],
-                    c30 + w0 * A[xb + _O30], c31 + w1 * A[xb + _O31], c32 + w2 * A[xb + _O32], c33 + w3 * A[xb + _O33],
-                    c34 + w4 * A[xb + _O34], c35 + w5 * A[xb + _O35], c36 + w6 * A[xb + _O36], c37 + w7 * A[xb + _O37],
-                )
-                wb += _UL
-                xb += _UB
-            zb = _row((z0 + j) * BLOCK)
-            (Z[zb + _O00], Z[zb + _O01], Z[zb + _O02], Z[zb + _O03],
-             Z[zb + _O04], Z[zb + _O05], Z[zb + _O06], Z[zb + _O07],
-             Z[zb + _O10], Z[zb + _O11], Z[zb + _O12], Z[zb + _O13],
-             Z[zb + _O14], Z[zb + _O15], Z[zb + _O16], Z[zb + _O17],
-             Z[zb + _O20], Z[zb + _O21], Z[zb + _O22], Z[zb + _O23],
-             Z[zb + _O24], Z[zb + _O25], Z[zb + _O26], Z[zb + _O27],
-             Z[zb + _O30], Z[zb + _O31], Z[zb + _O32], Z[zb + _O33],
-             Z[zb + _O34], Z[zb + _O35], Z[zb + _O36], Z[zb + _O37]) = (
-                c00, c01, c02, c03,
-                c04, c05, c06, c07,
-                c10, c11, c12, c13,
-                c14, c15, c16, c17,
-                c20, c21, c22, c23,
-                c24, c25, c26, c27,
-                c30, c31, c32, c33,
-                c34, c35, c36, c37,
-            )
+                w = _ld(P, wb)
+                c0 = _fma(w, _ld(A, xb), c0)
+                c1 = _fma(w, _ld(A, xb + _O1), c1)
+                c2 = _fma(w, _ld(A, xb + _O2), c2)
+                c3 = _fma(w, _ld(A, xb + _O3), c3)
+                c4 = _fma(w, _ld(A, xb + _O4), c4)
+                c5 = _fma(w, _ld(A, xb + _O5), c5)
+                c6 = _fma(w, _ld(A, xb + _O6), c6)
+                c7 = _fma(w, _ld(A, xb + _O7), c7)
+                wb += LANES
+                xb += _SW
+            _store_block(Z, (z0 + j) * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
         if i < n_layers - 1:
-            _activate(code, Z, A, z0 * BLOCK, fo * BLOCK, P, ls[i])
+            _activate(code, Z, A, z0 * BLOCK, fo * BLOCK, P, ls[i], keep_z)
         else:
-            for j in range(z0 * BLOCK, (z0 + fo) * BLOCK):
-                jb = _row(j)
-                (A[jb + _U0], A[jb + _U1], A[jb + _U2], A[jb + _U3],
-                 A[jb + _U4], A[jb + _U5], A[jb + _U6], A[jb + _U7]) = (
-                    Z[jb + _U0], Z[jb + _U1], Z[jb + _U2], Z[jb + _U3],
-                    Z[jb + _U4], Z[jb + _U5], Z[jb + _U6], Z[jb + _U7],
-                )
+            for r in range(z0 * BLOCK, (z0 + fo) * BLOCK):
+                _st(A, r * LANES, _ld(Z, r * LANES))
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S, widths,
                  w_off, b_off, s_off, lw, lb, ls, ao, batch_size, l2, inv_n, step_size,
                  bias2_sqrt, one_minus_beta1, beta2, one_minus_beta2, eps,
@@ -590,8 +682,7 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
         for bi in range(n_batches):
             start = bi * batch_size
             stop = min(start + batch_size, n_train)
-            for q in range(n_par * LANES):
-                G[q] = _ZERO
+            G[:] = _ZERO
             for blk in range(start, stop, BLOCK):
                 # inputs, labels and gradient scale of the block's samples for every lane
                 for s in range(BLOCK):
@@ -601,207 +692,95 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                         pos = blk
                     for l in range(LANES):
                         rows[l] = order[lane_net[l] if per_net_order else 0, pos]
-                        labels[s * LANES + l] = y[rows[l]]
+                        labels[s * LANES + l] = np.float32(y[rows[l]])
+                    r0, r1, r2, r3, r4, r5, r6, r7 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]
                     for k in range(n_in):
-                        kb = _row(k * BLOCK + s)
-                        (A[kb + _U0], A[kb + _U1], A[kb + _U2], A[kb + _U3],
-                         A[kb + _U4], A[kb + _U5], A[kb + _U6], A[kb + _U7]) = (
-                            X[rows[0], k], X[rows[1], k], X[rows[2], k], X[rows[3], k],
-                            X[rows[4], k], X[rows[5], k], X[rows[6], k], X[rows[7], k],
-                        )
-                _forward_block(code, P, A, Z, widths, lw, lb, ls, ao)
+                        _st(A, (k * BLOCK + s) * LANES, _set8(X[r0, k], X[r1, k], X[r2, k], X[r3, k],
+                                                             X[r4, k], X[r5, k], X[r6, k], X[r7, k]))
+                _forward_block(code, P, A, Z, widths, lw, lb, ls, ao, False)
                 # softmax cross-entropy; g1 = (p - onehot) * scale
                 for s in range(BLOCK):
                     scale = scales[s]
-                    yb = s * LANES
-                    (y0, y1, y2, y3, y4, y5, y6, y7) = (
-                        labels[yb + 0], labels[yb + 1], labels[yb + 2], labels[yb + 3],
-                        labels[yb + 4], labels[yb + 5], labels[yb + 6], labels[yb + 7],
-                    )
-                    cb = _row(lo * BLOCK + s)
-                    (c0, c1, c2, c3, c4, c5, c6, c7) = (
-                        A[cb + _U0], A[cb + _U1], A[cb + _U2], A[cb + _U3],
-                        A[cb + _U4], A[cb + _U5], A[cb + _U6], A[cb + _U7],
-                    )
+                    yv = _ld(labels, s * LANES)
+                    cmax = _ld(A, (lo * BLOCK + s) * LANES)
                     for c in range(1, n_out):
-                        cb = _row((lo + c) * BLOCK + s)
-                        (c0, c1, c2, c3, c4, c5, c6, c7) = (
-                            _sel(A[cb + _U0] > c0, A[cb + _U0], c0), _sel(A[cb + _U1] > c1, A[cb + _U1], c1),
-                            _sel(A[cb + _U2] > c2, A[cb + _U2], c2), _sel(A[cb + _U3] > c3, A[cb + _U3], c3),
-                            _sel(A[cb + _U4] > c4, A[cb + _U4], c4), _sel(A[cb + _U5] > c5, A[cb + _U5], c5),
-                            _sel(A[cb + _U6] > c6, A[cb + _U6], c6), _sel(A[cb + _U7] > c7, A[cb + _U7], c7),
-                        )
-                    e0, e1, e2, e3, e4, e5, e6, e7 = _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO
+                        a = _ld(A, ((lo + c) * BLOCK + s) * LANES)
+                        cmax = _sel(a > cmax, a, cmax)
+                    e = _splat(_ZERO)
                     for c in range(n_out):
-                        cb = _row((lo + c) * BLOCK + s)
-                        (e0, e1, e2, e3, e4, e5, e6, e7) = (
-                            e0 + _exp(A[cb + _U0] - c0), e1 + _exp(A[cb + _U1] - c1), e2 + _exp(A[cb + _U2] - c2), e3 + _exp(A[cb + _U3] - c3),
-                            e4 + _exp(A[cb + _U4] - c4), e5 + _exp(A[cb + _U5] - c5), e6 + _exp(A[cb + _U6] - c6), e7 + _exp(A[cb + _U7] - c7),
-                        )
-                    (e0, e1, e2, e3, e4, e5, e6, e7) = (
-                        c0 + _log(e0), c1 + _log(e1), c2 + _log(e2), c3 + _log(e3),
-                        c4 + _log(e4), c5 + _log(e5), c6 + _log(e6), c7 + _log(e7),
-                    )
+                        e = e + _exp(_ld(A, ((lo + c) * BLOCK + s) * LANES) - cmax)
+                    e = cmax + _log(e)
                     for c in range(n_out):
-                        cb, gb = _row((lo + c) * BLOCK + s), _row(c * BLOCK + s)
-                        (h0, h1, h2, h3, h4, h5, h6, h7) = (
-                            _sel(y0 == c, _ONE, _ZERO), _sel(y1 == c, _ONE, _ZERO), _sel(y2 == c, _ONE, _ZERO), _sel(y3 == c, _ONE, _ZERO),
-                            _sel(y4 == c, _ONE, _ZERO), _sel(y5 == c, _ONE, _ZERO), _sel(y6 == c, _ONE, _ZERO), _sel(y7 == c, _ONE, _ZERO),
-                        )
-                        (c0, c1, c2, c3, c4, c5, c6, c7) = (
-                            A[cb + _U0] - e0, A[cb + _U1] - e1, A[cb + _U2] - e2, A[cb + _U3] - e3,
-                            A[cb + _U4] - e4, A[cb + _U5] - e5, A[cb + _U6] - e6, A[cb + _U7] - e7,
-                        )
-                        (m_lane[_U0], m_lane[_U1], m_lane[_U2], m_lane[_U3],
-                         m_lane[_U4], m_lane[_U5], m_lane[_U6], m_lane[_U7]) = (
-                            m_lane[_U0] - c0 * h0 * scale, m_lane[_U1] - c1 * h1 * scale, m_lane[_U2] - c2 * h2 * scale, m_lane[_U3] - c3 * h3 * scale,
-                            m_lane[_U4] - c4 * h4 * scale, m_lane[_U5] - c5 * h5 * scale, m_lane[_U6] - c6 * h6 * scale, m_lane[_U7] - c7 * h7 * scale,
-                        )
-                        (g1[gb + _U0], g1[gb + _U1], g1[gb + _U2], g1[gb + _U3],
-                         g1[gb + _U4], g1[gb + _U5], g1[gb + _U6], g1[gb + _U7]) = (
-                            (_exp(c0) - h0) * scale, (_exp(c1) - h1) * scale, (_exp(c2) - h2) * scale, (_exp(c3) - h3) * scale,
-                            (_exp(c4) - h4) * scale, (_exp(c5) - h5) * scale, (_exp(c6) - h6) * scale, (_exp(c7) - h7) * scale,
-                        )
+                        h = _sel(yv == np.float32(c), _ONE, _ZERO)
+                        d = _ld(A, ((lo + c) * BLOCK + s) * LANES) - e
+                        _sub_into_f64(m_lane, d * h * scale)
+                        _st(g1, (c * BLOCK + s) * LANES, (_exp(d) - h) * scale)
                 # backward, layer by layer; g1 holds the gradient w.r.t. layer i's output
                 for i in range(n_layers - 1, -1, -1):
                     fi, fo = widths[i], widths[i + 1]
                     x0 = ao[i]
                     for j in range(fo):
-                        bb, jb = _row(lb[i] + j), _row(j * BLOCK)
-                        (h00, h01, h02, h03, h04, h05, h06, h07,
-                         h10, h11, h12, h13, h14, h15, h16, h17,
-                         h20, h21, h22, h23, h24, h25, h26, h27,
-                         h30, h31, h32, h33, h34, h35, h36, h37) = (
-                            g1[jb + _O00], g1[jb + _O01], g1[jb + _O02], g1[jb + _O03],
-                            g1[jb + _O04], g1[jb + _O05], g1[jb + _O06], g1[jb + _O07],
-                            g1[jb + _O10], g1[jb + _O11], g1[jb + _O12], g1[jb + _O13],
-                            g1[jb + _O14], g1[jb + _O15], g1[jb + _O16], g1[jb + _O17],
-                            g1[jb + _O20], g1[jb + _O21], g1[jb + _O22], g1[jb + _O23],
-                            g1[jb + _O24], g1[jb + _O25], g1[jb + _O26], g1[jb + _O27],
-                            g1[jb + _O30], g1[jb + _O31], g1[jb + _O32], g1[jb + _O33],
-                            g1[jb + _O34], g1[jb + _O35], g1[jb + _O36], g1[jb + _O37],
-                        )
-                        (G[bb + _U0], G[bb + _U1], G[bb + _U2], G[bb + _U3],
-                         G[bb + _U4], G[bb + _U5], G[bb + _U6], G[bb + _U7]) = (
-                            G[bb + _U0] + h00 + h10 + h20 + h30, G[bb + _U1] + h01 + h11 + h21 + h31,
-                            G[bb + _U2] + h02 + h12 + h22 + h32, G[bb + _U3] + h03 + h13 + h23 + h33,
-                            G[bb + _U4] + h04 + h14 + h24 + h34, G[bb + _U5] + h05 + h15 + h25 + h35,
-                            G[bb + _U6] + h06 + h16 + h26 + h36, G[bb + _U7] + h07 + h17 + h27 + h37,
-                        )
-                        wb, xb = _row(lw[i] + j * fi), _row(x0 * BLOCK)
+                        bb, jb = (lb[i] + j) * LANES, j * _SW
+                        h0, h1, h2, h3 = _ld(g1, jb), _ld(g1, jb + _O1), _ld(g1, jb + _O2), _ld(g1, jb + _O3)
+                        h4, h5, h6, h7 = _ld(g1, jb + _O4), _ld(g1, jb + _O5), _ld(g1, jb + _O6), _ld(g1, jb + _O7)
+                        # the block's 8 samples summed in a fixed order (bias: a pairwise tree;
+                        # weights: even and odd samples as two fused multiply-add chains), then
+                        # added to the minibatch's running sum
+                        _st(G, bb, _ld(G, bb) + (((h0 + h1) + (h2 + h3)) + ((h4 + h5) + (h6 + h7))))
+                        wb, xb = (lw[i] + j * fi) * LANES, x0 * _SW
                         for k in range(fi):
-                            (G[wb + _U0], G[wb + _U1], G[wb + _U2], G[wb + _U3],
-                             G[wb + _U4], G[wb + _U5], G[wb + _U6], G[wb + _U7]) = (
-                                G[wb + _U0] + h00 * A[xb + _O00] + h10 * A[xb + _O10] + h20 * A[xb + _O20] + h30 * A[xb + _O30], G[wb + _U1] + h01 * A[xb + _O01] + h11 * A[xb + _O11] + h21 * A[xb + _O21] + h31 * A[xb + _O31],
-                                G[wb + _U2] + h02 * A[xb + _O02] + h12 * A[xb + _O12] + h22 * A[xb + _O22] + h32 * A[xb + _O32], G[wb + _U3] + h03 * A[xb + _O03] + h13 * A[xb + _O13] + h23 * A[xb + _O23] + h33 * A[xb + _O33],
-                                G[wb + _U4] + h04 * A[xb + _O04] + h14 * A[xb + _O14] + h24 * A[xb + _O24] + h34 * A[xb + _O34], G[wb + _U5] + h05 * A[xb + _O05] + h15 * A[xb + _O15] + h25 * A[xb + _O25] + h35 * A[xb + _O35],
-                                G[wb + _U6] + h06 * A[xb + _O06] + h16 * A[xb + _O16] + h26 * A[xb + _O26] + h36 * A[xb + _O36], G[wb + _U7] + h07 * A[xb + _O07] + h17 * A[xb + _O17] + h27 * A[xb + _O27] + h37 * A[xb + _O37],
-                            )
-                            wb += _UL
-                            xb += _UB
+                            even = _fma(h6, _ld(A, xb + _O6), _fma(h4, _ld(A, xb + _O4), _fma(
+                                h2, _ld(A, xb + _O2), h0 * _ld(A, xb))))
+                            odd = _fma(h7, _ld(A, xb + _O7), _fma(h5, _ld(A, xb + _O5), _fma(
+                                h3, _ld(A, xb + _O3), h1 * _ld(A, xb + _O1))))
+                            _st(G, wb, _ld(G, wb) + (even + odd))
+                            wb += LANES
+                            xb += _SW
                     if i > 0:
-                        step = _row(fi)
+                        step = fi * LANES
                         for k in range(fi):
-                            (c00, c01, c02, c03, c04, c05, c06, c07,
-                             c10, c11, c12, c13, c14, c15, c16, c17,
-                             c20, c21, c22, c23, c24, c25, c26, c27,
-                             c30, c31, c32, c33, c34, c35, c36, c37) = (
-                                _ZERO, _ZERO, _ZERO, _ZERO,
-                                _ZERO, _ZERO, _ZERO, _ZERO,
-                                _ZERO, _ZERO, _ZERO, _ZERO,
-                                _ZERO, _ZERO, _ZERO, _ZERO,
-                                _ZERO, _ZERO, _ZERO, _ZERO,
-                                _ZERO, _ZERO, _ZERO, _ZERO,
-                                _ZERO, _ZERO, _ZERO, _ZERO,
-                                _ZERO, _ZERO, _ZERO, _ZERO,
-                            )
-                            wb, jb = _row(lw[i] + k), _row(0)
+                            c0 = _splat(_ZERO)
+                            c1, c2, c3, c4, c5, c6, c7 = c0, c0, c0, c0, c0, c0, c0
+                            wb, jb = (lw[i] + k) * LANES, 0
                             for j in range(fo):
-                                (w0, w1, w2, w3, w4, w5, w6, w7) = (
-                                    P[wb + _U0], P[wb + _U1], P[wb + _U2], P[wb + _U3],
-                                    P[wb + _U4], P[wb + _U5], P[wb + _U6], P[wb + _U7],
-                                )
-                                (c00, c01, c02, c03, c04, c05, c06, c07,
-                                 c10, c11, c12, c13, c14, c15, c16, c17,
-                                 c20, c21, c22, c23, c24, c25, c26, c27,
-                                 c30, c31, c32, c33, c34, c35, c36, c37) = (
-                                    c00 + w0 * g1[jb + _O00], c01 + w1 * g1[jb + _O01], c02 + w2 * g1[jb + _O02], c03 + w3 * g1[jb + _O03],
-                                    c04 + w4 * g1[jb + _O04], c05 + w5 * g1[jb + _O05], c06 + w6 * g1[jb + _O06], c07 + w7 * g1[jb + _O07],
-                                    c10 + w0 * g1[jb + _O10], c11 + w1 * g1[jb + _O11], c12 + w2 * g1[jb + _O12], c13 + w3 * g1[jb + _O13],
-                                    c14 + w4 * g1[jb + _O14], c15 + w5 * g1[jb + _O15], c16 + w6 * g1[jb + _O16], c17 + w7 * g1[jb + _O17],
-                                    c20 + w0 * g1[jb + _O20], c21 + w1 * g1[jb + _O21], c22 + w2 * g1[jb + _O22], c23 + w3 * g1[jb + _O23],
-                                    c24 + w4 * g1[jb + _O24], c25 + w5 * g1[jb + _O25], c26 + w6 * g1[jb + _O26], c27 + w7 * g1[jb + _O27],
-                                    c30 + w0 * g1[jb + _O30], c31 + w1 * g1[jb + _O31], c32 + w2 * g1[jb + _O32], c33 + w3 * g1[jb + _O33],
-                                    c34 + w4 * g1[jb + _O34], c35 + w5 * g1[jb + _O35], c36 + w6 * g1[jb + _O36], c37 + w7 * g1[jb + _O37],
-                                )
+                                w = _ld(P, wb)
+                                c0 = _fma(w, _ld(g1, jb), c0)
+                                c1 = _fma(w, _ld(g1, jb + _O1), c1)
+                                c2 = _fma(w, _ld(g1, jb + _O2), c2)
+                                c3 = _fma(w, _ld(g1, jb + _O3), c3)
+                                c4 = _fma(w, _ld(g1, jb + _O4), c4)
+                                c5 = _fma(w, _ld(g1, jb + _O5), c5)
+                                c6 = _fma(w, _ld(g1, jb + _O6), c6)
+                                c7 = _fma(w, _ld(g1, jb + _O7), c7)
                                 wb += step
-                                jb += _UB
-                            kb = _row(k * BLOCK)
-                            (g2[kb + _O00], g2[kb + _O01], g2[kb + _O02], g2[kb + _O03],
-                             g2[kb + _O04], g2[kb + _O05], g2[kb + _O06], g2[kb + _O07],
-                             g2[kb + _O10], g2[kb + _O11], g2[kb + _O12], g2[kb + _O13],
-                             g2[kb + _O14], g2[kb + _O15], g2[kb + _O16], g2[kb + _O17],
-                             g2[kb + _O20], g2[kb + _O21], g2[kb + _O22], g2[kb + _O23],
-                             g2[kb + _O24], g2[kb + _O25], g2[kb + _O26], g2[kb + _O27],
-                             g2[kb + _O30], g2[kb + _O31], g2[kb + _O32], g2[kb + _O33],
-                             g2[kb + _O34], g2[kb + _O35], g2[kb + _O36], g2[kb + _O37]) = (
-                                c00, c01, c02, c03,
-                                c04, c05, c06, c07,
-                                c10, c11, c12, c13,
-                                c14, c15, c16, c17,
-                                c20, c21, c22, c23,
-                                c24, c25, c26, c27,
-                                c30, c31, c32, c33,
-                                c34, c35, c36, c37,
-                            )
+                                jb += _SW
+                            _store_block(g2, k * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
                         if has_slope:
-                            sb = _row(ls[i - 1])
+                            sb = ls[i - 1] * LANES
                             for k in range(fi):
-                                xb, kb = _row((x0 + k) * BLOCK), _row(k * BLOCK)
-                                (G[sb + _U0], G[sb + _U1], G[sb + _U2], G[sb + _U3],
-                                 G[sb + _U4], G[sb + _U5], G[sb + _U6], G[sb + _U7]) = (
-                                    G[sb + _U0] + _neg_part(Z[xb + _O00]) * g2[kb + _O00] + _neg_part(Z[xb + _O10]) * g2[kb + _O10] + _neg_part(Z[xb + _O20]) * g2[kb + _O20] + _neg_part(Z[xb + _O30]) * g2[kb + _O30], G[sb + _U1] + _neg_part(Z[xb + _O01]) * g2[kb + _O01] + _neg_part(Z[xb + _O11]) * g2[kb + _O11] + _neg_part(Z[xb + _O21]) * g2[kb + _O21] + _neg_part(Z[xb + _O31]) * g2[kb + _O31],
-                                    G[sb + _U2] + _neg_part(Z[xb + _O02]) * g2[kb + _O02] + _neg_part(Z[xb + _O12]) * g2[kb + _O12] + _neg_part(Z[xb + _O22]) * g2[kb + _O22] + _neg_part(Z[xb + _O32]) * g2[kb + _O32], G[sb + _U3] + _neg_part(Z[xb + _O03]) * g2[kb + _O03] + _neg_part(Z[xb + _O13]) * g2[kb + _O13] + _neg_part(Z[xb + _O23]) * g2[kb + _O23] + _neg_part(Z[xb + _O33]) * g2[kb + _O33],
-                                    G[sb + _U4] + _neg_part(Z[xb + _O04]) * g2[kb + _O04] + _neg_part(Z[xb + _O14]) * g2[kb + _O14] + _neg_part(Z[xb + _O24]) * g2[kb + _O24] + _neg_part(Z[xb + _O34]) * g2[kb + _O34], G[sb + _U5] + _neg_part(Z[xb + _O05]) * g2[kb + _O05] + _neg_part(Z[xb + _O15]) * g2[kb + _O15] + _neg_part(Z[xb + _O25]) * g2[kb + _O25] + _neg_part(Z[xb + _O35]) * g2[kb + _O35],
-                                    G[sb + _U6] + _neg_part(Z[xb + _O06]) * g2[kb + _O06] + _neg_part(Z[xb + _O16]) * g2[kb + _O16] + _neg_part(Z[xb + _O26]) * g2[kb + _O26] + _neg_part(Z[xb + _O36]) * g2[kb + _O36], G[sb + _U7] + _neg_part(Z[xb + _O07]) * g2[kb + _O07] + _neg_part(Z[xb + _O17]) * g2[kb + _O17] + _neg_part(Z[xb + _O27]) * g2[kb + _O27] + _neg_part(Z[xb + _O37]) * g2[kb + _O37],
-                                )
+                                xb, kb = (x0 + k) * _SW, k * _SW
+                                acc = _ld(G, sb)
+                                for s in range(BLOCK):
+                                    zs = _ld(Z, xb + s * LANES)
+                                    acc = acc + _sel(zs < _ZERO, zs, _ZERO) * _ld(g2, kb + s * LANES)
+                                _st(G, sb, acc)
                         _derivative(code, g2, Z, A, x0 * BLOCK, fi * BLOCK, P, ls[i - 1])
-                        for q in range(fi * BLOCK * LANES):
-                            g1[q] = g2[q]
+                        g1, g2 = g2, g1
             # L2 on hidden weights, then Adam
             if l2 != 0.0:
                 for i in range(n_layers - 1):
                     for q in range(lw[i], lw[i] + widths[i] * widths[i + 1]):
-                        qb = _row(q)
-                        (G[qb + _U0], G[qb + _U1], G[qb + _U2], G[qb + _U3],
-                         G[qb + _U4], G[qb + _U5], G[qb + _U6], G[qb + _U7]) = (
-                            G[qb + _U0] + l2 * P[qb + _U0], G[qb + _U1] + l2 * P[qb + _U1], G[qb + _U2] + l2 * P[qb + _U2], G[qb + _U3] + l2 * P[qb + _U3],
-                            G[qb + _U4] + l2 * P[qb + _U4], G[qb + _U5] + l2 * P[qb + _U5], G[qb + _U6] + l2 * P[qb + _U6], G[qb + _U7] + l2 * P[qb + _U7],
-                        )
+                        qb = q * LANES
+                        _st(G, qb, _ld(G, qb) + l2 * _ld(P, qb))
             ss, b2s = step_size[bi], bias2_sqrt[bi]
             for q in range(n_par):
-                qb = _row(q)
-                (M[qb + _U0], M[qb + _U1], M[qb + _U2], M[qb + _U3],
-                 M[qb + _U4], M[qb + _U5], M[qb + _U6], M[qb + _U7]) = (
-                    M[qb + _U0] + one_minus_beta1 * (G[qb + _U0] - M[qb + _U0]), M[qb + _U1] + one_minus_beta1 * (G[qb + _U1] - M[qb + _U1]),
-                    M[qb + _U2] + one_minus_beta1 * (G[qb + _U2] - M[qb + _U2]), M[qb + _U3] + one_minus_beta1 * (G[qb + _U3] - M[qb + _U3]),
-                    M[qb + _U4] + one_minus_beta1 * (G[qb + _U4] - M[qb + _U4]), M[qb + _U5] + one_minus_beta1 * (G[qb + _U5] - M[qb + _U5]),
-                    M[qb + _U6] + one_minus_beta1 * (G[qb + _U6] - M[qb + _U6]), M[qb + _U7] + one_minus_beta1 * (G[qb + _U7] - M[qb + _U7]),
-                )
-                (V[qb + _U0], V[qb + _U1], V[qb + _U2], V[qb + _U3],
-                 V[qb + _U4], V[qb + _U5], V[qb + _U6], V[qb + _U7]) = (
-                    V[qb + _U0] * beta2 + one_minus_beta2 * G[qb + _U0] * G[qb + _U0], V[qb + _U1] * beta2 + one_minus_beta2 * G[qb + _U1] * G[qb + _U1],
-                    V[qb + _U2] * beta2 + one_minus_beta2 * G[qb + _U2] * G[qb + _U2], V[qb + _U3] * beta2 + one_minus_beta2 * G[qb + _U3] * G[qb + _U3],
-                    V[qb + _U4] * beta2 + one_minus_beta2 * G[qb + _U4] * G[qb + _U4], V[qb + _U5] * beta2 + one_minus_beta2 * G[qb + _U5] * G[qb + _U5],
-                    V[qb + _U6] * beta2 + one_minus_beta2 * G[qb + _U6] * G[qb + _U6], V[qb + _U7] * beta2 + one_minus_beta2 * G[qb + _U7] * G[qb + _U7],
-                )
-                (P[qb + _U0], P[qb + _U1], P[qb + _U2], P[qb + _U3],
-                 P[qb + _U4], P[qb + _U5], P[qb + _U6], P[qb + _U7]) = (
-                    P[qb + _U0] + ss * (M[qb + _U0] / (np.sqrt(V[qb + _U0]) / b2s + eps)), P[qb + _U1] + ss * (M[qb + _U1] / (np.sqrt(V[qb + _U1]) / b2s + eps)),
-                    P[qb + _U2] + ss * (M[qb + _U2] / (np.sqrt(V[qb + _U2]) / b2s + eps)), P[qb + _U3] + ss * (M[qb + _U3] / (np.sqrt(V[qb + _U3]) / b2s + eps)),
-                    P[qb + _U4] + ss * (M[qb + _U4] / (np.sqrt(V[qb + _U4]) / b2s + eps)), P[qb + _U5] + ss * (M[qb + _U5] / (np.sqrt(V[qb + _U5]) / b2s + eps)),
-                    P[qb + _U6] + ss * (M[qb + _U6] / (np.sqrt(V[qb + _U6]) / b2s + eps)), P[qb + _U7] + ss * (M[qb + _U7] / (np.sqrt(V[qb + _U7]) / b2s + eps)),
-                )
+                qb = q * LANES
+                g, m = _ld(G, qb), _ld(M, qb)
+                m = m + one_minus_beta1 * (g - m)
+                v = _ld(V, qb) * beta2 + one_minus_beta2 * g * g
+                _st(M, qb, m)
+                _st(V, qb, v)
+                _st(P, qb, _ld(P, qb) + ss * (m / (_vsqrt(v) / b2s + eps)))
         for l in range(LANES):
             k = grp * LANES + l
             if k < S:
@@ -811,7 +790,7 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
         _scatter(V, exp_avg_sq, widths, w_off, b_off, s_off, lw, lb, ls, grp, S, has_slope)
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, ob, P, A, Z, out):
     """Every layer's activity (hidden activations, then logits) of every network on every row of
     ``X``: layer ``i`` of network ``k`` at ``out[ob[i] + (k * N + n) * width + unit]``."""
@@ -824,14 +803,8 @@ def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, 
             for s in range(BLOCK):
                 n = min(blk + s, N - 1)
                 for k in range(n_in):
-                    x = X[n, k]
-                    kb = _row(k * BLOCK + s)
-                    (A[kb + _U0], A[kb + _U1], A[kb + _U2], A[kb + _U3],
-                     A[kb + _U4], A[kb + _U5], A[kb + _U6], A[kb + _U7]) = (
-                        x, x, x, x,
-                        x, x, x, x,
-                    )
-            _forward_block(code, P, A, Z, widths, lw, lb, ls, ao)
+                    _st(A, (k * BLOCK + s) * LANES, _splat(X[n, k]))
+            _forward_block(code, P, A, Z, widths, lw, lb, ls, ao, True)
             for s in range(min(BLOCK, N - blk)):
                 n = blk + s
                 for l in range(LANES):
@@ -843,20 +816,6 @@ def _forward_all(code, flat, X, S, widths, w_off, b_off, s_off, lw, lb, ls, ao, 
                         base = ob[i] + (net * N + n) * w
                         for u in range(w):
                             out[base + u] = A[((ao[i + 1] + u) * BLOCK + s) * LANES + l]
-
-
-@contextlib.contextmanager
-def _slp_vectorize():
-    """Compile with LLVM's SLP vectorizer, which packs the eight lanes written out in the kernels
-    into vector instructions. Numba turns it off by default (``NUMBA_SLP_VECTORIZE``); the
-    setting is read when a function is compiled, so it is switched on only around the calls that
-    may compile these kernels (a kernel loaded from the cache is already compiled)."""
-    old = numba.config.SLP_VECTORIZE
-    numba.config.SLP_VECTORIZE = 1
-    try:
-        yield
-    finally:
-        numba.config.SLP_VECTORIZE = old
 
 
 def check_activation(name: str) -> int:
@@ -966,7 +925,7 @@ class FusedKernel:
         self.m_lane = np.zeros(LANES, dtype=np.float64)
         self.rows = np.zeros(LANES, dtype=np.int64)
         self.lane_net = np.zeros(LANES, dtype=np.int64)
-        self.labels = np.zeros(BLOCK * LANES, dtype=np.int64)
+        self.labels = np.zeros(BLOCK * LANES, dtype=f32)  # as float32, compared with float32 classes
         self.scales = np.zeros(BLOCK, dtype=f32)
         self.losses = np.zeros(self.S, dtype=np.float64)
 
@@ -1030,13 +989,12 @@ class FusedKernel:
         inv_n = np.array([np.float32(1.0 / n) for n in sizes], dtype=np.float32)
         step_size, bias2_sqrt = adam_scalars(float(lr), int(steps_before) + 1, n_batches)
         f32 = np.float32
-        with _slp_vectorize():
-            _train_epoch(self.code, flat, exp_avg, exp_avg_sq, X, y, order, order.shape[0] > 1, self.S,
-                         self.widths, self.w_off, self.b_off, self.s_off, self.lw, self.lb, self.ls, self.ao,
-                         batch_size, f32(l2), inv_n, step_size, bias2_sqrt, f32(1 - 0.9), f32(0.999),
-                         f32(1 - 0.999), f32(1e-8), self.P, self.M, self.V, self.G, self.A, self.Z,
-                         self.g1, self.g2, self.m_lane, self.rows, self.lane_net, self.labels, self.scales,
-                         self.losses)
+        _train_epoch(self.code, flat, exp_avg, exp_avg_sq, X, y, order, order.shape[0] > 1, self.S,
+                     self.widths, self.w_off, self.b_off, self.s_off, self.lw, self.lb, self.ls, self.ao,
+                     batch_size, f32(l2), inv_n, step_size, bias2_sqrt, f32(1 - 0.9), f32(0.999),
+                     f32(1 - 0.999), f32(1e-8), self.P, self.M, self.V, self.G, self.A, self.Z,
+                     self.g1, self.g2, self.m_lane, self.rows, self.lane_net, self.labels, self.scales,
+                     self.losses)
         return self.losses
 
     def forward_all(self, flat, X) -> list[np.ndarray]:
@@ -1062,7 +1020,6 @@ class FusedKernel:
         ob = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         out = np.empty(int(ob[-1]), dtype=np.float32)
         P, A, Z = np.zeros_like(self.P), np.zeros_like(self.A), np.zeros_like(self.Z)
-        with _slp_vectorize():
-            _forward_all(self.code, flat, X, self.S, self.widths, self.w_off, self.b_off, self.s_off,
-                         self.lw, self.lb, self.ls, self.ao, ob, P, A, Z, out)
+        _forward_all(self.code, flat, X, self.S, self.widths, self.w_off, self.b_off, self.s_off,
+                     self.lw, self.lb, self.ls, self.ao, ob, P, A, Z, out)
         return [out[ob[i]:ob[i + 1]].reshape(self.S, N, int(w)) for i, w in enumerate(self.widths[1:])]
