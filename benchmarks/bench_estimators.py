@@ -7,18 +7,31 @@ activity with many identical rows; the largest difference between the two is rep
 
     python benchmarks/bench_estimators.py
     python benchmarks/bench_estimators.py --ebab-only   # just the EBAB old-vs-new comparison
+    python benchmarks/bench_estimators.py --akde-only   # aKDE: previous vs current, and where its time goes
 
 EBAB old vs new: the frozen previous EBAB (``benchmarks/legacy_estimators``) against the current
 compiled one, on a recording's worth of layers (50 networks, widths 10-7-5-4-3-2, tanh and ReLU),
 interleaved, in process CPU time; the bits are checked to be identical (==). (The functions
 ``old_digitize`` and ``old_sum_c_log_c`` below are the step before that, kept for reference.)
+
+aKDE old vs new: ``ibtools/estimators/kde.py`` at git revision ``AKDE_BASELINE`` (loaded from git)
+against the current one, interleaved, one thread, process CPU time, on the six layers of a tanh
+and a ReLU network, both bounds, and a 50-network stack; ``==`` on every repeat's results. A
+faster aKDE must keep that equality (the stored study's numbers are checked bit for bit). Then
+``akde_phases`` times each phase of the block loop (exponent products, float64-to-float32 copy,
+diagonal and clamp, exp, kernel-sum products), counts the exponents above the -80 floor, and
+checks whether splitting the exponent product into column tiles changes its bits.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
+import importlib.util
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -115,6 +128,149 @@ def ebab_old_vs_new(repeats: int = 7) -> dict:
     return out
 
 
+#: git revision of the aKDE compared against by ``--akde-only`` (kde.py before any speed work)
+AKDE_BASELINE = "2c88fca"
+
+
+def load_kde_baseline(rev: str = AKDE_BASELINE):
+    """``ibtools/estimators/kde.py`` at git revision ``rev``, imported as a module of the package
+    (its relative imports resolve to the current ``_core``, which the estimate passes through)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = subprocess.run(["git", "show", f"{rev}:ibtools/estimators/kde.py"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout
+    path = os.path.join(tempfile.mkdtemp(prefix="kde_baseline_"), "kde.py")
+    with open(path, "w") as f:
+        f.write(src)
+    spec = importlib.util.spec_from_file_location(f"ibtools.estimators._kde_{rev}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def recording_layers(seed: int = 1):
+    """One layer per width 10-7-5-4-3-2 of a tanh and a ReLU network (random weights on the 4096
+    Tishby inputs, as above), float32."""
+    task = tishby_task()
+    rng = np.random.default_rng(seed)
+    layers = []
+    for act in ("tanh", "relu"):
+        for w in (10, 7, 5, 4, 3, 2):
+            z = task.X @ rng.normal(size=(12, w))
+            layers.append((f"{act}{w}", (np.tanh(z) if act == "tanh" else np.maximum(z - 0.5, 0.0)).astype(np.float32)))
+    return task.y, layers
+
+
+def akde_phases(a, y, alpha=E.AKDE_ALPHA, repeats=5) -> dict:
+    """CPU ms per phase of the block loop of :func:`ibtools.estimators.akde` on one layer, summed
+    over the blocks, each phase timed alone on copies of the real blocks (torch-only passes)."""
+    kde_module = importlib.import_module("ibtools.estimators.kde")
+    p = core.prepare(a, y)
+    ids = kde_module._unique_rows(p.activity)[0]
+    M = int(ids.max()) + 1
+    uniq = torch.zeros(M, a.shape[1], dtype=torch.float64).index_copy_(0, ids, p.activity[0].to(torch.float64))
+    w, e = kde_module._normalized_rows(uniq)
+    nv = float(kde_module.akde_noise_var(p.activity, alpha)[0])
+    g, log_g = kde_module._kernel_scale(2.0 * nv, e)
+    method = kde_module._choose_method(a.shape[1], log_g + math.log(float((w * w).sum(1).max())))
+    w32 = torch.ones(3, M)
+    blocks = [(s0, s1, b.clone()) for s0, s1, b in kde_module._exponent_blocks(w, g, method, 256)]
+
+    def clock(f):
+        ts = []
+        for _ in range(repeats):
+            t0 = time.process_time()
+            f()
+            ts.append(time.process_time() - t0)
+        return 1e3 * float(np.median(ts))
+
+    def products():
+        for _ in kde_module._exponent_blocks(w, g, method, 256):
+            pass
+
+    b32 = [torch.empty(b.shape, dtype=torch.float32) for _, _, b in blocks]
+
+    def diagonal_clamp():
+        for o, (s0, s1, _) in zip(b32, blocks):
+            o[:, : s1 - s0].diagonal().zero_()
+            o.clamp_(-80.0, 0.0)
+
+    def copy():
+        for o, (_, _, b) in zip(b32, blocks):
+            o.copy_(b)
+
+    ph = {"exponent products": clock(products), "float64->float32 copy": clock(copy)}
+    ph["diagonal + clamp"] = clock(diagonal_clamp)  # leaves b32 clamped, as exp sees it
+    k32 = [o.clone() for o in b32]
+    ph["exp"] = clock(lambda: [k.copy_(o).exp_() for k, o in zip(k32, b32)]) - clock(lambda: [k.copy_(o) for k, o in zip(k32, b32)])
+    ph["kernel-sum products"] = clock(lambda: [(w32[:, s0:] @ k.T, w32[:, s0:s1] @ k[:, s1 - s0:])
+                                               for k, (s0, s1, _) in zip(k32, blocks)])
+    whole = clock(lambda: E.akde(a, y, alpha=alpha))
+    ph["rest of the call"] = whole - sum(ph.values())
+    ph["whole akde call"] = whole
+    total = sum(b.numel() for _, _, b in blocks)
+    above = sum(int((b > -80.0).sum()) for _, _, b in blocks) / total
+    runs = 0  # values in runs of 64 (flat order within a block) holding at least one exponent above -80
+    for _, _, b in blocks:
+        f = (b > -80.0).reshape(-1)
+        cut = f.numel() // 64 * 64
+        runs += 64 * int(f[:cut].view(-1, 64).any(1).sum()) + (f.numel() - cut)
+    # the exponent products split into column tiles of 512 (one product per tile): how many of
+    # the first block's exponents change their bits
+    s0, s1, first = blocks[0]
+    sq = (w * w).sum(1, keepdim=True)
+    one = torch.ones_like(sq)
+    dtype = torch.float32 if method == "float32" else torch.float64
+    left = torch.cat([2.0 * g * w, -g * sq, -g * one], 1).to(dtype)[s0:s1]
+    right = torch.cat([w, one, sq], 1).to(dtype)[s0:]
+    assert torch.equal(torch.mm(left, right.T), first)  # the same product as the estimator's
+    tiled = torch.cat([torch.mm(left, right[c:c + 512].T) for c in range(0, right.shape[0], 512)], 1)
+    changed = int((tiled != first).sum()) if method != "direct" else None
+    return {"method": method, "distinct_rows": M, "fraction_above_floor": above,
+            "fraction_in_64_runs_above_floor": runs / total, "exponents_changed_by_512_column_tiles": changed,
+            "exponents_in_first_block": first.numel(), **ph}
+
+
+def akde_old_vs_new(repeats: int = 5) -> dict:
+    """CPU ms per layer-network of aKDE: the previous ``kde.py`` (git ``AKDE_BASELINE``) against
+    the current one, interleaved, on the six layers of a tanh and a ReLU network, both bounds,
+    and on a 50-network stack as the Recorder passes it; every repeat's results compared with ==."""
+    old = load_kde_baseline()
+    y, layers = recording_layers()
+    out = {"baseline": AKDE_BASELINE, "load_before": os.getloadavg()[0], "layers": {}}
+    E.akde(layers[0][1][:64], y[:64])  # warm-up
+    cases = [(name, a, bound) for name, a in layers for bound in ("upper", "lower")]
+    rng = np.random.default_rng(2)
+    X = tishby_task().X
+    stack = np.stack([np.tanh(X @ rng.normal(size=(12, 5))) if k % 2 else np.maximum(X @ rng.normal(size=(12, 5)) - 0.5, 0)
+                      for k in range(50)]).astype(np.float32)  # 25 tanh and 25 ReLU networks, width 5
+    cases.append(("stack of 50 (per network)", stack, "upper"))
+    for name, a, bound in cases:
+        times = {"old": [], "new": []}
+        for _ in range(repeats if a.ndim == 2 else 2):
+            for label, fn in (("old", old.akde), ("new", E.akde)):
+                t0 = time.process_time()
+                res = fn(a, y, bound=bound)
+                times[label].append(time.process_time() - t0)
+                if label == "old":
+                    ref = res
+                else:
+                    assert np.array_equal(ref[0], res[0]) and np.array_equal(ref[1], res[1]), name
+        per = a.shape[0] if a.ndim == 3 else 1
+        o, n = (1e3 * float(np.median(times[k])) / per for k in ("old", "new"))
+        out["layers"][f"{name} {bound}"] = {"old_ms": o, "new_ms": n, "speedup": o / n, "identical": True}
+        print(f"aKDE {name:26s} {bound}: old {o:6.1f} ms, new {n:6.1f} ms ({o / n:.2f}x), bits identical", flush=True)
+    o = sum(v["old_ms"] for k, v in out["layers"].items() if "upper" in k and "stack" not in k)
+    n = sum(v["new_ms"] for k, v in out["layers"].items() if "upper" in k and "stack" not in k)
+    out["twelve layers upper"] = {"old_ms": o, "new_ms": n, "speedup": o / n}
+    print(f"aKDE 12 layers, upper bound: old {o:.0f} ms, new {n:.0f} ms ({o / n:.2f}x)")
+    out["phases"] = {name: akde_phases(a, y) for name, a in layers}
+    for name, ph in out["phases"].items():
+        print(name, ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in ph.items()))
+    out["load_after"] = os.getloadavg()[0]
+    print(f"load average {out['load_before']:.1f} before, {out['load_after']:.1f} after")
+    return out
+
+
 def baseline_kde(a, y, var):
     def info(h):
         d = cdist(h, h, "sqeuclidean")
@@ -128,6 +284,10 @@ def main():
     if "--ebab-only" in sys.argv:
         torch.set_num_threads(1)
         print("written", save("estimators_ebab", {"ebab old vs new": ebab_old_vs_new()}))
+        return
+    if "--akde-only" in sys.argv:
+        torch.set_num_threads(1)
+        print("written", save("estimators_akde", {"akde old vs new": akde_old_vs_new()}))
         return
     torch.set_num_threads(2)
     task = tishby_task()
