@@ -124,7 +124,7 @@ class Recorder:
     Every estimator runs on every layer's activity as :meth:`~ibtools.trainer.EnsembleTrainer.evaluate` returns
     it (quantized activity on quantized networks; on noisy ones the activity with one draw of
     the noise), except ``"mixture"`` and ``"mixture_bounds"``
-    (:data:`~ibtools.estimators.CLEAN_MEANS_ESTIMATORS`), which get the clean means of the
+    (``ibtools.estimators.CLEAN_MEANS_ESTIMATORS``), which get the clean means of the
     hidden layers (K draws of them for ``"mixture"`` with ``draws=K``) and NaN for the softmax
     output (see ``Recorder._record_mixture``).
     """
@@ -237,7 +237,7 @@ class Recorder:
 
     def _record_mixture(self, epoch: int, spec, ok: np.ndarray, labels) -> None:
         """The estimators of a noise-injected layer that take its clean means
-        (:data:`~ibtools.estimators.CLEAN_MEANS_ESTIMATORS`: ``"mixture"``, the Monte Carlo
+        (``ibtools.estimators.CLEAN_MEANS_ESTIMATORS``: ``"mixture"``, the Monte Carlo
         I(X;T), I(T;Y), and ``"mixture_bounds"``, the Kolchinsky-Tracey bounds) of the hidden
         layers of the networks ``ok`` at ``epoch``.
 
@@ -253,7 +253,7 @@ class Recorder:
         With one draw of the earlier layers' noise (``draws=1``, the default, and always for
         ``"mixture_bounds"``), the values of the second and deeper hidden layers estimate
         I(X; T_l | earlier noise) >= I(X; T_l): they over-state the information (see
-        :func:`ibtools.estimators.mixture.mixture_information`); the first hidden layer's are
+        :func:`ibtools.estimators.mixture_information`); the first hidden layer's are
         unbiased up to the Monte Carlo error. A ``"mixture"`` spec with ``draws=K > 1`` gets,
         per network and layer, the stack (K, N, width) of the clean means under draws
         0..K-1 of :meth:`~ibtools.trainer.EnsembleTrainer.evaluate_noisy_means` (each seeded by

@@ -81,6 +81,8 @@ QUANTIZED_ESTIMATORS = (EXACT, EBAB, AKDE)
 NOISE_STD = 0.1
 #: Noise levels of the sensitivity part, and its seeds.
 SENSITIVITY_STDS = (0.05, 0.3)
+#: Seeds of the sensitivity part (10: it shows how a verdict moves with the noise level, at a
+#: fifth of the main part's cost).
 SENSITIVITY_SEEDS = tuple(range(10))
 
 #: Epochs (drawn from the main schedule) of the one-draw mixture estimate and of the bounds.
@@ -165,11 +167,11 @@ def ground_truth_units(**kwargs) -> list[TrainConfig]:
 
 def estimate_seconds(units, probe_networks: int = 2, train_epochs: int = 3) -> list[float]:
     """Estimated wall seconds of each unit run as one single-threaded process, from
-    :func:`ibtools.engine.probe_seconds` on this machine now: a short probe (a few epochs of
+    :func:`ibtools.training.probe_seconds` on this machine now: a short probe (a few epochs of
     training, one evaluation of every estimator on ``probe_networks`` networks) extrapolated
     linearly. Rough (a factor of about 1.5), and wall time: on a machine loaded by other
     processes it is longer than the CPU time the unit needs, by about the load per core."""
-    from .engine import probe_seconds
+    from .training import probe_seconds
 
     return [probe_seconds(u, train_epochs=train_epochs, probe_networks=probe_networks) for u in units]
 

@@ -7,7 +7,7 @@ studies' networks (:mod:`ibtools.ground_truth_study`) with a ground-truth "estim
 * ``exact`` on the **quantized** networks: I(X;T) by counting distinct rows, exact;
 * ``mixture`` on the **noisy** networks: the Monte Carlo I(X;T) of the noise-injected layers
   (standard error below 0.05 bits; with one draw of the earlier noise it over-states deeper
-  layers, see :func:`ibtools.estimators.mixture.mixture_information`).
+  layers, see :func:`ibtools.estimators.mixture_information`).
 
 and, for comparison on the same networks, any estimator recorded there (EBAB, adaptive KDE).
 

@@ -30,7 +30,7 @@ exactly, the objection the exact estimator makes measurable), with ``ensemble_in
 Why all eight activations and 50 seeds. The pilot justifies no subset: its only activations were
 tanh and ReLU, and every claim about activations (R2, R5a-c) names others (ELU, Swish, centered
 softplus, softplus). The cost (measured 2026-11-26 04:36-04:40 UTC, one thread, recorded in
-``experiments/mnist1d_pilot.md``): :func:`ibtools.engine.probe_seconds`, which times wall clock,
+``experiments/mnist1d_pilot.md``): :func:`ibtools.training.probe_seconds`, which times wall clock,
 put the 14 runs at 171,822 s = 47.7 h of one thread at a load average of 7.6 on this machine's
 2 cores (``python -m ibtools.mnist1d_study --dry-run`` prints it per unit); measured as process
 CPU time at the same load, a 50-network unit costs 4,295 CPU-s for ReLU (training 2,361 s:
@@ -151,13 +151,13 @@ def mnist1d_units(parts=MNIST1D_PARTS, **kwargs) -> list[TrainConfig]:
 
 
 def estimate_seconds(units, probe=None) -> list[float]:
-    """Estimated seconds of each unit on this machine (:func:`ibtools.engine.probe_seconds`).
+    """Estimated seconds of each unit on this machine (:func:`ibtools.training.probe_seconds`).
 
     Units that differ only in their L2 strength cost the same to train and to record, so one
     probe per (activation, number of networks) is taken and reused. Rough: within a factor of
     about 1.5, and proportional to the machine's load."""
     if probe is None:
-        from .engine import probe_seconds as probe
+        from .training import probe_seconds as probe
     cache, out = {}, []
     for unit in units:
         key = (unit.activation, len(unit.seeds), unit.estimators)
