@@ -110,9 +110,9 @@ def test_a_cheap_study_elsewhere_records_every_estimator_and_resumes(tmp_path):
 
 
 def test_dry_run_prints_the_probed_estimate_and_the_load(monkeypatch, capsys, tmp_path):
-    import ibtools.engine as engine
+    import ibtools.training as training
 
-    monkeypatch.setattr(engine, "probe_seconds", lambda unit: 100.0 * len(unit.seeds))
+    monkeypatch.setattr(training, "probe_seconds", lambda unit: 100.0 * len(unit.seeds))
     assert m1.main(["--dry-run", "--parts", "activations", "--seeds", "2", "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "8 units (8 to compute)" in out and out.count("~    200 s") == 8
