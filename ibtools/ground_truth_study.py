@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .activations import PAPER_ACTIVATIONS
 from .config import EstimatorSpec, TrainConfig
-from .rerun import EXACT, DirtyTreeError, _check_clean
+from .rerun import EXACT, DirtyTreeError, _check_clean, exit_status
 from .settings import AKDE, EBAB
 from .study import PAPER_EPOCHS, PAPER_RESULTS, PAPER_SEEDS
 from .sweep import SweepConfig, pending_units, run_sweep
@@ -230,12 +230,7 @@ def main(argv=None) -> int:
                   f"probe's load: load average {load:.1f} on {os.cpu_count()} cores; units run in parallel "
                   "processes share the cores)")
         return 0
-    try:
-        run_ground_truth(cache, tuple(args.parts))
-    except DirtyTreeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(run_ground_truth, cache, tuple(args.parts))
 
 
 if __name__ == "__main__":

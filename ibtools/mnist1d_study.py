@@ -59,7 +59,7 @@ from pathlib import Path
 
 from .activations import PAPER_ACTIVATIONS
 from .config import TrainConfig
-from .rerun import EXACT, DirtyTreeError, _check_clean
+from .rerun import EXACT, DirtyTreeError, _check_clean, exit_status
 from .settings import AKDE, EBAB
 from .study import (L2_STRENGTHS, MNIST1D_EPOCHS, MNIST1D_HIDDEN, MNIST1D_TASK, PAPER_RESULTS, PAPER_SEEDS,
                     _compute_run, global_range_config)
@@ -234,12 +234,7 @@ def main(argv=None) -> int:
             print(f"estimated: {total:,.0f} s = {_hours(total)} of one thread for the units to compute "
                   f"({_hours(total / 2)} as two processes); load average at the probe: {load:.2f}")
         return 0
-    try:
-        run_mnist1d_study(cache, tuple(args.parts), **kwargs)
-    except DirtyTreeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(run_mnist1d_study, cache, tuple(args.parts), **kwargs)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ __all__ = [
     "rerun_sweeps",
     "rerun_units",
     "DirtyTreeError",
+    "exit_status",
     "run_rerun",
     "single_exact_config",
     "rerun_activations",
@@ -170,6 +171,18 @@ def _check_clean(cache: Path, stored_dir: Path = RERUN_RESULTS) -> str:
             f"tree is at {commit or 'an unknown commit'}. Commit (or stash) the changes first, or compute into "
             "another directory with --cache.")
     return commit or "unknown"
+
+
+def exit_status(compute, *args, **kwargs) -> int:
+    """A study command's exit status: run ``compute(*args, **kwargs)``; 0 when it finishes, 2 (with
+    the reason on one line of stderr, no traceback) when it refuses to store results computed
+    from a dirty tree (:class:`DirtyTreeError`). Shared by the ``main()`` of every stored study."""
+    try:
+        compute(*args, **kwargs)
+    except DirtyTreeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run_rerun(cache=None, parts=RERUN_PARTS, progress: bool = True, **kwargs) -> None:
@@ -337,12 +350,7 @@ def main(argv=None) -> int:
             for unit in todo:
                 print(f"  {unit.activation:18s} init={unit.init:7s} l2={unit.l2:<7g} seeds {unit.seeds[0]}-{unit.seeds[-1]}")
         return 0
-    try:
-        run_rerun(cache, tuple(args.parts))
-    except DirtyTreeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(run_rerun, cache, tuple(args.parts))
 
 
 if __name__ == "__main__":

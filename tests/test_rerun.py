@@ -58,6 +58,24 @@ def test_cli_reports_a_dirty_tree_without_a_traceback(monkeypatch, capsys):
     assert "clean, committed tree" in capsys.readouterr().err
 
 
+def test_exit_status_is_shared_by_the_study_commands(capsys):
+    calls = []
+    assert rerun.exit_status(lambda *a, **k: calls.append((a, k)), 1, x=2) == 0
+    assert calls == [((1,), {"x": 2})]
+
+    def dirty():
+        raise rerun.DirtyTreeError("results/rerun holds stored results")
+
+    assert rerun.exit_status(dirty) == 2
+    assert capsys.readouterr().err == "error: results/rerun holds stored results\n"
+
+    def broken():
+        raise ValueError("not a dirty tree")
+
+    with pytest.raises(ValueError, match="not a dirty tree"):  # other errors are not swallowed
+        rerun.exit_status(broken)
+
+
 def test_dry_run_lists_units(capsys, tmp_path):
     assert rerun.main(["--dry-run", "--parts", "activations-tishby", "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
