@@ -265,7 +265,7 @@ def plot_tracking(verdicts: pd.DataFrame, measure: str, layer_names, *, networks
         ok = np.isfinite(g["rho"].to_numpy(float))
         if ok.any():
             plot_mean_ci(g["layer"][ok] + offs[2 * k], g["rho"][ok], g["rho_low"][ok].fillna(g["rho"][ok]),
-                         g["rho_high"][ok].fillna(g["rho"][ok]), ax, color=color, label=f"{est}: with {measure}")
+                         g["rho_high"][ok].fillna(g["rho"][ok]), ax, color=color, label=f"{est}: with the measure")
         ok = np.isfinite(g["rho_info"].to_numpy(float))
         if ok.any():
             plot_mean_ci(g["layer"][ok] + offs[2 * k + 1], g["rho_info"][ok], g["rho_info_low"][ok].fillna(g["rho_info"][ok]),
