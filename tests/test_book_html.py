@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from ibtools.plotting import MIN_FONT_PT
+from needs import require
 
-bs4 = pytest.importorskip("bs4")
+bs4 = require("bs4", "beautifulsoup4")  # skipped without it, except in CI (CI set): there it fails
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_LINKS = ("openreview.net/forum?id=SkeZisA5t7", "arxiv.org/abs/1902.09037")
