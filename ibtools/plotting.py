@@ -39,9 +39,13 @@ EPOCH_CMAP = "gnuplot"
 TEXT_WIDTH_IN = 7.0
 #: Smallest font size (points) of any text in the book's figures (style file and helpers).
 MIN_FONT_PT = 9
-#: Colour (Okabe & Ito's colour-blind-safe palette) and marker of each activation, one mapping for
-#: every chapter: the paper's eight activations get eight colours *and* eight markers, so that they
-#: stay apart in grey scale and for colour-blind readers; the extras reuse grey with other markers.
+#: Colour and marker of each activation, one mapping for every chapter: the paper's eight
+#: activations get eight colours *and* eight markers, so that they stay apart in grey scale and for
+#: colour-blind readers; the extras reuse grey with other markers. Colours: Okabe & Ito's
+#: colour-blind-safe palette, its yellow (illegible on white) replaced by Paul Tol's wine #882255;
+#: every pair differs by CIEDE2000 >= 10 for normal vision and under simulated protanopia,
+#: deuteranopia and tritanopia (tests/test_plotting.py; the earlier brown #8C6D1F for swish was
+#: 2.5 from softplus's vermillion under protanopia).
 ACTIVATION_STYLE = {
     "tanh": ("#000000", "o"),
     "relu": ("#E69F00", "s"),
@@ -50,7 +54,7 @@ ACTIVATION_STYLE = {
     "elu": ("#0072B2", "v"),
     "softplus": ("#D55E00", "P"),
     "centered_softplus": ("#CC79A7", "X"),
-    "swish": ("#8C6D1F", "*"),
+    "swish": ("#882255", "*"),
     "sigmoid": ("#7F7F7F", "<"),
     "softsign": ("#7F7F7F", ">"),
     "linear": ("#7F7F7F", "h"),

@@ -8,9 +8,14 @@ with :class:`CorruptResultError`.
 
 Nothing in a stored result is executed: arrays are read with ``allow_pickle=False`` and the
 sidecar is JSON. Every load also checks that the sidecar's configuration hashes to the
-``config_key`` it records (and to the key stored inside the checksummed ``.npz``), that its
-estimator labels are the configuration's, and that every array has the shape the configuration
-implies, so an edited sidecar cannot relabel another configuration's numbers.
+``config_key`` it records, that this key is the one stored with the numbers (inside the
+checksummed ``.npz`` for results saved since that key was added; in the file name of a sweep unit,
+``<activation>_l2-<l2>_s<seeds>_<first 12 hex digits of the key>``, which is all that binds the
+older units of ``results/paper``), that its estimator labels are the configuration's, and that
+every array has the shape the configuration implies, so an edited sidecar cannot relabel another
+configuration's numbers. What remains open: for a ``.npz`` without a key inside, a sidecar edited
+consistently (configuration and key) *and* renamed to the new key loads; see the README's threat
+model.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import io
 import json
 import os
 import platform
+import re
 import tempfile
 import time
 import zipfile
@@ -38,6 +44,11 @@ __all__ = ["RunResult", "load_run", "result_paths", "CorruptResultError", "prove
 RESULT_FORMAT = 1
 
 HISTORY_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc")
+
+
+#: A sweep unit's file name (``ResultCache.name``): ``..._l2-<l2>_s<seeds>_<12 hex digits>``, the
+#: digits being the start of its configuration's key.
+_UNIT_NAME_KEY = re.compile(r"_l2-[^_]+_s\d+(?:-\d+x\d+)?_([0-9a-f]{12})$")
 
 
 class CorruptResultError(ValueError):
@@ -345,8 +356,9 @@ def load_run(path, expected: TrainConfig | None = None) -> RunResult:
     """Load a run saved with :meth:`RunResult.save` (``path`` with or without a suffix).
 
     Nothing is unpickled. The result is returned only if every check passes: the sidecar's
-    format; its configuration hashes to its recorded ``config_key`` (and to the key stored in the
-    ``.npz``, for results saved since that key was added); its estimator labels and activation
+    format; its configuration hashes to its recorded ``config_key``, which is the key stored in the
+    ``.npz`` (results saved since that key was added) and, for a file named like a sweep unit
+    (``..._s0-49x50_<12 hex digits>``), the key its name ends in; its estimator labels and activation
     epochs are the configuration's; the ``.npz`` matches its SHA-256; every array has the shape
     the configuration implies.
 
@@ -361,7 +373,7 @@ def load_run(path, expected: TrainConfig | None = None) -> RunResult:
         If there is no sidecar (the run never finished saving).
     CorruptResultError
         If the sidecar is unreadable, the format or configuration differs, the sidecar's
-        configuration does not match its key, the ``.npz`` is missing, does not match its
+        configuration does not match its key or its file name's key, the ``.npz`` is missing, does not match its
         recorded checksum, or does not hold the arrays the configuration implies. The message
         names the file and what mismatched.
     """
@@ -392,6 +404,11 @@ def load_run(path, expected: TrainConfig | None = None) -> RunResult:
         raise CorruptResultError(f"{json_path}: activation epochs {act_epochs} are not among its config's")
     if expected is not None and config != expected:
         raise CorruptResultError(f"{json_path} holds another configuration than the one expected (stale cache)")
+    named = _UNIT_NAME_KEY.search(json_path.stem)
+    if named and named.group(1) != key[:12]:
+        raise CorruptResultError(
+            f"{json_path}: its config is not of its file name (the name ends in key {named.group(1)}, the "
+            f"config hashes to {key}): the config and its key were edited, or the file was renamed")
     try:
         blob = npz_path.read_bytes()
     except FileNotFoundError:

@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from ibtools.plotting import MIN_FONT_PT
+from needs import require
 
-bs4 = pytest.importorskip("bs4")
+bs4 = require("bs4", "beautifulsoup4")  # skipped without it, except in CI (CI set): there it fails
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_LINKS = ("openreview.net/forum?id=SkeZisA5t7", "arxiv.org/abs/1902.09037")
@@ -34,8 +35,9 @@ PAPER_LINKS = ("openreview.net/forum?id=SkeZisA5t7", "arxiv.org/abs/1902.09037")
 #: sphinx-book-theme 1.3 measured 836 px with 32 px padding on each side (Chromium), less the
 #: output area's margin.
 COLUMN_PX = 740
-#: 9 pt at 100 % zoom is 12 CSS px (96 CSS px per inch). The book's style draws no text smaller
-#: than MIN_FONT_PT points (ibtools.plotting.MIN_FONT_PT), so text stays >= 9 pt on screen exactly
+#: 9 pt at 100 % zoom is 12 CSS px (96 CSS px per inch). The book draws no text smaller than
+#: MIN_FONT_PT points (ibtools.plotting.MIN_FONT_PT; checked on the style file and on every explicit
+#: size in the chapters and ibtools by tests/test_figure_text.py), so text stays >= 9 pt on screen exactly
 #: when a figure inch is shown with >= 12 * 72 / MIN_FONT_PT CSS px. A PNG of width w px that was
 #: drawn at d dpi (its pHYs chunk) is shown min(w, COLUMN_PX) px wide, i.e. at
 #: min(w, COLUMN_PX) / (w / d) px per figure inch. Example: the old chapter-3 grid, 16.6 in at

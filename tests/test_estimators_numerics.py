@@ -84,6 +84,76 @@ def test_akde_of_a_tiny_layer_is_not_nan():
     assert got.i_xt < 1e-3
 
 
+#: noise standard deviations (activity units) for the noisy-layer estimators
+NOISE_STDS = [1e-30, 1e-20, 1e-9, 1e-3, 1.0, 1e3, 1e20]
+
+
+def _exact_layer(magnitude, dtype):
+    """_layer(4) scaled, whose last row differs from the one before it by one unit in the last
+    place (in ``dtype``): distinct rows that only an exact comparison tells apart."""
+    with np.errstate(under="ignore", over="ignore"):
+        x = (_layer(4) * magnitude).astype(dtype)
+    x[-1] = np.nextafter(x[-2], dtype(np.inf))
+    return x
+
+
+@pytest.mark.parametrize("magnitude", MAGNITUDES + [1e-300, 1e300])
+def test_exact_is_finite_in_range_and_scale_free_for_any_magnitude(magnitude):
+    # exact counts distinct rows: scaling a float64 layer by 10**k (every value stays a normal
+    # float64, up to 1e300) keeps its partition, so the numbers are those of the unit-scale layer;
+    # in float32 (subnormal at 1e-40) rows may only merge, never split, and rows one ulp apart
+    # stay apart
+    ref = E.exact(_exact_layer(1.0, np.float64), LABELS)
+    assert 6.0 < ref.i_xt < math.log2(N)  # the block of zero rows and N - N/4 distinct ones
+    got = E.exact(_exact_layer(magnitude, np.float64), LABELS)
+    _assert_valid(got)
+    assert tuple(got) == pytest.approx(tuple(ref), abs=1e-12)
+    if 1e-40 <= magnitude <= 1e30:
+        x = _exact_layer(magnitude, np.float32)
+        got32 = E.exact(x, LABELS)
+        _assert_valid(got32)
+        assert got32.i_xt <= ref.i_xt + SLACK and got32.i_ty <= got32.i_xt + SLACK
+        assert E.exact(x[-2:], LABELS[-2:]).i_xt == 1.0  # the two rows one float32 ulp apart
+
+
+@pytest.mark.parametrize("magnitude", MAGNITUDES)
+def test_mixture_is_finite_in_range_and_between_its_bounds_for_any_magnitude(magnitude):
+    # Monte Carlo I(X;T) of T = S + N(0, std^2): finite, in [0, log2 N], I(T;Y) in [0, H(Y)], with a
+    # finite standard error; the Kolchinsky-Tracey bounds on the same mixture are ordered and
+    # bracket the estimate up to 5 standard errors plus the documented float error (3.4e-4 bits)
+    from ibtools.estimators.mixture import mixture_bounds, mixture_information
+
+    a = _layer(5) * magnitude
+    with np.errstate(under="ignore"):
+        layers = (a, a.astype(np.float32))
+    for std in NOISE_STDS:
+        for x in layers:
+            r = mixture_information(x, LABELS, std, n_samples=4, target_se=None, seed=0)
+            _assert_valid(r)
+            assert np.isfinite([r.se_xt, r.se_ty]).all() and r.se_xt >= 0, (magnitude, std, r)
+            lo, up = mixture_bounds(x, LABELS, std, "lower"), mixture_bounds(x, LABELS, std, "upper")
+            _assert_valid(lo)
+            _assert_valid(up)
+            assert lo.i_xt <= up.i_xt + SLACK, (magnitude, std, lo, up)
+            slack = 5 * r.se_xt + 1e-3
+            assert lo.i_xt - slack <= r.i_xt <= up.i_xt + slack, (magnitude, std, x.dtype, lo, r, up)
+            _assert_valid(E.mixture(x, LABELS, std, n_samples=2, target_se=None))
+
+
+@pytest.mark.parametrize("magnitude", MAGNITUDES)
+def test_mixture_depends_on_activity_over_noise_only(magnitude):
+    # the estimator works in units of the noise (u = S / std): scaling both by the same factor
+    # changes nothing but rounding, with the same seed (reference: unit scale, std = 1, where
+    # the value is far from both ends)
+    from ibtools.estimators.mixture import mixture_information
+
+    a = _layer(6)
+    ref = mixture_information(a, LABELS, 1.0, n_samples=4, target_se=None, seed=0)
+    assert 0.5 < ref.i_xt < math.log2(N) - 1
+    got = mixture_information(a * magnitude, LABELS, magnitude, n_samples=4, target_se=None, seed=0)
+    assert (got.i_xt, got.i_ty) == pytest.approx((ref.i_xt, ref.i_ty), abs=1e-6), magnitude
+
+
 def _reference_bits(a, y, var, factor):
     """Kolchinsky-Tracey bound from float64 differences (cdist on the centred rows)."""
     def info(h):

@@ -15,8 +15,9 @@ loads the page and waits, on explicit conditions, until the document at the expe
 complete and its title is in the DOM. A check that fails says what the browser showed (address,
 title, start of the text).
 
-Needs Chromium and chromedriver (Debian: ``apt-get install chromium chromium-driver``). Outside CI
-the test is skipped, with that reason, where they are absent; in CI (``CI`` set) it fails instead.
+Needs Chromium and chromedriver (Debian: ``apt-get install chromium chromium-driver``) and the
+``selenium`` package. Outside CI the test is skipped, with that reason, where they are absent; in
+CI (``CI`` set) it fails instead.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from ibtools import booklinks
+from needs import require
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
@@ -55,7 +57,7 @@ def html_dir(request):
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; .ci/run installs them")
         pytest.skip(reason)
-    pytest.importorskip("selenium")
+    require("selenium", module_level=False)  # skipped without it, except in CI (CI set): there it fails
     return request.getfixturevalue("book_html")  # checked for a browser first: no build to skip
 
 
