@@ -21,7 +21,7 @@ __all__ = [
     "get_activation",
     "register_activation",
     "activation_names",
-    "thread_invariant",
+    "thread_invariant_elementwise",
     "in_pieces",
     "Workspace",
 ]
@@ -80,14 +80,15 @@ class ActivationSpec:
     backward_uses_input: bool = True
 
 
-#: Elements per piece in :func:`thread_invariant`: at most torch's parallel grain size (32768), so
-#: each piece runs on one thread, and a multiple of 64, so pieces start where a vectorized loop
-#: would be anyway.
+#: Elements per piece in :func:`thread_invariant_elementwise`: at most torch's parallel grain size
+#: (32768), so each piece runs on one thread, and a multiple of 64, so pieces start where a
+#: vectorized loop would be anyway.
 _PIECE = 32768
 
 
-def thread_invariant(f: Callable) -> Callable:
-    """Make an elementwise function give the same bits whatever ``torch.get_num_threads()`` is.
+def thread_invariant_elementwise(f: Callable) -> Callable:
+    """Make an elementwise function give the same bits whatever ``torch.get_num_threads()`` is,
+    by running it on pieces small enough for one thread each.
 
     With several threads, torch splits a large elementwise operation into one range per thread,
     and the elements at the end of each range take the scalar instead of the vectorized code
@@ -100,6 +101,13 @@ def thread_invariant(f: Callable) -> Callable:
     small tensors and tensors that need autograd go straight to ``f``.
 
     ``f`` takes one or more tensors of the same shape and returns one of that shape.
+
+    This is one of two guards of thread invariance, for *large* tensors: the activations of an
+    ensemble of any size keep every thread. The other, the trainer's
+    ``EnsembleTrainer._one_thread_for_small_ensembles``, is for matrix products of *small*
+    ensembles, which it runs on one thread (their rounding in MKL depends on the thread count,
+    and splitting them is no cure). :func:`in_pieces` is this wrapper for ``op(..., out=...)``.
+    (``thread_invariant``, this function's former name, still works.)
     """
 
     def wrapped(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
@@ -118,6 +126,10 @@ def thread_invariant(f: Callable) -> Callable:
     return wrapped
 
 
+#: The former name of :func:`thread_invariant_elementwise` (kept so that old imports work).
+thread_invariant = thread_invariant_elementwise
+
+
 class Workspace:
     """Scratch tensors for :attr:`ActivationSpec.forward_out` and :attr:`ActivationSpec.backward_`,
     shaped like the layer's activity: two float tensors ``tmp`` and ``tmp2`` and a bool ``mask``."""
@@ -131,7 +143,7 @@ class Workspace:
 
 
 def in_pieces(op: Callable) -> Callable:
-    """``op(*inputs, out=...)`` applied as :func:`thread_invariant` applies a function: on
+    """``op(*inputs, out=...)`` applied as :func:`thread_invariant_elementwise` applies a function: on
     consecutive pieces of at most 32768 elements when torch runs several threads (so the bits do
     not depend on the number of threads), in one call otherwise. Returns ``run(out, *inputs)``;
     all tensors contiguous and of one shape."""
@@ -251,7 +263,7 @@ def _swish_derivative(z, a):
 
 
 for _spec in (
-    ActivationSpec("tanh", thread_invariant(torch.tanh), 1.0, True, description="hyperbolic tangent, saturates at -1 and +1",
+    ActivationSpec("tanh", thread_invariant_elementwise(torch.tanh), 1.0, True, description="hyperbolic tangent, saturates at -1 and +1",
                    derivative=lambda z, a: 1 - a * a,
                    forward_out=lambda z, out, work: _tanh_out(out, z), backward_=_tanh_backward, backward_uses_input=False),
     ActivationSpec("relu", torch.relu, 2.0, False, description="max(0, x)",
@@ -263,19 +275,19 @@ for _spec in (
     ActivationSpec("prelu", _prelu, 2.0, False, True, "x for x > 0, a x otherwise (a trained, starts at 0.25)",
                    derivative=lambda z, a, slope: torch.where(z > 0, torch.ones_like(z), slope.expand_as(z)),
                    forward_out=_prelu_forward, backward_=_prelu_backward),
-    ActivationSpec("elu", thread_invariant(F.elu), 2.0, False, description="x for x > 0, exp(x) - 1 otherwise",
+    ActivationSpec("elu", thread_invariant_elementwise(F.elu), 2.0, False, description="x for x > 0, exp(x) - 1 otherwise",
                    derivative=lambda z, a: torch.where(z > 0, torch.ones_like(z), a + 1),
                    forward_out=lambda z, out, work: _elu_out(out, z), backward_=_elu_backward, backward_uses_input=False),
-    ActivationSpec("softplus", thread_invariant(F.softplus), 2.0, False, description="log(1 + exp(x))",
-                   derivative=thread_invariant(lambda z, a: torch.sigmoid(z)),
+    ActivationSpec("softplus", thread_invariant_elementwise(F.softplus), 2.0, False, description="log(1 + exp(x))",
+                   derivative=thread_invariant_elementwise(lambda z, a: torch.sigmoid(z)),
                    forward_out=lambda z, out, work: _softplus_out(out, z), backward_=_sigmoid_of_input_backward),
-    ActivationSpec("centered_softplus", thread_invariant(_centered_softplus), 2.0, False,
-                   description="softplus(x) - log 2, zero at 0", derivative=thread_invariant(lambda z, a: torch.sigmoid(z)),
+    ActivationSpec("centered_softplus", thread_invariant_elementwise(_centered_softplus), 2.0, False,
+                   description="softplus(x) - log 2, zero at 0", derivative=thread_invariant_elementwise(lambda z, a: torch.sigmoid(z)),
                    forward_out=_centered_softplus_forward, backward_=_sigmoid_of_input_backward),
-    ActivationSpec("swish", thread_invariant(F.silu), 2.0, False, description="x * sigmoid(x)",
-                   derivative=thread_invariant(_swish_derivative),
+    ActivationSpec("swish", thread_invariant_elementwise(F.silu), 2.0, False, description="x * sigmoid(x)",
+                   derivative=thread_invariant_elementwise(_swish_derivative),
                    forward_out=lambda z, out, work: _silu_out(out, z), backward_=_swish_backward),
-    ActivationSpec("sigmoid", thread_invariant(torch.sigmoid), 1.0, True, description="logistic 1 / (1 + exp(-x))",
+    ActivationSpec("sigmoid", thread_invariant_elementwise(torch.sigmoid), 1.0, True, description="logistic 1 / (1 + exp(-x))",
                    derivative=lambda z, a: a * (1 - a),
                    forward_out=lambda z, out, work: _sigmoid_out(out, z), backward_=_sigmoid_backward, backward_uses_input=False),
     ActivationSpec("softsign", F.softsign, 1.0, True, description="x / (1 + |x|)",

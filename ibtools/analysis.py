@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .validation import check_int
+
 __all__ = [
     "plane_arrays",
     "mean_over_seeds",
@@ -346,9 +348,12 @@ def holm(pvalues) -> np.ndarray:
 
 
 def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a rate of ``k`` events in ``n`` trials: ``(low, high)``."""
-    k, n = int(k), int(n)
-    if n < 1 or k < 0 or k > n:
+    """Wilson score interval for a rate of ``k`` events in ``n`` trials: ``(low, high)``.
+
+    ``k`` and ``n`` are integers (Python or NumPy) with 0 <= k <= n and n >= 1; anything else
+    (a float included: it is refused, not truncated) is a ValueError."""
+    k, n = check_int(k, "k (events)", 0), check_int(n, "n (trials)", 1)
+    if k > n:
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
     z = float(stats.norm.ppf(0.5 + level / 2))
     phat = k / n

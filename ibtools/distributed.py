@@ -128,7 +128,7 @@ class DaskExecutor:
             raise ValueError("running on Dask needs the 'distributed' package: pip install distributed") from None
         if sum(x is not None for x in (n_workers, address, client)) != 1:
             raise ValueError("give exactly one of n_workers (local cluster), address (running scheduler) or client")
-        self.threads = int(threads_per_worker)
+        self.threads = check_int(threads_per_worker, "threads_per_worker", 1)
         self._cluster = None
         if client is not None:
             self.client = client

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, special
 
-from .validation import check_int
+from .validation import as_generator, check_int
 
 __all__ = [
     "KnownAnswer",
@@ -120,11 +120,7 @@ def _check_float(value, name: str, lo: float = -math.inf, hi: float = math.inf, 
 
 
 def _rng(rng) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
-        return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be a numpy Generator or a non-negative integer seed, got {type(rng).__name__}")
+    return as_generator(rng, "rng", error=TypeError)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .validation import check_int
+
 __all__ = [
     "MAX_QUANTIZE_BITS",
     "NATURAL_RANGES",
@@ -70,11 +72,7 @@ def check_quantize_bits(value) -> int | None:
     ValueError
         For anything else (booleans, floats, out-of-range integers).
     """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_QUANTIZE_BITS:
-        raise ValueError(f"quantize_bits must be None or an integer from 1 to {MAX_QUANTIZE_BITS}, got {value!r}")
-    return int(value)
+    return check_int(value, "quantize_bits", 1, MAX_QUANTIZE_BITS, none_ok=True)
 
 
 def check_noise_std(value) -> float:
@@ -102,9 +100,7 @@ def natural_range(activation: str) -> tuple[float, float] | None:
 
 
 def _check_bits(bits) -> int:
-    if check_quantize_bits(bits) is None:
-        raise ValueError("bits must be an integer from 1 to 16, got None")
-    return int(bits)
+    return check_int(bits, "bits", 1, MAX_QUANTIZE_BITS)
 
 
 def quantize(a: torch.Tensor, lo, hi, bits: int, out: torch.Tensor | None = None) -> torch.Tensor:

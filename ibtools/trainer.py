@@ -166,7 +166,7 @@ class EnsembleTrainer:
         if p.tracked:
             p.initializing = True
             try:
-                with self._thread_invariant():
+                with self._one_thread_for_small_ensembles():
                     self._manual_gradients(*next(iter(self._batches())))
             finally:
                 p.initializing = False
@@ -238,11 +238,20 @@ class EnsembleTrainer:
     #: across threads in ways that change the rounding with the thread count (and EBAB's edges,
     #: which are data values, notice 1-ulp changes). They gain nothing from more threads anyway.
     #: Larger ensembles give identical numbers with any number of threads (tests/test_trainer.py);
-    #: their exp-based activations get that from ibtools.activations.thread_invariant.
+    #: their exp-based activations get that from ibtools.activations.thread_invariant_elementwise.
     SINGLE_THREAD_BELOW = 5
 
     @contextlib.contextmanager
-    def _thread_invariant(self):
+    def _one_thread_for_small_ensembles(self):
+        """Within the block, torch runs on one thread if this is a CPU ensemble of fewer than
+        :attr:`SINGLE_THREAD_BELOW` networks (the thread count is restored afterwards); otherwise
+        nothing changes.
+
+        One of two guards of thread invariance: this one keeps the *matrix products* of small
+        ensembles from depending on the thread count. Large tensors keep every thread; their
+        elementwise activations are made invariant piece by piece by
+        :func:`ibtools.activations.thread_invariant_elementwise`.
+        """
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.S < self.SINGLE_THREAD_BELOW and threads > 1:
             torch.set_num_threads(1)
@@ -256,7 +265,7 @@ class EnsembleTrainer:
     def train_epoch(self) -> torch.Tensor:
         """Train every network for one epoch; returns each network's mean minibatch
         cross-entropy (nats), shape (S,), on the training device."""
-        with self._thread_invariant():
+        with self._one_thread_for_small_ensembles():
             return self._train_epoch()
 
     def _train_epoch(self) -> torch.Tensor:
@@ -449,7 +458,7 @@ class EnsembleTrainer:
         they include the noise, drawn from (network seed, epoch): the same at every call in one
         epoch (draw 0 of :meth:`evaluate_noisy_means`, which also gives the noiseless means).
         """
-        with self._thread_invariant():
+        with self._one_thread_for_small_ensembles():
             layers = self._forward_all()
         outs = self._eval_outputs if reuse_buffers else None
         if outs is None:
@@ -496,7 +505,7 @@ class EnsembleTrainer:
         self._capture = [torch.empty(self.S, w, N, device=self.device) for w in self.config.hidden]
         self._eval_draw = draw
         try:
-            with self._thread_invariant():
+            with self._one_thread_for_small_ensembles():
                 layers = self._forward_all()
             means = [m.transpose(1, 2).contiguous() for m in self._capture]
             noisy = [h.transpose(1, 2).contiguous() for h in layers[: len(self._capture)]]

@@ -40,6 +40,7 @@ from .engine import Recorder
 from .estimators import CLEAN_MEANS_ESTIMATORS, get_estimator, resolve_params
 from .results import RunResult, atomic_write_bytes, provenance
 from .trainer import EnsembleTrainer
+from .validation import check_int
 
 __all__ = ["train", "probe_seconds", "CHECKPOINT_FORMAT"]
 
@@ -216,8 +217,9 @@ def train(
     on_epoch : callable, optional
         Called with the number of epochs completed after every epoch (tests use it to interrupt).
     stop_at : int, optional
-        Stop after this many epochs instead of ``config.epochs`` (values scheduled later stay
-        NaN). Used to recompute the beginning of a long run cheaply.
+        Stop after this many epochs (an integer, Python or NumPy, from 0 to ``config.epochs``)
+        instead of ``config.epochs`` (values scheduled later stay NaN). Used to recompute the
+        beginning of a long run cheaply.
 
     Returns
     -------
@@ -229,8 +231,7 @@ def train(
         If some networks diverged (non-finite loss or activity); they are listed in
         ``result.diverged`` and their later values are NaN.
     """
-    if stop_at is not None and not (isinstance(stop_at, int) and 0 <= stop_at <= config.epochs):
-        raise ValueError(f"stop_at must be an integer between 0 and epochs={config.epochs}, got {stop_at!r}")
+    stop_at = check_int(stop_at, "stop_at", 0, config.epochs, none_ok=True)  # at most the config's epochs
     last_epoch = config.epochs if stop_at is None else stop_at
     trainer = EnsembleTrainer(config, dataset)
     recorder = Recorder(config, trainer)

@@ -35,6 +35,36 @@ def test_internal_callers_use_the_training_module():
     assert sweep.train is training.train
 
 
+@pytest.mark.parametrize("name, module", [("SweepConfig", "sweep_grid"), ("work_summary", "sweep_grid"),
+                                          ("ResultCache", "result_cache"), ("UnitLock", "unit_lock")])
+def test_names_moved_out_of_sweep_still_import_from_it(name, module):
+    import importlib
+
+    from ibtools import sweep
+
+    home = importlib.import_module(f"ibtools.{module}")
+    assert getattr(sweep, name) is getattr(home, name)
+    assert getattr(home, name).__module__ == home.__name__
+    namespace = {}
+    exec(f"from ibtools.sweep import {name}", namespace)
+    assert namespace[name] is getattr(home, name)
+
+
+def test_stored_units_keep_their_cache_names():
+    """Stored results are found by :meth:`ResultCache.name`; a change to it orphans them."""
+    from pathlib import Path
+
+    from ibtools.result_cache import ResultCache
+    from ibtools.study import activation_sweep, l2_sweep
+
+    paper = Path(__file__).resolve().parents[1] / "results" / "paper"
+    cache = ResultCache(paper)
+    assert cache.name(activation_sweep().units()[0]) == "tanh_l2-0_s0-49x50_f1604c06cd6f"
+    names = [cache.name(u) for sweep in (activation_sweep(), l2_sweep()) for u in sweep.units()]
+    stored = {p.stem for p in paper.glob("*.json")}
+    assert set(names) <= stored, sorted(set(names) - stored)
+
+
 def test_resolve_params_replaces_only_the_network_wide_range():
     stored = {"max_value": NETWORK_MAX, "n_bins": 30}
     peaks = np.array([1.5, 2.0])

@@ -92,7 +92,7 @@ def test_cuda_request_without_cuda_is_an_error():
 
 # 20 networks make tensors large enough (20 x 256 x 10 > 32768 elements) for torch to split
 # element-wise operations across threads: exp-based activations then differ in the last bit unless
-# ibtools.activations.thread_invariant is doing its job (ELU drifted by 0.07 bits without it).
+# ibtools.activations.thread_invariant_elementwise is doing its job (ELU drifted by 0.07 bits without it).
 THREAD_CASES = [("tanh", n) for n in (1, 2, 5, 12)] + [(a, 20) for a in PAPER_ACTIVATIONS + ("sigmoid",)]
 
 
@@ -117,7 +117,7 @@ def test_numbers_do_not_depend_on_the_number_of_threads(activation, n_networks):
 def test_thread_invariant_elementwise_matches_one_thread(f):
     # Raw, 1 vs 8 threads on these inputs differ in 2-16 elements for elu, softplus, silu and
     # sigmoid on this machine's CPU (vectorized vs scalar code at the threads' range ends).
-    from ibtools.activations import thread_invariant
+    from ibtools.activations import thread_invariant_elementwise
 
     x = 3 * torch.randn(1_000_003, generator=torch.Generator().manual_seed(0))  # odd length
     before = torch.get_num_threads()
@@ -125,7 +125,29 @@ def test_thread_invariant_elementwise_matches_one_thread(f):
         torch.set_num_threads(1)
         one = f(x)
         torch.set_num_threads(8)
-        many = thread_invariant(f)(x)
+        many = thread_invariant_elementwise(f)(x)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, many)
+
+
+def test_the_elementwise_guard_keeps_its_former_name():
+    from ibtools import activations
+
+    assert activations.thread_invariant is activations.thread_invariant_elementwise
+
+
+@pytest.mark.parametrize("n_networks, inside", [(EnsembleTrainer.SINGLE_THREAD_BELOW - 1, 1),
+                                                (EnsembleTrainer.SINGLE_THREAD_BELOW, 3)])
+def test_small_ensembles_run_on_one_thread_and_the_count_comes_back(n_networks, inside):
+    # the other guard: small ensembles' matrix products on one thread; large ones keep every thread
+    tr = EnsembleTrainer(TrainConfig(seeds=tuple(range(n_networks))))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        with tr._one_thread_for_small_ensembles():
+            seen = torch.get_num_threads()
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert (seen, after) == (inside, 3)

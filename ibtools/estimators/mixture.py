@@ -45,7 +45,7 @@ import torch
 
 from ._core import LN2, InformationEstimate, check_positive_float, dense_rank, finish, prepare, row_codes
 from .exact import distinct_row_ids
-from ..validation import check_int
+from ..validation import as_generator, check_int
 
 __all__ = ["mixture", "mixture_information", "mixture_bounds", "MixtureEstimate", "gaussian_entropy_bits",
            "CLEAN_MEANS_ESTIMATORS"]
@@ -82,14 +82,6 @@ class MixtureEstimate(NamedTuple):
 def gaussian_entropy_bits(d: int, noise_std: float) -> float:
     """h(N(0, sigma^2 I_d)) = d/2 log2(2 pi e sigma^2), in bits: h(T|X) of a noisy layer."""
     return 0.5 * d * math.log2(2.0 * math.pi * math.e) + d * math.log2(noise_std)
-
-
-def _check_seed(seed):
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or a numpy Generator, got {seed!r}")
-    return np.random.default_rng(int(seed))
 
 
 def _check_sampling(n_samples, target_se):
@@ -366,7 +358,7 @@ def mixture_information(means, labels, noise_std: float, n_samples: int | None =
     """
     noise_std = check_positive_float(noise_std, "noise_std")
     n_samples, target_se = _check_sampling(n_samples, target_se)
-    rng = _check_seed(seed)
+    rng = as_generator(seed)
     raw = means.detach() if isinstance(means, torch.Tensor) else means
     dims = raw.dim() if isinstance(raw, torch.Tensor) else np.ndim(raw)
     if dims not in (2, 3):
@@ -432,7 +424,7 @@ def mixture(activity, labels, noise_std: float, n_samples: int | None = None,
     if isinstance(seed, np.random.Generator):
         raise ValueError("mixture takes an integer seed (each network of a stack is seeded with it); "
                          "use mixture_information for a Generator")
-    _check_seed(seed)
+    as_generator(seed)
     draws = check_int(draws, "draws (draws of the earlier layers' noise per input)", 1)
     if draws > 1:
         return _mixture_of_draws(activity, labels, noise_std, n_samples, target_se, int(seed), draws)
