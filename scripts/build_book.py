@@ -131,8 +131,13 @@ def _build_locked(fresh: bool, run_id: str | None, quiet: bool) -> float:
     sources = sources_hash()  # the sources as the build reads them
     STAMP.unlink(missing_ok=True)
     _prepare_cache(fresh)
-    shutil.rmtree(HTML, ignore_errors=True)  # a clean Sphinx build, so -W sees every page
-    shutil.rmtree(BUILD / "jupyter_execute", ignore_errors=True)
+    # A clean Sphinx build: without its saved environment (.doctrees) Sphinx re-reads every page, so
+    # -W sees every page's warnings and every chapter goes through the execution cache (kept
+    # doctrees would let Sphinx skip an unchanged notebook, and show its old outputs, even after
+    # the cache was emptied because ibtools/ or results/ changed). Executing is what the cache
+    # saves; re-reading a cached chapter takes seconds.
+    for stale in (HTML, BUILD / "jupyter_execute", BUILD / ".doctrees"):
+        shutil.rmtree(stale, ignore_errors=True)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("IBTOOLS_THREADS", "1")

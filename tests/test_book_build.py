@@ -136,3 +136,49 @@ def test_a_failed_build_says_why_and_leaves_no_stamp(bb, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="(?s)the book build failed.*CellTimeoutError"):
         bb.build()
     assert not bb.STAMP.exists() and not bb.is_fresh()
+
+
+# -- a real build of a tiny book: what a rebuild re-executes -------------------------------------
+
+def _notebook(code: str) -> str:
+    cells = [{"cell_type": "markdown", "id": "0", "metadata": {}, "source": ["# A chapter\n"]},
+             {"cell_type": "code", "id": "1", "metadata": {}, "execution_count": None, "outputs": [],
+              "source": [code]}]
+    return json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}})
+
+
+def _executed(bb) -> list[str]:
+    """The chapters the last build executed (not taken from the cache), from its log."""
+    return sorted(line.split(":")[0].rsplit("/", 1)[-1] for line in bb.LOG.read_text().splitlines()
+                  if "Executing notebook" in line)
+
+
+@pytest.mark.slow
+def test_a_rebuild_executes_only_the_chapter_whose_code_changed(bb, monkeypatch):
+    """Issue 14: "a rebuild after editing one chapter re-executes only that chapter". Three real
+    builds of a two-chapter book with the project's build settings (execute_notebooks: cache,
+    strict): the first executes both, an edit of one code cell re-executes that chapter only, and
+    a change under ibtools/ (what every chapter imports) empties the cache so both run again."""
+    root = bb.ROOT
+    monkeypatch.delenv("CI", raising=False)
+    (root / "book" / "01.ipynb").write_text(_notebook("print(1 + 1)"))
+    (root / "book" / "02.ipynb").write_text(_notebook("print(2 + 2)"))
+    (root / "book" / "index.md").write_text("# Tiny book\n\nTwo chapters.\n")
+    (root / "_config.yml").write_text(
+        'title: "Tiny"\nonly_build_toc_files: true\nexclude_patterns: [_build, ".*", "**/.*"]\n'
+        "execute:\n  execute_notebooks: cache\n  timeout: 60\n  allow_errors: false\n")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n- file: book/01\n- file: book/02\n")
+    monkeypatch.setattr(bb, "JUPYTER_BOOK", [str(Path(sys.executable).with_name("jupyter-book"))])
+
+    bb.build(quiet=True)
+    assert _executed(bb) == ["01.ipynb", "02.ipynb"]
+    bb.build(quiet=True)
+    assert _executed(bb) == []  # nothing changed: both from the cache
+    (root / "book" / "02.ipynb").write_text(_notebook("print(2 + 3)"))
+    bb.build(quiet=True)
+    assert _executed(bb) == ["02.ipynb"]
+    (root / "ibtools" / "engine.py").write_text("x = 2\n")
+    bb.build(quiet=True)
+    assert _executed(bb) == ["01.ipynb", "02.ipynb"]
+    assert (bb.HTML / "book" / "02.html").exists() and bb.is_fresh()
