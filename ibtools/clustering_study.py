@@ -25,7 +25,7 @@ from .results import result_paths
 from .sweep import ResultCache, SweepConfig
 from .tracking import curve_correlations
 
-__all__ = ["ClusteringData", "judged_specs", "recorded_estimators", "clustering_data", "arm_curve_correlations",
+__all__ = ["JUDGEABLE", "ClusteringData", "judged_specs", "recorded_estimators", "clustering_data", "arm_curve_correlations",
            "verdict_pivot", "plot_compression_vs_change", "plot_tracking", "plot_curve_correlations"]
 
 #: Short names of the estimator settings this chapter can judge (:data:`ibtools.study.ESTIMATOR_NAMES`).

@@ -94,21 +94,35 @@ SUMMARY_NETWORKS = "all networks"
 CONDITION = ("arm", "activation", "l2")
 
 # Q1 verdicts
+#: Q1: the lower bound of rho's interval is above 0.
 TRACKS = "tracks"
+#: Q1: the upper bound of rho's interval is below 0.
 OPPOSITE = "opposite"
+#: Q1: the interval contains 0 and its upper bound is below :data:`WEAK_RHO`.
 DOES_NOT_TRACK = "does not track"
+#: Q1: none of the above (the interval contains 0 and reaches :data:`WEAK_RHO`).
 INCONCLUSIVE = "inconclusive"
+#: Q1: fewer than :data:`MIN_NETWORKS` networks with every value defined (Q2 is then :data:`NOT_JUDGED`).
 TOO_FEW = "too few networks"
+#: Q1: rho undefined (a constant quantity), or defined on fewer than :data:`MIN_DEFINED_SHARE` of the
+#: bootstrap resamples (Q2 is then :data:`NOT_JUDGED`).
 UNDEFINED = "undefined (no variation)"
 #: Every Q1 verdict.
 TRACKING_VERDICTS = (TRACKS, OPPOSITE, DOES_NOT_TRACK, INCONCLUSIVE, TOO_FEW, UNDEFINED)
 # Q2 verdicts
+#: Q2: the lower bound of rho(clustering) - rho(information) is above 0.
 CLUSTERING = "clustering better"
+#: Q2: the upper bound of rho(clustering) - rho(information) is below 0.
 INFORMATION = "information better"
+#: Q2: the interval of the difference contains 0.
 NO_DIFFERENCE = "no difference shown"
+#: Q2: the exact I(X;T) changed by at most :data:`INFO_TOL_BITS` in every network: nothing to track.
 INFO_UNCHANGED = "information did not change"
+#: Q2: the exact I(X;T) changed, but equally in every network of each condition.
 INFO_NO_VARIATION = "information did not vary"
+#: Q2: both rhos are defined on fewer than :data:`MIN_DEFINED_SHARE` of the bootstrap resamples.
 INFO_RARELY_VARIES = "information rarely varies"
+#: Q2: not judged, because Q1 has no verdict for the cell (:data:`TOO_FEW` or :data:`UNDEFINED`).
 NOT_JUDGED = "not judged"
 #: Every Q2 verdict.
 COMPARISON_VERDICTS = (CLUSTERING, INFORMATION, NO_DIFFERENCE, INFO_UNCHANGED, INFO_NO_VARIATION,
