@@ -238,7 +238,7 @@ class EnsembleTrainer:
     #: across threads in ways that change the rounding with the thread count (and EBAB's edges,
     #: which are data values, notice 1-ulp changes). They gain nothing from more threads anyway.
     #: Larger ensembles give identical numbers with any number of threads (tests/test_trainer.py);
-    #: their exp-based activations get that from ibtools.activations.thread_invariant_elementwise.
+    #: their exp-based activations get that from :func:`~ibtools.activations.thread_invariant_elementwise`.
     SINGLE_THREAD_BELOW = 5
 
     @contextlib.contextmanager
@@ -250,7 +250,7 @@ class EnsembleTrainer:
         One of two guards of thread invariance: this one keeps the *matrix products* of small
         ensembles from depending on the thread count. Large tensors keep every thread; their
         elementwise activations are made invariant piece by piece by
-        :func:`ibtools.activations.thread_invariant_elementwise`.
+        :func:`~ibtools.activations.thread_invariant_elementwise`.
         """
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.S < self.SINGLE_THREAD_BELOW and threads > 1:

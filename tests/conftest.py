@@ -74,3 +74,19 @@ def book_html() -> Path:
         return build_book.ensure_built(fresh=bool(os.environ.get("CI")), run_id=_RUN_ID, quiet=True)
     except RuntimeError as err:
         pytest.fail(str(err), pytrace=False)
+
+
+# Environment variables that change what ibtools reads. A test that sets one must undo it: the
+# variable would otherwise reach every later test of its worker and every chapter kernel that
+# worker starts (a leaked IBTOOLS_RESULTS once made chapter 5 look for the re-run beside a
+# temporary copy of results/paper).
+_GUARDED_ENV = ("IBTOOLS_RESULTS", "IBTOOLS_THREADS", "OMP_NUM_THREADS")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_environment():
+    before = {name: os.environ.get(name) for name in _GUARDED_ENV}
+    yield
+    after = {name: os.environ.get(name) for name in _GUARDED_ENV}
+    changed = {name: (before[name], after[name]) for name in _GUARDED_ENV if before[name] != after[name]}
+    assert not changed, f"the test left environment variables changed (before, after): {changed}"

@@ -97,7 +97,11 @@ def test_install_block_outside_colab_runs_nothing(path, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("IBTOOLS_RESULTS", raising=False)
+    # set, then delete: monkeypatch only restores what it recorded, and the Colab branch below sets
+    # IBTOOLS_RESULTS, which would otherwise leak into every later test of this worker (and the
+    # chapters it executes would look for results/rerun beside a temporary results/paper)
+    monkeypatch.setenv("IBTOOLS_RESULTS", "")
+    monkeypatch.delenv("IBTOOLS_RESULTS")
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     exec(compile(_setup_cell(path)[: len(block)], "setup", "exec"), {})
     assert calls == [] and not (tmp_path / "ib-book").exists()
