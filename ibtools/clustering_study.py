@@ -271,12 +271,7 @@ def plot_tracking(verdicts: pd.DataFrame, measure: str, layer_names, *, networks
             plot_mean_ci(g["layer"][ok] + offs[2 * k + 1], g["rho_info"][ok], g["rho_info_low"][ok].fillna(g["rho_info"][ok]),
                          g["rho_info_high"][ok].fillna(g["rho_info"][ok]), ax, color=color, marker="o", mfc="white",
                          label=f"{est}: with exact I(X;T)")
-    ax.axhline(0, color="0.5", lw=0.8)
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_xticks(range(1, len(layer_names) + 1), list(layer_names))
-    ax.set_ylabel("within-condition Spearman ρ")
-    ax.set_title(f"compression vs change of {measure}", fontsize=10)
-    return ax
+    return _rho_axes(ax, layer_names, "within-condition Spearman ρ", f"compression vs change of {measure}")
 
 
 def plot_curve_correlations(summary: pd.DataFrame, measure: str, layer_names, ax=None):
@@ -295,9 +290,14 @@ def plot_curve_correlations(summary: pd.DataFrame, measure: str, layer_names, ax
         if ok.any():
             plot_mean_ci(g["layer"][ok] + offs[k], g["mean_rho"][ok], g["mean_rho_low"][ok], g["mean_rho_high"][ok], ax,
                          color=f"C{k}", label=est)
+    return _rho_axes(ax, layer_names, "mean Spearman ρ over epochs", f"I(X;T) curve vs {measure} curve")
+
+
+def _rho_axes(ax, layer_names, ylabel: str, title: str):
+    """The frame both rho-per-layer figures share: a zero line, rho's range, the layers on x."""
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_ylim(-1.05, 1.05)
     ax.set_xticks(range(1, len(layer_names) + 1), list(layer_names))
-    ax.set_ylabel("mean Spearman ρ over epochs")
-    ax.set_title(f"I(X;T) curve vs {measure} curve", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     return ax
