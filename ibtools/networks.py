@@ -23,6 +23,7 @@ __all__ = [
     "INIT_SCHEMES",
     "check_widths",
     "initial_parameters",
+    "truncated_normal_",
     "MLP",
     "EnsembleMLP",
 ]
@@ -35,6 +36,32 @@ DEFAULT_WIDTHS = (12, 10, 7, 5, 4, 3, 2)
 #: with gain 1 for every activation (Shwartz-Ziv & Tishby's code); ``he``: normal with std
 #: sqrt(2 / fan_in); ``xavier``: uniform on +-sqrt(6 / (fan_in + fan_out)). Biases start at 0.
 INIT_SCHEMES = ("paper", "tishby", "he", "xavier")
+
+
+def truncated_normal_(w: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Fill ``w`` in place with normal draws of mean 0 and standard deviation ``std``, truncated
+    to [-2 std, 2 std] by rejection: draw all, then redraw those outside until none is.
+
+    This is the algorithm of ``torch.nn.init.trunc_normal_`` in torch 2.13 (the version the
+    stored results were computed with), written out here so that the initial weights, and so
+    every stored number, do not depend on the installed torch: torch 2.11 implements
+    ``trunc_normal_`` by inverting the normal CDF instead, which gives other draws from the same
+    seed (found on a GPU machine with torch 2.11: every network of a stored unit started
+    elsewhere). Only ``Tensor.normal_`` with a CPU generator is used, whose stream
+    ``tests/test_networks.py`` pins by checksum.
+    """
+    lo = w.new_tensor(-2 * std, device="cpu").item()  # the bounds as the tensor's dtype holds them
+    hi = w.new_tensor(2 * std, device="cpu").item()
+    with torch.no_grad():
+        result = w.normal_(0.0, std, generator=generator)
+        while True:
+            outside = (result < lo) | (result > hi)
+            if not outside.any():
+                break
+            result = torch.where(outside, torch.empty_like(result).normal_(0.0, std, generator=generator), result)
+        if result is not w:
+            w.copy_(result)
+    return w
 
 
 def check_widths(widths: Sequence[int]) -> tuple[int, ...]:
@@ -76,7 +103,7 @@ def initial_parameters(
         if init in ("paper", "tishby"):
             gain = spec.paper_gain if init == "paper" else 1.0
             std = gain / math.sqrt(fan_in)
-            nn.init.trunc_normal_(W, 0.0, std, -2 * std, 2 * std, generator=generator)
+            truncated_normal_(W, std, generator)
         elif init == "he":
             W.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
         else:  # xavier

@@ -104,3 +104,44 @@ def test_ensemble_member_roundtrip():
     for a, b in zip(net.layer_activities(X), ens.layer_activities(X)):
         assert torch.allclose(a, b[1], rtol=1e-5, atol=1e-5)
     assert np.isclose(net.slopes[0].item(), 0.25)
+
+
+# sha256 (first 16 hex digits) of the concatenated initial weights of DEFAULT_WIDTHS, computed
+# with torch 2.13.0, the version every stored result was computed with. The draws are part of
+# every stored number: if this fails, a change in ibtools or in torch's `Tensor.normal_` stream
+# means no stored unit can be recomputed bit for bit any more.
+INITIAL_WEIGHT_CHECKSUMS = {
+    ("paper", "tanh", 0): "dbe06d415b2c8811", ("paper", "tanh", 49): "ab9a03d8ddde433c",
+    ("paper", "relu", 0): "8ed577796a3f311b", ("paper", "relu", 49): "1f908bc2194f70dd",
+    ("tishby", "relu", 0): "dbe06d415b2c8811", ("he", "tanh", 0): "7333d73f0934241e",
+    ("xavier", "relu", 49): "b764bceb254b71d4",
+}
+
+
+@pytest.mark.parametrize("init, activation, seed", list(INITIAL_WEIGHT_CHECKSUMS))
+def test_initial_weights_are_the_stored_results_draws(init, activation, seed):
+    import hashlib
+
+    weights = np.concatenate([W.numpy().ravel() for W, _ in initial_parameters(DEFAULT_WIDTHS, activation, init, seed)])
+    assert hashlib.sha256(weights.tobytes()).hexdigest()[:16] == INITIAL_WEIGHT_CHECKSUMS[init, activation, seed]
+
+
+def test_truncated_normal_is_truncated_with_the_right_spread():
+    from ibtools.networks import truncated_normal_
+
+    w = truncated_normal_(torch.empty(200_000), 0.5, torch.Generator().manual_seed(3))
+    assert w.abs().max().item() <= 1.0
+    # std of a normal cut at +-2 std: 0.87962566 std; standard error of the sample std ~0.001
+    assert abs(w.std().item() / 0.5 - 0.87962566) < 0.005
+    assert abs(w.mean().item()) < 0.005
+
+
+@pytest.mark.skipif(not torch.__version__.startswith("2.13."), reason="torch 2.13's trunc_normal_ is the reference")
+def test_truncated_normal_gives_torch_2_13_trunc_normal_bits():
+    from ibtools.networks import truncated_normal_
+
+    for seed, shape, std in ((0, (12, 10), 0.3), (5, (3, 2), 1.0), (9, (1000,), 0.05)):
+        mine = truncated_normal_(torch.empty(shape), std, torch.Generator().manual_seed(seed))
+        theirs = torch.nn.init.trunc_normal_(torch.empty(shape), 0.0, std, -2 * std, 2 * std,
+                                             generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(mine, theirs)
