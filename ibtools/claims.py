@@ -18,7 +18,8 @@ comparisons with Holm-Bonferroni (:data:`CORRECTION`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,10 @@ __all__ = [
     "Rule",
     "RULES",
     "CURRENT",
+    "RERUN_DATA_FROM",
+    "current_versions",
+    "for_study",
+    "written_after_data",
     "rule",
     "layer_tests",
     "claims_markdown",
@@ -282,6 +287,63 @@ RULES: dict[str, tuple[Rule, ...]] = {
 #: post-hoc for the stored study too and become confirmatory only for the re-run, so the stored
 #: study is judged by version 1 and every later version is shown beside it.
 CURRENT = {key: 1 for key in RULES}
+
+#: When the re-run's first result was computed (``created`` in the sidecar of its first unit,
+#: ``results/rerun/relu_l2-0_s0_f7490649e490.json``). A rule version adopted before it was written
+#: without any of the re-run's data, so for the re-run it is confirmatory.
+RERUN_DATA_FROM = "2026-11-26T02:53:13+0000"
+
+#: Studies whose verdicts :func:`current_versions` knows how to choose.
+STUDIES = ("paper", "rerun")
+
+
+def _time(iso: str) -> datetime:
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S%z")
+
+
+def current_versions(study: str = "paper") -> dict[str, int]:
+    """The rule version that decides each claim's verdict for ``study``.
+
+    ``"paper"`` (the stored study): :data:`CURRENT`, version 1 throughout, since every later
+    version was written after the stored study's results existed. ``"rerun"``: for each claim the
+    latest version adopted before :data:`RERUN_DATA_FROM`, the confirmatory rule that the comment
+    on :data:`CURRENT` announced (committed 2026-11-25 23:13 UTC in 7fc2c53, before the re-run
+    started); this gives version 2 of R2, R5a, R6b and R7. Every other version stays in
+    ``ClaimResult.by_version`` and is shown beside it.
+
+    Raises
+    ------
+    ValueError
+        For a study other than :data:`STUDIES`.
+    """
+    if study == "paper":
+        return dict(CURRENT)
+    if study == "rerun":
+        start = _time(RERUN_DATA_FROM)
+        return {key: max(r.version for r in rules if _time(r.adopted_at) < start) for key, rules in RULES.items()}
+    raise ValueError(f"unknown study {study!r}; choose one of {STUDIES}")
+
+
+def written_after_data(r: "Rule", study: str = "paper") -> bool:
+    """Whether rule version ``r`` was written after the data of ``study`` existed (post hoc)."""
+    if study == "paper":
+        return r.data_seen
+    if study == "rerun":
+        return _time(r.adopted_at) >= _time(RERUN_DATA_FROM)
+    raise ValueError(f"unknown study {study!r}; choose one of {STUDIES}")
+
+
+def for_study(claims, study: str = "paper") -> list:
+    """``claims`` (:class:`ClaimResult`) with the verdict, rule text, version and parts of the
+    version that decides for ``study`` (:func:`current_versions`), taken from each claim's
+    ``by_version``: nothing is recomputed."""
+    versions = current_versions(study)
+    out = []
+    for c in claims:
+        r = rule(c.key, versions[c.key])
+        verdict, parts = c.by_version[r.version]
+        out.append(replace(c, verdict=verdict, rule=r.text(), version=r.version, parts=parts))
+    return out
 
 
 def rule(key: str, version: int | None = None) -> Rule:
@@ -642,15 +704,17 @@ def claims_markdown(claims, extra: dict | None = None, links: dict | None = None
     return "\n".join(lines)
 
 
-def versions_markdown(claims) -> str:
+def versions_markdown(claims, study: str = "paper") -> str:
     """A Markdown table of every rule version of ``claims``: when it was adopted, whether it was
-    written after the data it judges existed, its text and its verdict with its parts."""
+    written after the data of ``study`` existed (:func:`written_after_data`), its text and its
+    verdict with its parts. "(current)" marks the version each claim's verdict comes from (pass
+    the claims through :func:`for_study` for the re-run)."""
     lines = ["| claim | version | adopted | written after the data | verdict | parts | rule |", "|---|---|---|---|---|---|---|"]
     for c in claims:
         for r in RULES[c.key]:
             verdict, parts = c.by_version[r.version]
             mark = " (current)" if r.version == c.version else ""
-            cells = [c.key, f"v{r.version}{mark}", r.adopted, "yes" if r.data_seen else "no", f"**{verdict}**",
+            cells = [c.key, f"v{r.version}{mark}", r.adopted, "yes" if written_after_data(r, study) else "no", f"**{verdict}**",
                      "; ".join(f"{d}: {'yes' if ok else 'no'}" for d, ok in parts), r.text()]
             lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
     return "\n".join(lines)

@@ -247,3 +247,45 @@ def test_claims_table_links_carry_chapter_titles(tmp_path):
     table = claims.claims_markdown([claim], links={"R2": (chapter_title("05_activations"), "05_activations")})
     assert "[Activation functions](05_activations)" in table and "[05_activations]" not in table
     assert "[05_activations](05_activations)" in claims.claims_markdown([claim], links={"R2": "05_activations"})
+
+
+# ----------------------------------------------------------------------------------------------
+# Which rule version decides, per study
+
+
+def test_the_rerun_is_judged_by_the_rules_adopted_before_its_data():
+    from ibtools.claims import CURRENT, current_versions
+
+    assert current_versions("paper") == CURRENT
+    assert current_versions("rerun") == {**{k: 1 for k in CURRENT}, "R2": 2, "R5a": 2, "R6b": 2, "R7": 2}
+    with pytest.raises(ValueError, match="unknown study 'papers'"):
+        current_versions("papers")
+
+
+def test_rerun_data_from_is_no_later_than_the_first_stored_rerun_unit():
+    import json
+    from pathlib import Path
+
+    from ibtools.claims import RERUN_DATA_FROM, RULES, _time, current_versions
+
+    created = [json.loads(p.read_text())["meta"]["created"]
+               for p in (Path(__file__).resolve().parents[1] / "results" / "rerun").glob("*.json")]
+    assert created, "results/rerun holds no unit"
+    first = min(_time(c) for c in created)
+    assert _time(RERUN_DATA_FROM) <= first
+    for key, version in current_versions("rerun").items():  # every deciding rule predates every unit
+        assert _time(next(r for r in RULES[key] if r.version == version).adopted_at) < first
+
+
+def test_for_study_takes_the_deciding_version_from_by_version():
+    from ibtools.claims import ClaimResult, for_study, rule, versions_markdown
+
+    by = {1: ("reproduced", (("old part", True),)), 2: ("not reproduced", (("new part", False),))}
+    c = ClaimResult("R2", "claim", "measured", "reproduced", rule("R2").text(), 1, by[1][1], by, {})
+    (paper,), (rerun,) = for_study([c], "paper"), for_study([c], "rerun")
+    assert (paper.verdict, paper.version) == ("reproduced", 1)
+    assert (rerun.verdict, rerun.version, rerun.parts) == ("not reproduced", 2, (("new part", False),))
+    assert rerun.rule == rule("R2", 2).text()
+    lines = versions_markdown([rerun], study="rerun").splitlines()[2:]
+    assert lines[1].startswith("| R2 | v2 (current) |") and "| no | **not reproduced** |" in lines[1]
+    assert "| yes |" in versions_markdown([paper]).splitlines()[3]  # v2 is post hoc for the stored study
