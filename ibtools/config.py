@@ -193,7 +193,11 @@ class TrainConfig:
         Epochs at which to keep the raw activity of every layer (for figures); "all" keeps every
         scheduled epoch. Memory grows with this, so keep it short for many seeds.
     device : str
-        ``"cpu"`` or ``"cuda"``. Not part of a run's identity (results agree to float tolerance).
+        ``"cpu"`` or ``"cuda"``. Not part of a run's identity: training agrees to float32 rounding
+        (``tests/test_cuda.py``), but per-network EBAB values, which jump when the activity
+        moves by rounding, differed by up to 0.29 bits after 40 epochs on an H200
+        (``benchmarks/README.md``, *The CUDA path*). On CUDA ``ensemble_invariant`` does not
+        give the same bits in every ensemble (cuBLAS picks kernels by the whole product's shape).
     ensemble_invariant : bool
         Arithmetic under which every network's numbers are bit for bit the same whatever other
         networks share its ensemble (and wherever it sits in it): each minibatch is padded with
