@@ -16,7 +16,8 @@ import pandas as pd
 import numpy as np
 
 from .analysis import restrict_epochs
-from .claims import (activation_claims, generalization_claim, global_range_claim, initialization_claims, l2_claims)
+from .claims import (activation_claims, for_study, generalization_claim, global_range_claim, initialization_claims,
+                     l2_claims)
 from .failures import classify_runs, drop_failed
 from .study import estimator_label
 
@@ -181,7 +182,10 @@ def rerun_verdicts(arms: dict, settings=RERUN_SETTINGS, *, exact: bool = True, s
     For each initialization arm, each network set (all networks; without the failed ones, by
     :func:`ibtools.failures.classify_runs` on that arm's own networks) and each estimator
     setting, the claims are judged on the **same epochs for every setting**: the epochs at which
-    every compared setting was recorded in every network of the arm. The re-run records every
+    every compared setting was recorded in every network of the arm. Each verdict is that of the
+    rule version that decides for the re-run (:func:`ibtools.claims.current_versions`:
+    the latest version adopted before the re-run's first unit; the others stay in
+    ``by_version``). The re-run records every
     setting on nested schedules, so these are the epochs of the sparsest schedule (all of them
     also lie on every denser schedule); with the stored study's non-nested schedules use
     :func:`equal_terms` instead.
@@ -230,7 +234,7 @@ def rerun_verdicts(arms: dict, settings=RERUN_SETTINGS, *, exact: bool = True, s
         status = data.status(_label(status_estimator))
         for net_set, st in zip(NETWORK_SETS, (None, status)):
             for name, label in zip(names, labels):
-                claims = arm_claims(data, label, epochs=epochs, status=st, rng=rng)
+                claims = for_study(arm_claims(data, label, epochs=epochs, status=st, rng=rng), "rerun")
                 if name == EXACT_NAME:
                     claims = [c for c in claims if c.key in IXT_CLAIMS]
                 out[(arm, net_set, name)] = (claims, len(epochs))

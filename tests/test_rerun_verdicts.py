@@ -106,6 +106,14 @@ def test_tiny_rerun_verdicts(tiny):
     assert not pd.isna(table.loc["R6c", ("paper", "all networks", "ebab")])
     cells = {v for v in table.to_numpy().ravel() if not pd.isna(v)}
     assert cells and cells <= {"reproduced", "partly reproduced", "not reproduced"}
+    # every verdict is that of the rule version that decides for the re-run (v2 of R2, R5a, R6b, R7)
+    from ibtools.claims import current_versions
+
+    versions = current_versions("rerun")
+    for claims, _ in res.values():
+        for c in claims:
+            assert c.version == versions[c.key] and c.verdict == c.by_version[c.version][0]
+    assert any(c.version == 2 for claims, _ in res.values() for c in claims)
     flat = rerun_verdict_frame(res, "without failed")
     assert all(" · " in c and "@" in c for c in flat.columns) and len(flat.columns) == 6
     with pytest.raises(ValueError, match="networks must be one of"):
