@@ -48,6 +48,7 @@ __all__ = [
     "RULES",
     "CURRENT",
     "RERUN_DATA_FROM",
+    "STUDIES",
     "current_versions",
     "for_study",
     "written_after_data",
