@@ -171,8 +171,8 @@ def test_the_command_line_sweep_runs_on_the_device_and_keys_like_the_cpu(tmp_pat
 
 def test_ensemble_invariance_on_the_device():
     """Seed 3 trained alone, second of three and inside 50 networks (``ensemble_invariant``): the
-    CPU promises the same bits. On the device this records whether it holds bit for bit; it must
-    hold at least to the rounding tolerance."""
+    CPU gives the same bits. On a GPU it holds only to rounding (1-4 float32 ulps after 5 epochs
+    on an H200, ``benchmarks/bench_cuda.py``), so this checks the loss tolerance."""
     def make(seeds):
         return EnsembleTrainer(TrainConfig(activation="softplus", seeds=tuple(seeds), ensemble_invariant=True,
                                            device=DEVICE))
