@@ -18,6 +18,7 @@ from .validation import check_int
 __all__ = [
     "plane_arrays",
     "mean_over_seeds",
+    "mean_curve_shape",
     "compression_scores",
     "COMPRESSION_DEFINITIONS",
     "final_generalization",
@@ -95,6 +96,37 @@ def mean_over_seeds(table: pd.DataFrame, estimator: str, level: float = 0.95) ->
     out["n"] = g.size().to_numpy()
     cols = GROUP + ["epoch", "layer", "i_xt", "i_xt_low", "i_xt_high", "i_ty", "i_ty_low", "i_ty_high", "n"]
     return out[cols]
+
+
+def mean_curve_shape(table: pd.DataFrame, estimator: str, early: int = 100) -> pd.DataFrame:
+    """Landmarks of the curves averaged over networks (:func:`mean_over_seeds`), one row per layer.
+
+    For a single (activation, l2) condition. Columns, all in bits except ``fit_epoch``:
+    ``start`` (mean I(X;T) at the first recorded epoch), ``early_dip`` (``start`` minus the lowest
+    mean I(X;T) at epochs <= ``early``; >= 0), ``peak`` and ``final`` (largest and last mean
+    I(X;T)), ``late_drop`` (``peak`` minus ``final``, over epochs after ``early``; >= 0),
+    ``gain`` (``final`` minus ``start``; positive when the layer ends with more information
+    about the input than it started with) and ``fit_epoch`` (first epoch where the mean I(T;Y)
+    reaches 95 % of its final value). These describe the *average* curve, not single networks:
+    the average hides compression that single networks show at different times.
+    """
+    means = mean_over_seeds(table, estimator)
+    if means[["activation", "l2"]].drop_duplicates().shape[0] != 1:
+        raise ValueError("mean_curve_shape expects the networks of one (activation, l2) condition; "
+                         f"got {means[['activation', 'l2']].drop_duplicates().to_dict('records')}")
+    early = check_int(early, "early", minimum=0)
+    rows = []
+    for layer, g in means.sort_values("epoch").groupby("layer", sort=True):
+        e, xt, ty = g["epoch"].to_numpy(), g["i_xt"].to_numpy(), g["i_ty"].to_numpy()
+        first = e <= early
+        late = ~first if (~first).any() else np.ones_like(first)
+        reached = np.flatnonzero(ty >= 0.95 * ty[-1])
+        rows.append({
+            "layer": layer, "start": xt[0], "early_dip": max(0.0, xt[0] - xt[first].min()) if first.any() else 0.0,
+            "peak": xt.max(), "final": xt[-1], "late_drop": max(0.0, xt[late].max() - xt[-1]),
+            "gain": xt[-1] - xt[0], "fit_epoch": int(e[reached[0]]) if reached.size else int(e[-1]),
+        })
+    return pd.DataFrame(rows).set_index("layer")
 
 
 #: Compression scores, computed per network and layer from its I(X;T) and I(T;Y) curves (bits,

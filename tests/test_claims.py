@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from ibtools import claims
-from ibtools.analysis import (_compression_scores_loop, common_epochs, compression_scores, holm, noise_null,
+from ibtools.analysis import (_compression_scores_loop, common_epochs, compression_scores, mean_curve_shape, holm, noise_null,
                               restrict_epochs, wilson_interval)
 from ibtools.claims import NOT, PARTLY, REPRODUCED, RULES, rule
 from ibtools.failures import classify_network, drop_failed, failure_counts
@@ -289,3 +289,22 @@ def test_for_study_takes_the_deciding_version_from_by_version():
     lines = versions_markdown([rerun], study="rerun").splitlines()[2:]
     assert lines[1].startswith("| R2 | v2 (current) |") and "| no | **not reproduced** |" in lines[1]
     assert "| yes |" in versions_markdown([paper]).splitlines()[3]  # v2 is post hoc for the stored study
+
+
+def test_mean_curve_shape_reads_landmarks_of_the_averaged_curves():
+    epochs = np.array([0, 10, 50, 100, 200, 1000, 4000, 7999])
+    ty = np.array([0.1, 0.2, 0.4, 0.6, 0.9, 0.99, 1.0, 1.0])  # reaches 95 % of 1.0 at epoch 1000
+    curves = {}
+    for seed, shift in ((0, -0.5), (1, +0.5)):  # two networks, averaging to the curves below
+        curves[(seed, 1)] = (np.array([8.0, 7.5, 7.0, 7.2, 8.0, 9.0, 8.5, 8.4]) + shift, ty)
+        curves[(seed, 2)] = (np.array([3.0, 3.0, 3.0, 3.0, 2.5, 2.0, 2.0, 2.0]) + shift, ty)
+    shape = mean_curve_shape(_table(curves, epochs), "ebab", early=100)
+    one, two = shape.loc[1], shape.loc[2]
+    assert one.start == pytest.approx(8.0) and one.early_dip == pytest.approx(1.0)   # 8.0 - min(7.5, 7.0, 7.2)
+    assert one.peak == pytest.approx(9.0) and one.final == pytest.approx(8.4)
+    assert one.late_drop == pytest.approx(0.6) and one.gain == pytest.approx(0.4)
+    assert one.fit_epoch == 1000
+    assert two.early_dip == 0.0 and two.late_drop == pytest.approx(0.5) and two.gain == pytest.approx(-1.0)
+    other = _table(curves, epochs, activation="tanh")
+    with pytest.raises(ValueError, match=r"one \(activation, l2\) condition"):
+        mean_curve_shape(pd.concat([_table(curves, epochs), other]), "ebab")
