@@ -1,6 +1,6 @@
-"""The short findings of README.md and book/index.md, generated from the stored study.
+"""The short findings of README.md and book/index.md, generated from the stored re-run.
 
-Every number in those paragraphs comes from :func:`compute` (the stored results, the claims and
+Every number in those paragraphs comes from :func:`compute` (the stored re-run, ``results/rerun``, the claims and
 failure modules); :func:`render` fills ``TEMPLATE`` with them. The paragraphs sit between
 the markers ``<!-- findings:start -->`` and ``<!-- findings:end -->``; ``python -m
 ibtools.findings`` rewrites them, and ``tests/test_findings.py`` fails when the text in a file
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -23,77 +24,118 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Files holding the findings block, with the link to the summary chapter each uses.
 FILES = {ROOT / "README.md": "book/08_summary.ipynb", ROOT / "book" / "index.md": "08_summary"}
 
-TEMPLATE = """Measured on the stored study ({n_networks} networks, {epochs} epochs each); details, decision rules
-and every rule version in the [reproduction summary]({summary}). These numbers are generated from
-the stored results (`python -m ibtools.findings`) and checked against them by the tests.
+TEMPLATE = """Measured on the re-run of the study ({n_networks} networks with the paper code's initialization and
+{n_tishby} with one initialization scale for all activations, {epochs} epochs each, computed from a clean
+commit); details, decision rules and every rule version in the [reproduction summary]({summary}). These
+numbers are generated from the stored results (`python -m ibtools.findings`) and checked against them
+by the tests.
 
-* With the paper's adaptive binning (EBAB, 30 bins), {n_reproduced} of the {n_claims} claims are
-  reproduced, {n_partly} partly and {n_not} not, under the rules written before the data.
-  In the last hidden layer, {top_act} compresses most ({top_h5} bits beyond the noise floor of the
-  score); {k_acts} activations have a layer that compresses beyond its noise floor after fitting
-  (Holm-corrected). Hidden-layer compression of ReLU networks that trained is {l2_comp_0} bits
-  without L2 and {l2_comp_ref} bits at the paper code's λ = 0.015.
-* Failed networks are an outcome: {n_failed} of {n_networks} failed to train ({fail_max}, the
-  strongest L2). Without them the last layer's within-condition correlation with test accuracy is
-  {rho_kept} instead of {rho_all}, and that of the first hidden layer {h1_kept} instead of
-  {h1_all}.
-* Fine verdicts depend on how the curves are sampled: scoring the same EBAB only on the {n_common}
-  epochs it shares with adaptive KDE moves the last layer's correlation to {rho_thin}. R6b (layers
-  converge under L2) is {r6b_v1} under its original rule and {r6b_v2} under the version written
-  after the data. ReLU networks at the paper code's λ = 0.015 fail at a rate of {fail_ref_pooled}
-  (the stored study's networks pooled with 150 more). Still pending: one initialization scale for
-  all activations, and a re-run from a clean commit."""
+* With the paper's adaptive binning (EBAB, 30 bins) and the rules fixed before the re-run's data,
+  {n_reproduced} of the {n_claims} claims are reproduced, {n_partly} partly and {n_not} not. In the last
+  hidden layer {top_act} compresses most ({top_h5} bits beyond the noise floor of the score); {k_acts}
+  activations have a layer that compresses beyond its noise floor after fitting (Holm-corrected); with
+  adaptive KDE, the paper's second estimator, {k_acts_akde}. With one initialization scale for all
+  activations, "tanh compresses most" is {r5b_tishby} ({tishby_top} {tishby_top_bits} bits,
+  {tishby_runner} {tishby_runner_bits} bits, Mann-Whitney p = {tishby_p}).
+* Hidden-layer compression of ReLU networks that trained is {l2_comp_0} bits without L2, {l2_comp_ref}
+  bits at the paper code's λ = 0.015 and {l2_comp_max} bits at λ = {l2_max}. Failed networks are an
+  outcome: {n_failed} of {n_networks} failed to train ({fail_max}); ReLU networks at λ = 0.015 fail at a
+  rate of {fail_ref_pooled} (pooled with 150 more networks). Without the failed networks the last
+  layer's within-condition correlation with test accuracy is {rho_kept} instead of {rho_all}, and that
+  of the first hidden layer {h1_kept} instead of {h1_all}.
+* {exact_sentence}"""
+
+
+def _exact_sentence(exact: pd.DataFrame) -> str:
+    """What the exact I(X;T) (bits) says, from its table over the hidden layers of the networks that
+    trained (columns ``activation, seed, layer, layer_name, i_xt``): where it never changes, and
+    where the float32 network itself merges inputs."""
+    change = exact.groupby(["activation", "seed", "layer"]).i_xt.agg(lambda v: v.max() - v.min()) > 1e-6
+    still, moved = [], []
+    for act, ch in change.groupby(level="activation"):
+        name = str(act).replace("_", " ")
+        if not ch.any():
+            still.append(name)
+            continue
+        share = ch.groupby(level="layer").mean()
+        worst = int(share.idxmax())
+        low = exact[(exact.activation == act) & (exact.layer == worst)].i_xt.min()
+        moved.append(f"{name} (in {share.max():.0%} of the networks in layer h{worst}, down to {low:.2f} bits)")
+    text = "The exact I(X;T) of the float32 network (entropy of its distinct activity rows) "
+    if still:
+        const = exact[exact.activation.str.replace("_", " ").isin(still)].i_xt
+        text += (f"never changes in the networks of {', '.join(still)} that trained: {const.min():.2f} bits in every "
+                 "hidden layer at "
+                 "every recorded epoch, so there what the estimators report as compression is the geometry of the "
+                 "representation at their bin or kernel scale, not information lost. ")
+    if moved:
+        text += ("It does change in " + "; ".join(moved)
+                 + ": there the float32 network itself maps inputs onto the same activity.")
+    return textwrap.fill(text, width=104, subsequent_indent="  ")
+
+
+def _rate(top) -> str:
+    return f"{int(top.failed)} of {int(top.networks)} at λ = {top.l2:g}, 95 % CI {top.rate_low:.0%}–{top.rate_high:.0%}"
 
 
 def compute(results_dir=None) -> dict:
-    """The findings' numbers from the stored study (formatted strings)."""
-    from .analysis import compression_scores
-    from .claims import activation_claims, generalization_claim, l2_claims, layer_tests
-    from .failures import classify_runs, drop_failed, failure_counts
-    from .failures import rate_text
-    from .study import (PAPER_EPOCHS, PAPER_RESULTS, activation_sweep, estimator_label, l2_sweep, obtain,
-                        pooled_reference_failures)
-    from .sweep import ResultCache, SweepResult
-    from .verdicts import common_recorded_epochs
+    """The findings' numbers from the stored re-run (formatted strings).
 
-    results_dir = Path(results_dir or PAPER_RESULTS)
-    cache = ResultCache(results_dir)
-    sweeps = (activation_sweep(), l2_sweep())
-    if any(cache.load(u) is None for s in sweeps for u in s.units()):
-        raise FileNotFoundError(f"the stored study is not complete in {results_dir}")
-    act, l2 = obtain(sweeps[0], results_dir), obtain(sweeps[1], results_dir)
+    Raises FileNotFoundError when a unit of the re-run is missing from ``results_dir`` (default
+    ``results/rerun``): nothing is computed then.
+    """
+    from .analysis import compression_scores
+    from .claims import activation_claims, for_study, generalization_claim, layer_tests
+    from .failures import classify_runs, drop_failed, failure_counts, rate_text
+    from .rerun import EXACT, RERUN_RESULTS, rerun_status
+    from .study import PAPER_EPOCHS, estimator_label, pooled_reference_failures
+    from .studies import study_activations, study_l2, study_single
+    from .sweep import SweepResult
+    from .verdicts import StudyData, study_claims
+    from .activations import PAPER_ACTIVATIONS
+    from .study import L2_STRENGTHS
+
+    results_dir = Path(results_dir or RERUN_RESULTS)
+    status_table = rerun_status(results_dir)
+    if not status_table.finished.all():
+        missing = ", ".join(status_table.loc[~status_table.finished, "unit"])
+        raise FileNotFoundError(f"the re-run is not complete in {results_dir}: missing {missing}")
+    where = dict(results_dir=results_dir, progress=False)
+    seeds = range(50)
+    act = study_activations("rerun", PAPER_ACTIVATIONS, PAPER_EPOCHS, seeds, **where)
+    tishby = study_activations("rerun", PAPER_ACTIVATIONS, PAPER_EPOCHS, seeds, init="tishby", **where)
+    l2 = study_l2("rerun", L2_STRENGTHS, "relu", PAPER_EPOCHS, seeds, **where)
+    single = study_single("rerun", "relu", "estimators", PAPER_EPOCHS, **where)
+    ranged = study_single("rerun", "relu", "ranged", PAPER_EPOCHS, **where)
     pool = SweepResult(list({r.config.key(): r for r in act.runs + l2.runs}.values()))
-    label = estimator_label("ebab")
+    label, akde = estimator_label("ebab"), estimator_label("akde")
     status = classify_runs(pool.runs, label)
-    act_t, l2_t, l2_h = act.table(label), l2.table(label), l2.history_table()
+    act_t, l2_t = act.table(label), l2.table(label)
     pool_t, pool_h = pool.table(label), pool.history_table()
 
-    claims = activation_claims(act_t, label) + l2_claims(l2_t, l2_h, label)
-    r7, res = generalization_claim(pool_t, pool_h, label)
-    r7k, resk = generalization_claim(drop_failed(pool_t, status), drop_failed(pool_h, status), label)
-    common = common_recorded_epochs(pool.runs, [label, estimator_label("akde")])
-    r7t, _ = generalization_claim(pool_t[pool_t.epoch.isin(common)], pool_h, label)
-    # the claims judged from these runs (R1, R3, R4 come from single networks / ReLU only and are
-    # in the summary; the counts here are over every claim of the summary's main table)
-    from .verdicts import StudyData, study_claims
-    from .study import global_range_config, obtain_run, single_network_config
-
-    single = obtain_run(single_network_config("relu", 0, PAPER_EPOCHS), results_dir)
-    ranged = obtain_run(global_range_config(single), results_dir)
-    every = study_claims(StudyData(act, l2, pool, single, ranged), label)
+    every = for_study(study_claims(StudyData(act, l2, pool, single, ranged), label), "rerun")
     verdicts = pd.Series([c.verdict for c in every]).value_counts()
+    _, res = generalization_claim(pool_t, pool_h, label)
+    _, resk = generalization_claim(drop_failed(pool_t, status), drop_failed(pool_h, status), label)
+    r5b = next(c for c in for_study(activation_claims(tishby.table(label), label), "rerun") if c.key == "R5b")
+    tishby_scores = compression_scores(tishby.table(label), label)
+    hidden_t = tishby_scores[tishby_scores.layer < tishby_scores.layer.max()]
+    per_net = hidden_t.groupby(["activation", "seed"]).absolute.mean().groupby("activation").mean()
 
     scores = compression_scores(act_t, label)
     cells = layer_tests(scores)
-    last_hidden = cells.layer.max()
-    deepest = cells[cells.layer == last_hidden].set_index("activation").excess
+    deepest = cells[cells.layer == cells.layer.max()].set_index("activation").excess
     per_act = cells.groupby("activation").compresses.any()
+    per_act_akde = layer_tests(compression_scores(act.table(akde), akde)).groupby("activation").compresses.any()
     l2s = compression_scores(drop_failed(l2_t, status), label)
     hid = l2s[l2s.layer < l2s.layer.max()].groupby(["l2", "seed"]).absolute.mean().groupby("l2").mean()
     fc = failure_counts(status)
     top = fc[fc.activation == "relu"].sort_values("l2").iloc[-1]
-    r6b = next(c for c in claims if c.key == "R6b")
     pooled = pooled_reference_failures(l2.runs, "relu", 0.015, PAPER_EPOCHS)
+
+    exact = act.table(EXACT.label)
+    exact = drop_failed(exact, status)
+    exact = exact[exact.layer < exact.layer.max()]
 
     def rho(frame, layer):
         return f"{frame.loc[frame.layer == layer, 'spearman_rho'].iloc[0]:+.2f}"
@@ -101,6 +143,7 @@ def compute(results_dir=None) -> dict:
     last = int(res.layer.max())
     return {
         "n_networks": str(len(status)),
+        "n_tishby": str(len({(r.config.activation, s) for r in tishby.runs for s in r.config.seeds})),
         "epochs": str(PAPER_EPOCHS),
         "n_claims": str(len(every)),
         "n_reproduced": str(int(verdicts.get("reproduced", 0))),
@@ -109,19 +152,25 @@ def compute(results_dir=None) -> dict:
         "top_act": str(deepest.idxmax()).replace("_", " "),
         "top_h5": f"{deepest.max():.2f}",
         "k_acts": f"{int(per_act.sum())} of {len(per_act)}",
+        "k_acts_akde": f"{int(per_act_akde.sum())} of {len(per_act_akde)}",
+        "r5b_tishby": r5b.verdict,
+        "tishby_top": r5b.numbers["top"].replace("_", " "),
+        "tishby_top_bits": f"{per_net[r5b.numbers['top']]:.2f}",
+        "tishby_runner": r5b.numbers["runner"].replace("_", " "),
+        "tishby_runner_bits": f"{per_net[r5b.numbers['runner']]:.2f}",
+        "tishby_p": f"{r5b.numbers['p']:.2g}",
         "l2_comp_0": f"{hid.get(0.0, np.nan):.2f}",
         "l2_comp_ref": f"{hid.get(0.015, np.nan):.2f}",
+        "l2_comp_max": f"{hid.iloc[-1]:.2f}",
+        "l2_max": f"{hid.index[-1]:g}",
         "n_failed": str(int(status.failed.sum())),
-        "fail_max": f"{int(top.failed)} of {int(top.networks)} at λ = {top.l2:g}, 95 % CI {top.rate_low:.0%}–{top.rate_high:.0%}",
+        "fail_max": _rate(top),
+        "fail_ref_pooled": rate_text(pooled.iloc[-1]) if pooled is not None else "not measured",
         "rho_all": rho(res, last),
         "rho_kept": rho(resk, last),
         "h1_all": rho(res, 1),
         "h1_kept": rho(resk, 1),
-        "n_common": str(len(common)),
-        "rho_thin": f"{r7t.numbers['rho_last']:+.2f}",
-        "r6b_v1": r6b.by_version[1][0],
-        "r6b_v2": r6b.by_version[2][0],
-        "fail_ref_pooled": rate_text(pooled.iloc[-1]) if pooled is not None else "not measured",
+        "exact_sentence": _exact_sentence(exact),
     }
 
 

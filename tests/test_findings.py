@@ -26,3 +26,20 @@ def test_replace_block_needs_markers():
         f"a {findings.START}\nnew\n{findings.END} b"
     with pytest.raises(ValueError, match="no findings block"):
         findings.replace_block("no markers", "x")
+
+
+def test_exact_sentence_separates_constant_from_changing_activations():
+    import pandas as pd
+
+    rows = []
+    for seed in range(4):
+        for epoch in (0, 10, 100):
+            rows.append(("abs", seed, epoch, 5, 12.0))
+            # relu: h5 of seeds 0 and 1 merges inputs late (information lost by the network itself)
+            rows.append(("relu", seed, epoch, 5, 12.0 - (3.0 if seed < 2 and epoch == 100 else 0.0)))
+    exact = pd.DataFrame(rows, columns=["activation", "seed", "epoch", "layer", "i_xt"])
+    text = " ".join(findings._exact_sentence(exact).split())
+    assert "never changes in the networks of abs that trained: 12.00 bits" in text
+    assert "relu (in 50% of the networks in layer h5, down to 9.00 bits)" in text
+    only_constant = " ".join(findings._exact_sentence(exact[exact.activation == "abs"]).split())
+    assert "It does change" not in only_constant
