@@ -20,15 +20,10 @@ CHEAP = {
     "10_beyond_12_bits": {"TASK": "mnist1d:num_samples=2000", "HIDDEN": "10,8,6,4", "SEEDS": 3, "EPOCHS": 12,
                           "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015",
                           "ESTIMATORS": "ebab,exact", "TISHBY_SEEDS": 3, "TISHBY_EPOCHS": 12, "SENSITIVITY": False},
-    # both initialization arms (tanh) and one L2 strength (ReLU), 6 networks each, 30 epochs, EBAB
-    # and the exact MI only, computed in the scratch directory (nothing stored is needed)
-    "11_compression_and_clustering": {"ARMS": "paper,tishby", "ACTIVATIONS": "tanh", "L2S": "0,0.015", "SEEDS": 6,
-                                      "EPOCHS": 30, "ESTIMATORS": "ebab", "SENSITIVITY": False, "COMPUTE_MISSING": True},
 }
 #: A sentence each draft prints at its cheap setting (the analysis ran to its end).
 EXPECTED_TEXT = {
     "10_beyond_12_bits": "same verdict as on the 12-bit task",
-    "11_compression_and_clustering": "tracks clustering in",
 }
 
 

@@ -23,6 +23,10 @@ CHEAP = {
     "07_generalization": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015"},
     "08_summary": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015"},
     "09_your_own_experiment": {"EPOCHS": 12, "SEEDS": 2},
+    # both initialization arms (tanh) and one L2 strength (ReLU), 6 networks each, 30 epochs, EBAB
+    # and the exact MI only, computed in the scratch directory (nothing stored is needed)
+    "11_compression_and_clustering": {"ARMS": "paper,tishby", "ACTIVATIONS": "tanh", "L2S": "0,0.015", "SEEDS": 6,
+                                      "EPOCHS": 30, "ESTIMATORS": "ebab", "SENSITIVITY": False, "COMPUTE_MISSING": True},
 }
 
 
@@ -55,21 +59,33 @@ def test_chapter_executes(path, tmp_path, scratch):
     assert not errors
     images = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert images >= 1, "every chapter draws figures"
+    if path.stem == "05_activations":  # the default study is the re-run, with its one-scale arm
+        text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for c in out.cells
+                         if c.cell_type == "code" for o in c.get("outputs", []))
+        assert "one scale (gain 1)" in text and "failed networks in the one-scale arm" in text
+        assert "results/rerun" in text  # the provenance footer names the re-run's directory
 
 
 @pytest.mark.slow
-def test_chapter_reads_the_rerun(tmp_path, scratch):
-    """Chapter 5 with STUDY="rerun" at its cheap setting: the re-run's configuration (nested
-    schedules, invariant arithmetic, the exact MI), computed in the scratch directory, and its
-    second initialization arm."""
+def test_chapter_reads_the_first_study(tmp_path, scratch):
+    """Chapter 5 with STUDY="paper" at its cheap setting: the first study's configuration,
+    computed in the scratch directory, without the re-run's second initialization arm. (The
+    chapters' default is the re-run, which test_chapter_executes covers with its one-scale arm.)"""
     path = BOOK / "05_activations.ipynb"
-    out = _run(path, tmp_path / path.name, {**CHEAP[path.stem], "STUDY": "rerun", "SCRATCH_DIR": str(scratch)})
+    out = _run(path, tmp_path / path.name, {**CHEAP[path.stem], "STUDY": "paper", "SCRATCH_DIR": str(scratch)})
     errors = [o for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for c in out.cells
                      if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "one scale (gain 1)" in text and "failed networks in the one-scale arm" in text
-    assert "results/rerun" in text  # the provenance footer names the re-run's directory
+    assert 'run this chapter with STUDY = "rerun"' in text and "one scale (gain 1)" not in text
+    assert "results/paper" in text  # the provenance footer names the first study's directory
+
+
+def test_chapters_default_to_the_rerun():
+    for stem in ("04_initializations", "05_activations", "06_l2_regularization", "07_generalization", "08_summary"):
+        nb = nbformat.read(BOOK / f"{stem}.ipynb", as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assert '\nSTUDY = "rerun"' in "\n" + cell.source, stem
 
 
 def test_notebook_skeleton():
