@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test test-fast paper bench overview sync-links clean
+.PHONY: setup book test test-fast paper rerun bench overview sync-links clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ test-fast: $(STAMP)
 # The full-scale study behind the book's figures (hours on 2 CPU cores; resumable).
 paper: $(STAMP)
 	$(PY) -m ibtools paper
+
+rerun: $(STAMP)
+	$(PY) -m ibtools.rerun
 
 overview: $(STAMP)
 	$(PY) scripts/make_overview_figure.py
