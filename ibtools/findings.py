@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["TEMPLATE", "START", "END", "compute", "render", "replace_block", "FILES"]
+__all__ = ["TEMPLATE", "START", "END", "compute", "render", "replace_block", "FILES", "exact_summary"]
 
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,10 +46,14 @@ by the tests.
 * {exact_sentence}"""
 
 
-def _exact_sentence(exact: pd.DataFrame) -> str:
-    """What the exact I(X;T) (bits) says, from its table over the hidden layers of the networks that
-    trained (columns ``activation, seed, layer, layer_name, i_xt``): where it never changes, and
-    where the float32 network itself merges inputs."""
+def exact_summary(exact: pd.DataFrame) -> str:
+    """What the exact I(X;T) (bits) says, in one paragraph of plain text: where it never changes,
+    and where the float32 network itself merges inputs.
+
+    ``exact`` is its table over the hidden layers of the networks that trained (columns
+    ``activation, seed, layer, i_xt``), e.g. ``drop_failed(result.table(EXACT.label), status)``
+    without the output layer.
+    """
     change = exact.groupby(["activation", "seed", "layer"]).i_xt.agg(lambda v: v.max() - v.min()) > 1e-6
     still, moved = [], []
     for act, ch in change.groupby(level="activation"):
@@ -71,7 +75,12 @@ def _exact_sentence(exact: pd.DataFrame) -> str:
     if moved:
         text += ("It does change in " + "; ".join(moved)
                  + ": there the float32 network itself maps inputs onto the same activity.")
-    return textwrap.fill(text, width=104, subsequent_indent="  ")
+    return text
+
+
+def _exact_sentence(exact: pd.DataFrame) -> str:
+    """:func:`exact_summary` wrapped as a bullet of the findings block."""
+    return textwrap.fill(exact_summary(exact), width=104, subsequent_indent="  ")
 
 
 def _rate(top) -> str:
