@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FILES = {ROOT / "README.md": "book/08_summary.ipynb", ROOT / "book" / "index.md": "08_summary"}
 
 TEMPLATE = """Measured on the re-run of the study ({n_networks} networks with the paper code's initialization and
-{n_tishby} with one initialization scale for all activations, {epochs} epochs each, computed from a clean
-commit); details, decision rules and every rule version in the [reproduction summary]({summary}). These
+{n_tishby} with one initialization scale for all activations, whose tanh and abs networks are those of
+the first arm; {epochs} epochs each, computed from a clean commit); details, decision rules and every rule version in the [reproduction summary]({summary}). These
 numbers are generated from the stored results (`python -m ibtools.findings`) and checked against them
 by the tests.
 
@@ -40,7 +40,7 @@ by the tests.
 * Hidden-layer compression of ReLU networks that trained is {l2_comp_0} bits without L2, {l2_comp_ref}
   bits at the paper code's λ = 0.015 and {l2_comp_max} bits at λ = {l2_max}. Failed networks are an
   outcome: {n_failed} of {n_networks} failed to train ({fail_max}); ReLU networks at λ = 0.015 fail at a
-  rate of {fail_ref_pooled} (pooled with 150 more networks). Without the failed networks the last
+  rate of {fail_ref_pooled}, pooled with 150 more networks. Without the failed networks the last
   layer's within-condition correlation with test accuracy is {rho_kept} instead of {rho_all}, and that
   of the first hidden layer {h1_kept} instead of {h1_all}.
 * {exact_sentence}"""
