@@ -19,6 +19,7 @@ __all__ = [
     "plane_arrays",
     "mean_over_seeds",
     "mean_curve_shape",
+    "exact_information_changes",
     "compression_scores",
     "COMPRESSION_DEFINITIONS",
     "final_generalization",
@@ -127,6 +128,32 @@ def mean_curve_shape(table: pd.DataFrame, estimator: str, early: int = 100) -> p
             "gain": xt[-1] - xt[0], "fit_epoch": int(e[reached[0]]) if reached.size else int(e[-1]),
         })
     return pd.DataFrame(rows).set_index("layer")
+
+
+def exact_information_changes(table: pd.DataFrame, estimator: str, tol: float = 1e-6) -> pd.DataFrame:
+    """Where the exact I(X;T) of the float32 network changes during training, per condition and layer.
+
+    ``table`` holds the exact I(X;T) (the entropy of a layer's distinct activity rows over the
+    inputs, ``ibtools.rerun.EXACT``) under the label ``estimator``. It is exact, not an
+    estimate: a layer whose rows stay distinct keeps H(X) bits (12 on the paper's task) whatever
+    its geometry, and it falls only where the network maps different inputs onto the same
+    activity. One row per (activation, l2, layer): ``networks``, ``changed`` (share of networks
+    whose value moves by more than ``tol`` bits between recorded epochs), ``lowest`` (bits, over
+    networks and epochs) and ``final`` (bits, mean over networks at the last recorded epoch).
+    Diverged networks are left out.
+    """
+    sub = _one_estimator(table, estimator)
+    sub = sub[~sub["diverged"]].astype({"i_xt": float})
+    per_net = sub.groupby(GROUP[:2] + ["layer", "seed"]).i_xt
+    spread = per_net.max() - per_net.min()
+    last = sub[sub.epoch == sub.epoch.max()].groupby(GROUP[:2] + ["layer"]).i_xt.mean()
+    out = pd.DataFrame({
+        "networks": spread.groupby(level=[0, 1, 2]).size(),
+        "changed": (spread > tol).groupby(level=[0, 1, 2]).mean(),
+        "lowest": per_net.min().groupby(level=[0, 1, 2]).min(),
+        "final": last,
+    })
+    return out.reset_index()
 
 
 #: Compression scores, computed per network and layer from its I(X;T) and I(T;Y) curves (bits,

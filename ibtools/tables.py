@@ -20,7 +20,7 @@ import pandas as pd
 
 from .validation import check_int
 
-__all__ = ["readable", "human_header", "BITS"]
+__all__ = ["readable", "human_header", "BITS", "exact_changes_markdown"]
 
 #: Unit suffix of information columns.
 BITS = " (bits)"
@@ -146,3 +146,21 @@ def readable(
     if caption:
         styler = styler.set_caption(caption)
     return styler
+
+
+def exact_changes_markdown(changes, layer_names, index: str = "activation") -> str:
+    """A Markdown table of :func:`ibtools.analysis.exact_information_changes`: one row per
+    ``index`` value (``"activation"`` or ``"l2"``), one column per layer, each cell "share of
+    networks whose exact I(X;T) changed; its lowest value (bits)"."""
+    if index not in ("activation", "l2"):
+        raise ValueError(f"index must be 'activation' or 'l2', got {index!r}")
+    frame = changes.copy()
+    frame["cell"] = [f"{c:.0%}; {lo:.2f}" for c, lo in zip(frame["changed"], frame["lowest"])]
+    frame["layer"] = [layer_names[int(i) - 1] for i in frame["layer"]]
+    wide = frame.pivot(index=index, columns="layer", values="cell")[[n for n in layer_names if n in set(frame["layer"])]]
+    if index == "l2":
+        wide.index = [f"{v:g}" for v in wide.index]
+    else:
+        wide.index = [str(v).replace("_", " ") for v in wide.index]
+    header = "activation" if index == "activation" else "L2 strength"
+    return wide.reset_index(names=header + " (changed; lowest, bits)").to_markdown(index=False, disable_numparse=True)

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from ibtools import claims
-from ibtools.analysis import (_compression_scores_loop, common_epochs, compression_scores, mean_curve_shape, holm, noise_null,
+from ibtools.analysis import (_compression_scores_loop, common_epochs, compression_scores, exact_information_changes, mean_curve_shape, holm, noise_null,
                               restrict_epochs, wilson_interval)
 from ibtools.claims import NOT, PARTLY, REPRODUCED, RULES, rule
 from ibtools.failures import classify_network, drop_failed, failure_counts
@@ -308,3 +308,18 @@ def test_mean_curve_shape_reads_landmarks_of_the_averaged_curves():
     other = _table(curves, epochs, activation="tanh")
     with pytest.raises(ValueError, match=r"one \(activation, l2\) condition"):
         mean_curve_shape(pd.concat([_table(curves, epochs), other]), "ebab")
+
+
+def test_exact_information_changes_counts_networks_whose_rows_merge():
+    epochs = np.array([0, 10, 100])
+    curves = {}
+    for seed in range(4):
+        merged = seed == 0  # only seed 0's layer 2 merges inputs, late
+        curves[(seed, 1)] = (np.full(3, 12.0), np.zeros(3))
+        curves[(seed, 2)] = (np.array([12.0, 12.0, 9.5 if merged else 12.0]), np.zeros(3))
+    ex = exact_information_changes(_table(curves, epochs, estimator="exact"), "exact").set_index("layer")
+    assert ex.loc[1, "changed"] == 0.0 and ex.loc[1, "lowest"] == 12.0 and ex.loc[1, "networks"] == 4
+    assert ex.loc[2, "changed"] == pytest.approx(0.25) and ex.loc[2, "lowest"] == 9.5
+    assert ex.loc[2, "final"] == pytest.approx((9.5 + 3 * 12.0) / 4)
+    with pytest.raises(ValueError, match="no rows for estimator"):
+        exact_information_changes(_table(curves, epochs, estimator="exact"), "ebab")

@@ -65,3 +65,17 @@ def test_provenance_footer_names_paper_versions_commit_and_sources(tmp_path):
 def test_provenance_footer_is_one_paragraph_of_markdown():
     shown = provenance_footer(results_dir="results/paper").data
     assert shown.startswith("**Provenance.**") and "\n" not in shown  # no rule: a transition in an output breaks docutils
+
+
+def test_exact_changes_markdown_pivots_layers():
+    import pandas as pd
+
+    from ibtools.tables import exact_changes_markdown
+
+    ch = pd.DataFrame({"activation": ["relu", "relu", "tanh", "tanh"], "l2": 0.0, "layer": [1, 2, 1, 2],
+                       "networks": 4, "changed": [0.0, 0.5, 0.0, 0.25], "lowest": [12.0, 3.0, 12.0, 9.5],
+                       "final": [12.0, 8.0, 12.0, 11.0]})
+    text = exact_changes_markdown(ch, ["h1", "softmax"])
+    assert "| relu " in text and "50%; 3.00" in text and "25%; 9.50" in text and "softmax" in text
+    with pytest.raises(ValueError, match="index must be"):
+        exact_changes_markdown(ch, ["h1", "softmax"], index="seed")
