@@ -1,6 +1,8 @@
 """Every chapter executes under papermill with cheap parameters; bad parameters stop a chapter
 in its first cells with one clear message."""
 
+import collections
+import re
 from pathlib import Path
 
 import nbformat
@@ -59,6 +61,13 @@ def test_chapter_executes(path, tmp_path, scratch):
     assert not errors
     images = sum("image/png" in o.get("data", {}) for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert images >= 1, "every chapter draws figures"
+    # every glue key the text uses is glued, once (the book build warns on both, and a duplicate
+    # hides a key glued from the wrong loop variable)
+    glued = collections.Counter(o["metadata"]["scrapbook"]["name"] for c in out.cells if c.cell_type == "code"
+                                for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {}))
+    used = set(re.findall(r"\{glue(?::text)?\}`([^`:]+)`", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")))
+    assert not [k for k, n in glued.items() if n > 1], f"glued more than once: {[k for k, n in glued.items() if n > 1]}"
+    assert used <= set(glued), f"used in the text but never glued: {sorted(used - set(glued))}"
     if path.stem == "05_activations":  # the default study is the re-run, with its one-scale arm
         text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for c in out.cells
                          if c.cell_type == "code" for o in c.get("outputs", []))
