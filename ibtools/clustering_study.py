@@ -21,8 +21,7 @@ from .analysis import restrict_epochs
 from .clustering_verdicts import NETWORK_SETS, common_epochs
 from .failures import classify_runs
 from .plotting import plot_mean_ci
-from .results import result_paths
-from .sweep import ResultCache, SweepConfig
+from .sweep import SweepConfig, stored_units
 from .tracking import curve_correlations
 
 __all__ = ["JUDGEABLE", "ClusteringData", "judged_specs", "recorded_estimators", "clustering_data", "arm_curve_correlations",
@@ -97,16 +96,6 @@ def recorded_estimators(names, sensitivity: bool = True) -> tuple:
     return tuple(out)
 
 
-def _stored(sweep: SweepConfig, root) -> tuple[bool, str]:
-    cache = ResultCache(root)
-    names, ok = [], True
-    for unit in sweep.units():
-        npz, sidecar = result_paths(cache.path(unit))
-        names.append(cache.name(unit))
-        ok &= npz.exists() and sidecar.exists()
-    return ok, ", ".join(names)
-
-
 def clustering_data(arms=("paper", "tishby"), activations=PAPER_ACTIVATIONS, l2s=(), *, epochs=None, seeds=None,
                     estimators=("ebab", "akde"), sensitivity: bool = True, compute_missing: bool = False,
                     results_dir=None, scratch_dir=None, progress: bool = True) -> ClusteringData:
@@ -163,7 +152,7 @@ def clustering_data(arms=("paper", "tishby"), activations=PAPER_ACTIVATIONS, l2s
     for arm, activation, l2 in conditions:
         sweep = SweepConfig(rerun_base(epochs, arm, recorded, RERUN_MEASURES), activations=(activation,), l2s=(l2,),
                             seeds=seeds, seeds_per_unit=50)
-        stored, name = _stored(sweep, root)
+        stored, name = stored_units(sweep, root)
         if not (stored or compute_missing):
             missing.append({"arm": arm, "activation": activation, "l2": l2, "unit": name})
             continue

@@ -41,9 +41,10 @@ from scipy import stats
 
 from .analysis import _one_estimator, compression_scores, restrict_epochs
 from .tracking import NETWORK, SCORES, _change_block, measure_changes
+from .validation import as_generator, check_int
 
 __all__ = [
-    "RULE_VERSION", "RULE_ADOPTED", "SCORE", "SMOOTH", "LEVEL", "N_BOOT", "MIN_NETWORKS", "WEAK_RHO",
+    "RULE_VERSION", "RULE_ADOPTED", "within_condition_rho_ci", "SCORE", "SMOOTH", "LEVEL", "N_BOOT", "MIN_NETWORKS", "WEAK_RHO",
     "INFO_TOL_BITS", "MIN_DEFINED_SHARE", "PRIMARY_MEASURE", "SUMMARY_NETWORKS", "CONDITION",
     "TRACKS", "OPPOSITE", "DOES_NOT_TRACK", "INCONCLUSIVE", "TOO_FEW", "UNDEFINED", "TRACKING_VERDICTS",
     "CLUSTERING", "INFORMATION", "NO_DIFFERENCE", "INFO_UNCHANGED", "INFO_NO_VARIATION", "INFO_RARELY_VARIES",
@@ -357,6 +358,47 @@ def within_condition_rho(x, y, groups) -> float:
     x, y, g = x[ok], y[ok], g[ok]
     cols = [np.flatnonzero(g == k) for k in np.unique(g)]
     return float(_rho_rows(_centered_ranks(x[None], cols), _centered_ranks(y[None], cols))[0])
+
+
+def within_condition_rho_ci(x, y, groups, *, level: float = LEVEL, n_boot: int = N_BOOT, rng=0) -> dict:
+    """:func:`within_condition_rho` with a stratified bootstrap interval (networks resampled
+    within their group), as the rule's cells compute it.
+
+    Returns
+    -------
+    dict
+        ``rho, low, high`` (``level`` interval; NaN where undefined), ``n`` (pairs without a NaN)
+        and ``defined_share``: the share of resamples in which rho was defined (a group with no
+        variation in ``x`` or ``y`` leaves it undefined; judge an interval only when this share is
+        large, e.g. at least :data:`MIN_DEFINED_SHARE`).
+
+    Raises
+    ------
+    ValueError
+        As :func:`within_condition_rho`, or for ``level`` outside (0, 1) or ``n_boot`` < 1.
+    """
+    if not 0 < float(level) < 1:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+    n_boot = check_int(n_boot, "n_boot", minimum=1)
+    rho = within_condition_rho(x, y, groups)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    g = pd.factorize(pd.Series(list(groups)))[0]
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y, g = x[ok], y[ok], g[ok]
+    out = {"rho": rho, "low": np.nan, "high": np.nan, "n": int(ok.sum()), "defined_share": 0.0}
+    if not np.isfinite(rho):
+        return out
+    order = np.argsort(g, kind="stable")
+    x, y, g = x[order], y[order], g[order]
+    cols = [np.flatnonzero(g == k) for k in np.unique(g)]
+    idx = _boot_cols([(c[0], c.size) for c in cols], as_generator(rng), n_boot)
+    b = _rho_rows(_centered_ranks(x[idx], cols), _centered_ranks(y[idx], cols))
+    defined = np.isfinite(b)
+    out["defined_share"] = float(defined.mean())
+    if defined.any():
+        lo, hi = np.quantile(b[defined], [0.5 - level / 2, 0.5 + level / 2])
+        out["low"], out["high"] = float(lo), float(hi)
+    return out
 
 
 def _boot_cols(sizes_starts, rng, n_boot):

@@ -29,12 +29,12 @@ from tqdm import tqdm
 
 from .config import TrainConfig
 from .result_cache import ResultCache
-from .results import CorruptResultError, RunResult, check_writable_dir, load_run
+from .results import CorruptResultError, RunResult, check_writable_dir, load_run, result_paths
 from .sweep_grid import SweepConfig, work_summary
 from .training import train
 from .unit_lock import UnitLock  # noqa: F401 - re-exported: it lived here before
 
-__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary", "pending_units"]
+__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary", "pending_units", "stored_units"]
 
 
 @dataclass
@@ -71,6 +71,19 @@ def pending_units(sweep: SweepConfig, cache_dir) -> list[TrainConfig]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # run_sweep reports unusable entries when it meets them
         return [u for u in sweep.units() if not _is_finished(cache, u)]
+
+
+def stored_units(sweep: SweepConfig, cache_dir) -> tuple[bool, str]:
+    """Whether every unit of ``sweep`` is stored in ``cache_dir`` (its result and its sidecar;
+    nothing is read or checked beyond their presence), and the units' file names, comma-separated
+    (for a message or a table of what is missing)."""
+    cache = ResultCache(cache_dir)
+    names, ok = [], True
+    for unit in sweep.units():
+        npz, sidecar = result_paths(cache.path(unit))
+        names.append(cache.name(unit))
+        ok &= npz.exists() and sidecar.exists()
+    return ok, ", ".join(names)
 
 
 def _is_finished(cache: ResultCache, unit: TrainConfig) -> bool:
