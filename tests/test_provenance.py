@@ -107,10 +107,12 @@ def test_stored_unit_is_reproduced_by_the_code(sidecar):
 
 # -- units stored under ensemble-invariant arithmetic: any subset of seeds, bit for bit ----------
 
+from ibtools.ground_truth_study import GROUND_TRUTH_RESULTS  # noqa: E402
 from ibtools.rerun import RERUN_RESULTS  # noqa: E402
 from ibtools.study import COLLAPSE_RESULTS  # noqa: E402
 
-INVARIANT_SIDECARS = sorted(p for d in (PAPER_RESULTS, COLLAPSE_RESULTS, RERUN_RESULTS) for p in d.glob("*.json")
+INVARIANT_SIDECARS = sorted(p for d in (PAPER_RESULTS, COLLAPSE_RESULTS, RERUN_RESULTS, GROUND_TRUTH_RESULTS)
+                            for p in d.glob("*.json")
                             if json.loads(p.read_text())["config"].get("ensemble_invariant"))
 SUBSET = 2  # seeds re-run per unit, drawn with PROVENANCE_SEED
 #: units whose drawn seeds are retrained for all their epochs (the rest: EARLY_STOP epochs)
