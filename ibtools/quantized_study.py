@@ -15,7 +15,7 @@ EBAB and adaptive KDE, recorded on the same networks and epochs, beside the exac
 * :func:`quantized_claims` and :func:`quantized_verdicts`: every claim of the paper under the rule
   below.
 
-Verdict rule, version 1 (:data:`RULE_VERSION`, adopted as :data:`RULE_ADOPTED` says)
+Verdict rule, version 1 (:data:`RULE_VERSION`; when it was adopted: :data:`RULE_ADOPTED`)
     The summary column "holds under exact MI of quantized nets" (:data:`RULE_COLUMN`) gives, for
     each claim, the verdict of the claim's own rule in :mod:`ibtools.claims` (its default version)
     applied by :func:`ibtools.ground_truth_verdicts.ground_truth_claims` to the exact I(X;T) and
@@ -52,7 +52,7 @@ __all__ = ["RULE_VERSION", "RULE_ADOPTED", "RULE_BITS", "RULE_COLUMN", "ERROR_TO
 #: Version of the verdict rule of the module docstring.
 RULE_VERSION = 1
 #: When and where version 1 was fixed (the commit that adds this module).
-RULE_ADOPTED = ("2026-11-26 17:25 UTC, before any number of the stored quantized units was read beyond "
+RULE_ADOPTED = ("commit 043caa4, 2026-11-26 17:03 UTC, before any number of the stored quantized units was read beyond "
                 "the first rows of one table (epoch 0 of one network), while 4 of their 16 units were stored",)
 #: The quantization whose exact values decide the summary column (8 bits: the estimators merge rows
 #: there; at 4 bits EBAB with 30 bins merges none in hidden layers, see the pilot).
