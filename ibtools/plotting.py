@@ -362,12 +362,14 @@ def plot_plane_grid(planes: dict, *, max_epoch: int, cols: int = 3, title: str |
 
 
 #: Colour and short text of each verdict of :mod:`ibtools.claims`.
-VERDICT_STYLE = {REPRODUCED: ("#2a9d5c", "yes"), PARTLY: ("#e9b949", "partly"), NOT: ("#d1495b", "no")}
+VERDICT_STYLE = {REPRODUCED: ("#2a9d5c", "yes"), PARTLY: ("#e9b949", "partly"), NOT: ("#d1495b", "no"),
+                 "not testable": ("0.75", "n/t")}
 
 
 def plot_verdicts(verdicts, ax=None):
     """A map of verdicts: rows are claims, columns are estimator settings (a DataFrame of
-    verdict strings, as from :mod:`ibtools.claims`), cells coloured green / amber / red."""
+    verdict strings, as from :mod:`ibtools.claims`), cells coloured green / amber / red; grey
+    "n/t" for "not testable" (:data:`ibtools.ground_truth_verdicts.NOT_TESTABLE`)."""
     ax = ax or plt.gca()
     rows, cols = list(verdicts.index), list(verdicts.columns)
     for i, claim in enumerate(rows):

@@ -15,7 +15,8 @@ EBAB and adaptive KDE, recorded on the same networks and epochs, beside the exac
 * :func:`quantized_claims` and :func:`quantized_verdicts`: every claim of the paper under the rule
   below.
 
-Verdict rule, version 1 (:data:`RULE_VERSION`; when it was adopted: :data:`RULE_ADOPTED`)
+Verdict rule, version 1 (:data:`RULE_VERSION`; when it was adopted: :data:`RULE_ADOPTED`; the
+rule in words: :data:`RULE_TEXT`)
     The summary column "holds under exact MI of quantized nets" (:data:`RULE_COLUMN`) gives, for
     each claim, the verdict of the claim's own rule in :mod:`ibtools.claims` (its default version)
     applied by :func:`ibtools.ground_truth_verdicts.ground_truth_claims` to the exact I(X;T) and
@@ -45,7 +46,7 @@ from .study import PAPER_EPOCHS, PAPER_SEEDS, obtain
 from .sweep import SweepConfig, stored_units
 from .validation import as_generator, check_int
 
-__all__ = ["RULE_VERSION", "RULE_ADOPTED", "RULE_BITS", "RULE_COLUMN", "ERROR_TOL_BITS", "QuantizedData",
+__all__ = ["RULE_VERSION", "RULE_ADOPTED", "RULE_BITS", "RULE_COLUMN", "RULE_TEXT", "ERROR_TOL_BITS", "QuantizedData",
            "quantized_data", "estimator_errors", "compression_agreement", "quantized_claims", "quantized_verdicts",
            "plot_mean_curves", "plot_errors", "plot_agreement"]
 
@@ -59,6 +60,13 @@ RULE_ADOPTED = ("commit 043caa4, 2026-11-26 17:03 UTC, before any number of the 
 RULE_BITS = 8
 #: Name of the column that decides (in :func:`quantized_verdicts`).
 RULE_COLUMN = f"exact, {RULE_BITS} bits"
+#: The verdict rule in words (what the chapter shows).
+RULE_TEXT = (f"For each claim, the summary column \"holds under exact MI of quantized nets\" ({RULE_COLUMN}) gives the "
+             "verdict of the claim's own rule (ibtools.claims, its default version) applied to the exact I(X;T) and "
+             f"I(T;Y) of the {RULE_BITS}-bit networks of every activation stored, all networks. The same rule on the "
+             "4-bit networks, on the networks that did not fail, and on EBAB and adaptive KDE of the same networks is "
+             "shown beside it, never in its place. A claim that these networks cannot decide (one that needs the "
+             "L2 sweep or the main study's single networks) is \"not testable\".")
 #: An estimator "equals" the exact value when it is within this many bits of it (the exact values
 #: are entropies of row counts in float64: equal counts give equal values to ~1e-12).
 ERROR_TOL_BITS = 1e-6

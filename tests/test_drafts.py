@@ -20,10 +20,14 @@ CHEAP = {
     "10_beyond_12_bits": {"TASK": "mnist1d:num_samples=2000", "HIDDEN": "10,8,6,4", "SEEDS": 3, "EPOCHS": 12,
                           "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015",
                           "ESTIMATORS": "ebab,exact", "TISHBY_SEEDS": 3, "TISHBY_EPOCHS": 12, "SENSITIVITY": False},
+    # four activations at 8 and 4 bits, 4 networks, 25 epochs, computed in the scratch directory
+    "12_exact_and_quantized": {"BITS": "8,4", "ACTIVATIONS": "tanh,relu,elu,softplus", "SEEDS": 4, "EPOCHS": 25,
+                               "COMPUTE_MISSING": True},
 }
 #: A sentence each draft prints at its cheap setting (the analysis ran to its end).
 EXPECTED_TEXT = {
     "10_beyond_12_bits": "same verdict as on the 12-bit task",
+    "12_exact_and_quantized": "read 8 unit(s), 32 networks",
 }
 
 
@@ -102,6 +106,24 @@ def test_draft_executes_cheaply_with_captioned_figures(path, tmp_path):
 ])
 def test_bad_parameters_stop_early_with_one_message(params, message, tmp_path):
     path = DRAFTS_DIR / "10_beyond_12_bits.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        _run(path, tmp_path / "out.ipynb", params)
+    err = info.value
+    assert err.ename == "ParameterError" and message in err.evalue
+    assert len(err.traceback) == 1, "the message, not a traceback"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params, message", [
+    ({"SHOWN_ACTIVATION": "swish", "ACTIVATIONS": "tanh,relu"}, "SHOWN_ACTIVATION must be one of ACTIVATIONS"),
+    ({"BITS": "4"}, "the verdicts are decided at 8 bits"),
+    ({"ESTIMATORS": "ebab,ksg"}, "unknown study estimator"),
+    ({"ACTIVATIONS": "sigmoidal"}, "unknown activation"),
+])
+def test_quantized_draft_stops_early_on_bad_parameters(params, message, tmp_path):
+    path = DRAFTS_DIR / "12_exact_and_quantized.ipynb"
+    params = dict(CHEAP[path.stem], SCRATCH_DIR=str(tmp_path / "scratch"), **params)
+    params.update({"EPOCHS": 3, "SEEDS": 2})
     with pytest.raises(pm.PapermillExecutionError) as info:
         _run(path, tmp_path / "out.ipynb", params)
     err = info.value
