@@ -71,7 +71,10 @@ RULE_TEXT = (f"For each claim, the summary column \"holds under exact MI of quan
 #: are entropies of row counts in float64: equal counts give equal values to ~1e-12).
 ERROR_TOL_BITS = 1e-6
 
-_NETWORK = ["bits", "activation", "seed", "layer"]
+def _network(condition: str) -> list[str]:
+    """The columns that name one network's one layer: its unit's ``condition`` (``"bits"`` here,
+    ``"noise_std"`` for the noisy networks), activation, seed and layer."""
+    return [condition, "activation", "seed", "layer"]
 
 
 @dataclass
@@ -190,9 +193,8 @@ def _check_labels(table: pd.DataFrame, labels) -> None:
         raise ValueError(f"no values of estimator(s) {absent} in the table; it has {sorted(have)}")
 
 
-def estimator_errors(table: pd.DataFrame, estimators, reference: str = EXACT.label, *,
-                     by=("bits", "activation", "layer"), quantity: str = "i_xt",
-                     tol: float = ERROR_TOL_BITS) -> pd.DataFrame:
+def estimator_errors(table: pd.DataFrame, estimators, reference: str = EXACT.label, *, by=None,
+                     quantity: str = "i_xt", tol: float = ERROR_TOL_BITS, condition: str = "bits") -> pd.DataFrame:
     """Estimator minus exact value, in bits, on the epochs where both were recorded.
 
     Parameters
@@ -201,12 +203,15 @@ def estimator_errors(table: pd.DataFrame, estimators, reference: str = EXACT.lab
         Information-plane table with a ``bits`` column (:attr:`QuantizedData.table`).
     estimators : sequence of str
         Labels of the estimators to compare with ``reference``.
-    by : sequence of str
-        Grouping of the rows (e.g. ``("bits", "layer")`` to pool the activations).
+    by : sequence of str, optional
+        Grouping of the rows (default ``(condition, "activation", "layer")``; e.g.
+        ``("bits", "layer")`` pools the activations).
     quantity : {"i_xt", "i_ty"}
         Which information term.
     tol : float
         Errors within ``tol`` bits count as "equal" in ``equal_share``.
+    condition : str
+        The column that tells the units apart (``"bits"``; ``"noise_std"`` for noisy networks).
 
     Returns
     -------
@@ -224,13 +229,16 @@ def estimator_errors(table: pd.DataFrame, estimators, reference: str = EXACT.lab
     """
     if quantity not in ("i_xt", "i_ty"):
         raise ValueError(f"quantity must be 'i_xt' or 'i_ty', got {quantity!r}")
-    by = list(by)
-    bad = [c for c in by if c not in _NETWORK]
+    network = _network(condition)
+    if condition not in table.columns:
+        raise ValueError(f"the table has no column {condition!r} (the condition that tells its units apart)")
+    by = [condition, "activation", "layer"] if by is None else list(by)
+    bad = [c for c in by if c not in network]
     if bad:
-        raise ValueError(f"cannot group by {bad}; choose among {_NETWORK}")
+        raise ValueError(f"cannot group by {bad}; choose among {network}")
     estimators = [estimators] if isinstance(estimators, str) else list(estimators)
     _check_labels(table, estimators + [reference])
-    keys = _NETWORK + ["epoch"]
+    keys = network + ["epoch"]
     ref = table[table["estimator"] == reference].set_index(keys)[quantity]
     out = []
     for est in estimators:
@@ -238,7 +246,7 @@ def estimator_errors(table: pd.DataFrame, estimators, reference: str = EXACT.lab
         both = pd.concat({"est": sub, "ref": ref}, axis=1, join="inner").dropna().reset_index()
         both["error"] = both["est"] - both["ref"]
         both["equal"] = both["error"].abs() <= tol
-        last = both.loc[both.groupby(_NETWORK)["epoch"].idxmax()]
+        last = both.loc[both.groupby(network)["epoch"].idxmax()]
         g = both.groupby(by)
         frame = pd.DataFrame({
             "networks": g[["activation", "seed"]].apply(lambda d: len(d.drop_duplicates())),
@@ -256,10 +264,10 @@ def estimator_errors(table: pd.DataFrame, estimators, reference: str = EXACT.lab
 
 def compression_agreement(table: pd.DataFrame, estimators, reference: str = EXACT.label, *, score: str = "absolute",
                           smooth: int = 5, level: float = 0.95, n_boot: int = 2000, rng=0,
-                          tol: float = ERROR_TOL_BITS) -> pd.DataFrame:
+                          tol: float = ERROR_TOL_BITS, condition: str = "bits") -> pd.DataFrame:
     """Do the networks that compress more by an estimator lose more exact information?
 
-    For every quantization, estimator and layer: each network's compression score ``score`` of
+    For every quantization (or other ``condition``), estimator and layer: each network's compression score ``score`` of
     :func:`ibtools.analysis.compression_scores` (default peak - final I(X;T), bits) by the
     estimator and by ``reference``, both on the epochs where the two were recorded; their
     within-activation Spearman rho (ranks within each activation, so that activations that
@@ -269,16 +277,18 @@ def compression_agreement(table: pd.DataFrame, estimators, reference: str = EXAC
     Returns
     -------
     DataFrame
-        ``bits, estimator, layer, n, rho, low, high, defined_share, ref_changed, est_mean,
+        ``{condition}, estimator, layer, n, rho, low, high, defined_share, ref_changed, est_mean,
         ref_mean``: ``ref_changed`` counts networks whose exact score exceeds ``tol`` (where it is
         0, rho is undefined: no information was lost to agree with); the means are of the scores.
     """
     estimators = [estimators] if isinstance(estimators, str) else list(estimators)
     _check_labels(table, estimators + [reference])
+    if condition not in table.columns:
+        raise ValueError(f"the table has no column {condition!r} (the condition that tells its units apart)")
     gen = as_generator(rng, "rng")
     rows = []
-    for b in pd.unique(table["bits"]):
-        sub = table[table["bits"] == b]
+    for b in pd.unique(table[condition]):
+        sub = table[table[condition] == b]
         for est in estimators:
             t = restrict_epochs(sub, common_epochs(sub, [est, reference]))
             cols = ["activation", "seed", "layer", score]
@@ -288,7 +298,7 @@ def compression_agreement(table: pd.DataFrame, estimators, reference: str = EXAC
             for layer, g in s.groupby("layer", sort=True):
                 x, y = g[f"{score}_est"].to_numpy(float), g[f"{score}_ref"].to_numpy(float)
                 r = within_condition_rho_ci(x, y, g["activation"].to_numpy(), level=level, n_boot=n_boot, rng=gen)
-                rows.append({"bits": int(b), "estimator": est, "layer": int(layer), "n": r["n"], "rho": r["rho"],
+                rows.append({condition: b.item() if hasattr(b, "item") else b, "estimator": est, "layer": int(layer), "n": r["n"], "rho": r["rho"],
                              "low": r["low"], "high": r["high"], "defined_share": r["defined_share"],
                              "ref_changed": int((y > tol).sum()), "est_mean": float(np.nanmean(x)),
                              "ref_mean": float(np.nanmean(y))})
@@ -336,16 +346,17 @@ def quantized_verdicts(claims: dict) -> pd.DataFrame:
     return ground_truth_verdicts(claims)
 
 
-def plot_mean_curves(table: pd.DataFrame, activation: str, bits: int, layer: int, estimators, *,
-                     reference: str = EXACT.label, names=None, ax=None):
+def plot_mean_curves(table: pd.DataFrame, activation: str, bits, layer: int, estimators, *,
+                     reference: str = EXACT.label, names=None, condition: str = "bits", ax=None):
     """Mean I(X;T) over networks (95 % band) against epoch for ``reference`` (solid, black) and
-    each estimator, in one layer of the ``bits``-bit ``activation`` networks. ``names`` maps
-    labels to legend names. Returns the axes."""
+    each estimator, in one layer of the ``activation`` networks whose ``condition`` column is
+    ``bits`` (the quantization; or e.g. the noise std). ``names`` maps labels to legend names.
+    Returns the axes."""
     ax = ax or plt.gca()
     names = dict(names or {})
-    sub = table[(table["bits"] == bits) & (table["activation"] == activation)]
+    sub = table[(table[condition] == bits) & (table["activation"] == activation)]
     if sub.empty:
-        raise ValueError(f"no {bits}-bit {activation} networks in the table")
+        raise ValueError(f"no {activation} networks with {condition} = {bits} in the table")
     for k, label in enumerate([reference] + list(estimators)):
         m = mean_over_seeds(sub, label)
         m = m[(m["layer"] == layer) & (m["epoch"] > 0)]
@@ -359,13 +370,15 @@ def plot_mean_curves(table: pd.DataFrame, activation: str, bits: int, layer: int
     return ax
 
 
-def plot_errors(errors: pd.DataFrame, bits: int, layer_names, *, names=None, ax=None):
+def plot_errors(errors: pd.DataFrame, bits, layer_names, *, names=None, condition: str = "bits", ax=None,
+                reference: str = "exact"):
     """Estimator minus exact I(X;T) per layer at ``bits`` bits: one small dot per activation (its
     mean over network-epochs), a large marker for their mean. ``errors`` is
-    :func:`estimator_errors` grouped by ``("bits", "activation", "layer")``. Returns the axes."""
+    :func:`estimator_errors` grouped by ``(condition, "activation", "layer")``; ``reference``
+    names what was subtracted (axis label). Returns the axes."""
     ax = ax or plt.gca()
     names = dict(names or {})
-    sub = errors[errors["bits"] == bits]
+    sub = errors[errors[condition] == bits]
     labels = list(dict.fromkeys(sub["estimator"]))
     width = 0.5 / max(len(labels), 1)
     for k, est in enumerate(labels):
@@ -377,12 +390,13 @@ def plot_errors(errors: pd.DataFrame, bits: int, layer_names, *, names=None, ax=
                 color=f"C{k}", ms=6, label=names.get(est, est))
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(1, len(layer_names) + 1), layer_names)
-    ax.set_ylabel("estimate − exact I(X;T) (bits)")
-    ax.set_title(f"{bits}-bit networks")
+    ax.set_ylabel(f"estimate − {reference} I(X;T) (bits)")
+    ax.set_title(f"{bits}-bit networks" if condition == "bits" else f"{condition} = {bits}")
     return ax
 
 
-def plot_agreement(agreement: pd.DataFrame, bits: int, layer_names, *, names=None, ax=None):
+def plot_agreement(agreement: pd.DataFrame, bits, layer_names, *, names=None, condition: str = "bits", ax=None,
+                   reference: str = "exact"):
     """Within-activation rho between each estimator's compression and the exact compression, per
     layer, with bootstrap intervals (:func:`compression_agreement`). A layer without a point had
     no network whose exact I(X;T) fell (rho undefined). Returns the axes."""
@@ -390,7 +404,7 @@ def plot_agreement(agreement: pd.DataFrame, bits: int, layer_names, *, names=Non
 
     ax = ax or plt.gca()
     names = dict(names or {})
-    sub = agreement[agreement["bits"] == bits]
+    sub = agreement[agreement[condition] == bits]
     labels = list(dict.fromkeys(sub["estimator"]))
     width = 0.4 / max(len(labels), 1)
     for k, est in enumerate(labels):
@@ -403,6 +417,6 @@ def plot_agreement(agreement: pd.DataFrame, bits: int, layer_names, *, names=Non
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(1, len(layer_names) + 1), layer_names)
     ax.set_ylim(-1.05, 1.05)
-    ax.set_ylabel("rho(estimated, exact compression)")
-    ax.set_title(f"{bits}-bit networks")
+    ax.set_ylabel(f"rho(estimated, {reference} compression)")
+    ax.set_title(f"{bits}-bit networks" if condition == "bits" else f"{condition} = {bits}")
     return ax
