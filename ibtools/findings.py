@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .analysis import exact_information_changes
+from .results import atomic_write_bytes
+
 __all__ = ["TEMPLATE", "START", "END", "compute", "render", "replace_block", "FILES", "exact_summary"]
 
 START, END = "<!-- findings:start -->", "<!-- findings:end -->"
@@ -54,17 +57,18 @@ def exact_summary(exact: pd.DataFrame) -> str:
     ``activation, seed, layer, i_xt``), e.g. ``drop_failed(result.table(EXACT.label), status)``
     without the output layer.
     """
-    change = exact.groupby(["activation", "seed", "layer"]).i_xt.agg(lambda v: v.max() - v.min()) > 1e-6
+    # one pooled condition per activation (whatever L2 strengths the rows come from), every row kept
+    pooled = exact.assign(estimator="exact", l2=0.0, diverged=False)
+    changes = exact_information_changes(pooled, "exact", tol=1e-6)
     still, moved = [], []
-    for act, ch in change.groupby(level="activation"):
+    for act, ch in changes.groupby("activation"):
         name = str(act).replace("_", " ")
-        if not ch.any():
+        if not (ch.changed > 0).any():
             still.append(name)
             continue
-        share = ch.groupby(level="layer").mean()
-        worst = int(share.idxmax())
-        low = exact[(exact.activation == act) & (exact.layer == worst)].i_xt.min()
-        moved.append(f"{name} (in {share.max():.0%} of the networks in layer h{worst}, down to {low:.2f} bits)")
+        worst = ch.loc[ch.changed.idxmax()]
+        moved.append(f"{name} (in {worst.changed:.0%} of the networks in layer h{int(worst.layer)}, down to "
+                     f"{worst.lowest:.2f} bits)")
     text = "The exact I(X;T) of the float32 network (entropy of its distinct activity rows) "
     if still:
         const = exact[exact.activation.str.replace("_", " ").isin(still)].i_xt
@@ -197,11 +201,29 @@ def replace_block(text: str, block: str) -> str:
 
 
 def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m ibtools.findings",
+                                description="Regenerate the findings block of README.md and book/index.md from the "
+                                            "stored re-run (results/rerun).")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a block differs from the data")
+    args = p.parse_args(argv)
     values = compute()
+    stale = []
     for path, link in FILES.items():
         text = path.read_text()
-        path.write_text(replace_block(text, render(values, link)))
+        new = replace_block(text, render(values, link))
+        if args.check:
+            if new != text:
+                stale.append(str(path.relative_to(ROOT)))
+            continue
+        atomic_write_bytes(path, new.encode())
         print(f"wrote the findings block of {path.relative_to(ROOT)}")
+    if stale:
+        print(f"findings block out of date in {', '.join(stale)}: run python -m ibtools.findings", file=sys.stderr)
+        return 1
+    if args.check:
+        print("findings blocks match the stored data")
     return 0
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -53,13 +54,12 @@ from .validation import check_int
 
 __all__ = ["RULE_VERSION", "RULE_ADOPTED", "RULE_NOISE", "RULE_COLUMN", "RULE_TEXT", "BRACKET_TOL_BITS", "ROLES",
            "role_of", "NoisyData", "noisy_data", "bracket_check", "mixture_standard_errors", "noisy_claims",
-           "noisy_verdicts"]
+           "noisy_verdicts", "plot_noise_levels"]
 
 #: Version of the verdict rule of the module docstring.
 RULE_VERSION = 1
 #: When version 1 was fixed.
-RULE_ADOPTED = ("2026-11-26, in the commit that adds this module, before any noisy unit of the full study was "
-                "computed",)
+RULE_ADOPTED = ("commit 3726e0e, 2026-11-26, before any noisy unit of the full study was computed",)
 #: The noise level whose networks decide the summary column.
 RULE_NOISE = NOISE_STD
 #: Name of the deciding column (in :func:`noisy_verdicts`).
@@ -330,3 +330,24 @@ def noisy_verdicts(claims: dict) -> pd.DataFrame:
     """Rows claims, columns those of :func:`noisy_claims`, cells verdicts ("not testable" where
     the networks cannot decide a claim)."""
     return ground_truth_verdicts(claims)
+
+
+def plot_noise_levels(table: pd.DataFrame, layer: int, *, role: str = "mixture", ax=None):
+    """Mean ``role`` I(X;T) over networks (95 % band) against epoch in one layer, one line per
+    noise level read (the sensitivity to sigma). Returns the axes."""
+    from .analysis import mean_over_seeds
+
+    ax = ax or plt.gca()
+    sub = table[table["estimator"] == role]
+    if sub.empty:
+        raise ValueError(f"no {role!r} values in the table")
+    for k, s in enumerate(sorted(pd.unique(sub["noise_std"]))):
+        m = mean_over_seeds(sub[sub["noise_std"] == s], role)
+        m = m[(m["layer"] == layer) & (m["epoch"] > 0) & m["i_xt"].notna()]
+        n = int(m["n"].max()) if len(m) else 0
+        ax.plot(m["epoch"], m["i_xt"], marker=".", color=f"C{k}", label=f"σ = {s:g} ({n} networks)")
+        ax.fill_between(m["epoch"], m["i_xt_low"], m["i_xt_high"], color=f"C{k}", alpha=0.2, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("I(X;T) (bits)")
+    return ax
