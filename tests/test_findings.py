@@ -43,3 +43,19 @@ def test_exact_sentence_separates_constant_from_changing_activations():
     assert "relu (in 50% of the networks in layer h5, down to 9.00 bits)" in text
     only_constant = " ".join(findings._exact_sentence(exact[exact.activation == "abs"]).split())
     assert "It does change" not in only_constant
+
+
+def test_findings_cli_check_compares_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from ibtools import findings
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{findings.START}\nstale numbers\n{findings.END}\n")
+    monkeypatch.setattr(findings, "FILES", {readme: ""})
+    monkeypatch.setattr(findings, "ROOT", tmp_path)
+    monkeypatch.setattr(findings, "compute", lambda: {})
+    monkeypatch.setattr(findings, "render", lambda values, link: "fresh numbers")
+    assert findings.main(["--check"]) == 1
+    assert "stale numbers" in readme.read_text()  # --check writes nothing
+    assert "out of date in README.md" in capsys.readouterr().err
+    assert findings.main([]) == 0 and "fresh numbers" in readme.read_text()
+    assert findings.main(["--check"]) == 0
