@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test test-fast paper rerun bench overview sync-links clean
+.PHONY: setup book test test-fast paper rerun ground-truth bench overview sync-links clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ paper: $(STAMP)
 
 rerun: $(STAMP)
 	$(PY) -m ibtools.rerun
+
+ground-truth: $(STAMP)
+	$(PY) -m ibtools.ground_truth_study
 
 overview: $(STAMP)
 	$(PY) scripts/make_overview_figure.py
