@@ -21,7 +21,7 @@ from .analysis import restrict_epochs
 from .clustering_verdicts import NETWORK_SETS, common_epochs
 from .failures import classify_runs
 from .plotting import plot_mean_ci
-from .sweep import SweepConfig, stored_units
+from .sweep import SweepConfig, UnitsRead, stored_units
 from .tracking import curve_correlations
 
 __all__ = ["JUDGEABLE", "ClusteringData", "judged_specs", "recorded_estimators", "clustering_data", "arm_curve_correlations",
@@ -32,7 +32,7 @@ JUDGEABLE = ("ebab", "akde", "ebab_10bins", "ebab_100bins", "akde_small_alpha", 
 
 
 @dataclass
-class ClusteringData:
+class ClusteringData(UnitsRead):
     """What the chapter judges.
 
     Attributes
@@ -55,15 +55,6 @@ class ClusteringData:
     runs: dict
     missing: pd.DataFrame
     layer_names: tuple
-
-    @property
-    def hidden_layers(self) -> tuple:
-        """Indices (from 1) of the hidden layers."""
-        return tuple(range(1, len(self.layer_names)))
-
-    @property
-    def all_runs(self) -> list:
-        return [r for res in self.runs.values() for r in res.runs]
 
 
 def judged_specs(names) -> tuple:

@@ -49,7 +49,7 @@ from .ground_truth_study import (GROUND_TRUTH_RESULTS, NOISE_STD, SENSITIVITY_SE
 from .ground_truth_verdicts import ground_truth_claims, ground_truth_verdicts
 from .settings import AKDE, EBAB
 from .study import PAPER_EPOCHS, PAPER_SEEDS, obtain
-from .sweep import SweepConfig, stored_units
+from .sweep import SweepConfig, UnitsRead, stored_units
 from .validation import check_int
 
 __all__ = ["RULE_VERSION", "RULE_ADOPTED", "RULE_NOISE", "RULE_COLUMN", "RULE_TEXT", "BRACKET_TOL_BITS", "ROLES",
@@ -93,7 +93,7 @@ def role_of(spec) -> str | None:
 
 
 @dataclass
-class NoisyData:
+class NoisyData(UnitsRead):
     """The noisy units read or computed by :func:`noisy_data`.
 
     Attributes
@@ -120,15 +120,10 @@ class NoisyData:
 
     @property
     def noise_stds(self) -> tuple:
+        """The noise levels read, in the order asked for."""
         return tuple(self.runs)
 
-    @property
-    def hidden_layers(self) -> tuple:
-        return tuple(range(1, len(self.layer_names)))
 
-    @property
-    def all_runs(self) -> list:
-        return [r for res in self.runs.values() for r in res.runs]
 
 
 def noisy_data(noise_stds=(NOISE_STD,) + tuple(SENSITIVITY_STDS), *, epochs=None, seeds=None, sensitivity_seeds=None,

@@ -43,7 +43,7 @@ from .ground_truth_verdicts import ground_truth_claims, ground_truth_verdicts
 from .rerun import EXACT
 from .settings import EBAB
 from .study import PAPER_EPOCHS, PAPER_SEEDS, obtain
-from .sweep import SweepConfig, stored_units
+from .sweep import SweepConfig, UnitsRead, stored_units
 from .validation import as_generator, check_int
 
 __all__ = ["RULE_VERSION", "RULE_ADOPTED", "RULE_BITS", "RULE_COLUMN", "RULE_TEXT", "ERROR_TOL_BITS", "QuantizedData",
@@ -78,7 +78,7 @@ def _network(condition: str) -> list[str]:
 
 
 @dataclass
-class QuantizedData:
+class QuantizedData(UnitsRead):
     """The quantized units read or computed by :func:`quantized_data`.
 
     Attributes
@@ -101,15 +101,6 @@ class QuantizedData:
     runs: dict
     missing: pd.DataFrame
     layer_names: tuple
-
-    @property
-    def hidden_layers(self) -> tuple:
-        """Indices (from 1) of the hidden layers."""
-        return tuple(range(1, len(self.layer_names)))
-
-    @property
-    def all_runs(self) -> list:
-        return [r for res in self.runs.values() for r in res.runs]
 
     @property
     def bits(self) -> tuple:
@@ -346,6 +337,11 @@ def quantized_verdicts(claims: dict) -> pd.DataFrame:
     return ground_truth_verdicts(claims)
 
 
+def _offset(k: int, n: int, span: float) -> float:
+    """Horizontal offset of the k-th of n estimators drawn side by side within ``span``."""
+    return (k - (n - 1) / 2) * span / max(n, 1)
+
+
 def plot_mean_curves(table: pd.DataFrame, activation: str, bits, layer: int, estimators, *,
                      reference: str = EXACT.label, names=None, condition: str = "bits", ax=None):
     """Mean I(X;T) over networks (95 % band) against epoch for ``reference`` (solid, black) and
@@ -380,13 +376,12 @@ def plot_errors(errors: pd.DataFrame, bits, layer_names, *, names=None, conditio
     names = dict(names or {})
     sub = errors[errors[condition] == bits]
     labels = list(dict.fromkeys(sub["estimator"]))
-    width = 0.5 / max(len(labels), 1)
     for k, est in enumerate(labels):
         e = sub[sub["estimator"] == est]
-        x = e["layer"].to_numpy(float) + (k - (len(labels) - 1) / 2) * width
+        x = e["layer"].to_numpy(float) + _offset(k, len(labels), 0.5)
         ax.plot(x, e["mean"], ".", color=f"C{k}", alpha=0.5, ms=4)
         pooled = e.groupby("layer")["mean"].mean()
-        ax.plot(pooled.index.to_numpy(float) + (k - (len(labels) - 1) / 2) * width, pooled.to_numpy(), "D",
+        ax.plot(pooled.index.to_numpy(float) + _offset(k, len(labels), 0.5), pooled.to_numpy(), "D",
                 color=f"C{k}", ms=6, label=names.get(est, est))
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(1, len(layer_names) + 1), layer_names)
@@ -406,10 +401,9 @@ def plot_agreement(agreement: pd.DataFrame, bits, layer_names, *, names=None, co
     names = dict(names or {})
     sub = agreement[agreement[condition] == bits]
     labels = list(dict.fromkeys(sub["estimator"]))
-    width = 0.4 / max(len(labels), 1)
     for k, est in enumerate(labels):
         e = sub[(sub["estimator"] == est) & np.isfinite(sub["rho"])]
-        x = e["layer"].to_numpy(float) + (k - (len(labels) - 1) / 2) * width
+        x = e["layer"].to_numpy(float) + _offset(k, len(labels), 0.4)
         low = np.where(np.isfinite(e["low"]), e["low"], e["rho"])
         high = np.where(np.isfinite(e["high"]), e["high"], e["rho"])
         plot_mean_ci(x, e["rho"], np.minimum(low, e["rho"]), np.maximum(high, e["rho"]), ax=ax, color=f"C{k}",

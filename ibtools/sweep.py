@@ -34,7 +34,7 @@ from .sweep_grid import SweepConfig, work_summary
 from .training import train
 from .unit_lock import UnitLock  # noqa: F401 - re-exported: it lived here before
 
-__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary", "pending_units", "stored_units"]
+__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary", "pending_units", "stored_units", "UnitsRead"]
 
 
 @dataclass
@@ -71,6 +71,24 @@ def pending_units(sweep: SweepConfig, cache_dir) -> list[TrainConfig]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # run_sweep reports unusable entries when it meets them
         return [u for u in sweep.units() if not _is_finished(cache, u)]
+
+
+class UnitsRead:
+    """What the chapters' data classes share: ``runs`` (``{condition: SweepResult}`` of the units
+    read) and ``layer_names`` (the last is the softmax output)."""
+
+    runs: dict
+    layer_names: tuple
+
+    @property
+    def hidden_layers(self) -> tuple:
+        """Indices (from 1) of the hidden layers."""
+        return tuple(range(1, len(self.layer_names)))
+
+    @property
+    def all_runs(self) -> list:
+        """Every RunResult read, unit by unit."""
+        return [r for res in self.runs.values() for r in res.runs]
 
 
 def stored_units(sweep: SweepConfig, cache_dir) -> tuple[bool, str]:
