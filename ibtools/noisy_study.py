@@ -23,14 +23,13 @@ claims under the rule below; the estimator comparisons are
 :func:`~ibtools.quantized_study.compression_agreement` with ``condition="noise_std"`` and
 ``reference="mixture"``.
 
-Verdict rule, version 1 (:data:`RULE_VERSION`; adopted: :data:`RULE_ADOPTED`; in words:
-:data:`RULE_TEXT`)
-    The summary column "holds for noise-injected nets" (:data:`RULE_COLUMN`) gives, for each
-    claim, the verdict of the claim's own rule in :mod:`ibtools.claims` (its default version)
-    applied by :func:`ibtools.ground_truth_verdicts.ground_truth_claims` to the one-draw Monte
-    Carlo I(X;T) and I(T;Y) (``mixture``) of the sigma = :data:`RULE_NOISE` tanh networks, all
-    networks. Beside it, never in its place: the same without failed networks, with K = 4 draws,
-    at the other noise levels, and for EBAB and adaptive KDE on the same networks.
+**Verdict rule, version 1** (:data:`RULE_VERSION`; adopted: :data:`RULE_ADOPTED`; in words:
+:data:`RULE_TEXT`). The summary column "holds for noise-injected nets" (:data:`RULE_COLUMN`)
+gives, for each claim, the verdict of the claim's own rule in :mod:`ibtools.claims` (its default
+version) applied by :func:`ibtools.ground_truth_verdicts.ground_truth_claims` to the one-draw
+Monte Carlo I(X;T) and I(T;Y) (``mixture``) of the sigma = :data:`RULE_NOISE` tanh networks, all
+networks. Beside it, never in its place: the same without failed networks, with K = 4 draws, at
+the other noise levels, and for EBAB and adaptive KDE on the same networks.
 """
 
 from __future__ import annotations

@@ -15,14 +15,13 @@ EBAB and adaptive KDE, recorded on the same networks and epochs, beside the exac
 * :func:`quantized_claims` and :func:`quantized_verdicts`: every claim of the paper under the rule
   below.
 
-Verdict rule, version 1 (:data:`RULE_VERSION`; when it was adopted: :data:`RULE_ADOPTED`; the
-rule in words: :data:`RULE_TEXT`)
-    The summary column "holds under exact MI of quantized nets" (:data:`RULE_COLUMN`) gives, for
-    each claim, the verdict of the claim's own rule in :mod:`ibtools.claims` (its default version)
-    applied by :func:`ibtools.ground_truth_verdicts.ground_truth_claims` to the exact I(X;T) and
-    I(T;Y) of the :data:`RULE_BITS`-bit networks of every activation stored, all networks. The
-    same rule on the 4-bit networks, on the networks that did not fail (:mod:`ibtools.failures`),
-    and on EBAB and adaptive KDE of the same networks is shown beside it, never in its place.
+**Verdict rule, version 1** (:data:`RULE_VERSION`; when it was adopted: :data:`RULE_ADOPTED`; the
+rule in words: :data:`RULE_TEXT`). The summary column "holds under exact MI of quantized nets"
+(:data:`RULE_COLUMN`) gives, for each claim, the verdict of the claim's own rule in
+:mod:`ibtools.claims` (its default version) applied by
+:func:`ibtools.ground_truth_verdicts.ground_truth_claims` to the exact I(X;T) and I(T;Y) of the :data:`RULE_BITS`-bit networks of every activation stored, all networks. The
+same rule on the 4-bit networks, on the networks that did not fail (:mod:`ibtools.failures`),
+and on EBAB and adaptive KDE of the same networks is shown beside it, never in its place.
 """
 
 from __future__ import annotations
@@ -191,7 +190,7 @@ def estimator_errors(table: pd.DataFrame, estimators, reference: str = EXACT.lab
     Parameters
     ----------
     table : DataFrame
-        Information-plane table with a ``bits`` column (:attr:`QuantizedData.table`).
+        Information-plane table with a ``bits`` column (``QuantizedData.table``).
     estimators : sequence of str
         Labels of the estimators to compare with ``reference``.
     by : sequence of str, optional
