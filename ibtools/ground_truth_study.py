@@ -52,6 +52,7 @@ __all__ = [
     "MIXTURE_POINTS",
     "DEEP_POINTS",
     "DEEP_DRAWS",
+    "NOISY_SEEDS_PER_UNIT",
     "noisy_estimators",
     "quantized_base",
     "noisy_base",
@@ -93,6 +94,11 @@ MIXTURE_POINTS = 30
 DEEP_POINTS = 6
 #: Draws of the earlier layers' noise per input of the main noisy part (1 is the MIXTURE_POINTS spec).
 DEEP_DRAWS = (2, 4)
+#: Networks per stored unit of the noisy parts. The Monte Carlo mixture makes a noisy network
+#: about 20 times as costly as a quantized one, so the main part is stored as five units of 10
+#: seeds: two processes can share it and a checkpoint comes every few minutes. The units are
+#: ensemble-invariant, so a network's numbers are the same in a unit of 10 as in one of 50.
+NOISY_SEEDS_PER_UNIT = 10
 
 
 def noisy_estimators(noise_std: float, deep_draws=DEEP_DRAWS) -> tuple[EstimatorSpec, ...]:
@@ -128,7 +134,8 @@ def noisy_base(noise_std: float, epochs: int = PAPER_EPOCHS, deep_draws=DEEP_DRA
 def ground_truth_sweeps(epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS, sensitivity_seeds=SENSITIVITY_SEEDS,
                         parts=GROUND_TRUTH_PARTS, seeds_per_unit: int = 50) -> dict[str, tuple[SweepConfig, ...]]:
     """``{part: (SweepConfig, ...)}`` of the study; smaller ``epochs``/``seeds`` give a cheap
-    version with the same structure (what the tests and a trial run use).
+    version with the same structure (what the tests and a trial run use). ``seeds_per_unit``
+    caps the networks of a stored unit; the noisy parts use at most :data:`NOISY_SEEDS_PER_UNIT`.
 
     Raises
     ------
@@ -146,10 +153,12 @@ def ground_truth_sweeps(epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS, sensitivi
             out[part] = (SweepConfig(quantized_base(bits, epochs), activations=PAPER_ACTIVATIONS, seeds=seeds,
                                      seeds_per_unit=seeds_per_unit),)
         elif part == "noisy":
-            out[part] = (SweepConfig(noisy_base(NOISE_STD, epochs), seeds=seeds, seeds_per_unit=seeds_per_unit),)
+            out[part] = (SweepConfig(noisy_base(NOISE_STD, epochs), seeds=seeds,
+                                     seeds_per_unit=min(seeds_per_unit, NOISY_SEEDS_PER_UNIT)),)
         else:
             out[part] = tuple(SweepConfig(noisy_base(s, epochs, deep_draws=(4,)), seeds=sensitivity_seeds,
-                                          seeds_per_unit=seeds_per_unit) for s in SENSITIVITY_STDS)
+                                          seeds_per_unit=min(seeds_per_unit, NOISY_SEEDS_PER_UNIT))
+                              for s in SENSITIVITY_STDS)
     return out
 
 

@@ -43,8 +43,8 @@ import pandas as pd
 
 from .estimators import mixture_information
 from .failures import classify_runs
-from .ground_truth_study import (GROUND_TRUTH_RESULTS, NOISE_STD, SENSITIVITY_SEEDS, SENSITIVITY_STDS,
-                                 ground_truth_sweeps, noisy_base)
+from .ground_truth_study import (GROUND_TRUTH_RESULTS, NOISE_STD, NOISY_SEEDS_PER_UNIT, SENSITIVITY_SEEDS,
+                                 SENSITIVITY_STDS, ground_truth_sweeps, noisy_base)
 from .ground_truth_verdicts import ground_truth_claims, ground_truth_verdicts
 from .settings import AKDE, EBAB
 from .study import PAPER_EPOCHS, PAPER_SEEDS, obtain
@@ -166,7 +166,7 @@ def noisy_data(noise_stds=(NOISE_STD,) + tuple(SENSITIVITY_STDS), *, epochs=None
     else:
         draws = tuple(check_int(k, "deep_draws", minimum=2) for k in deep_draws)
         by_std = {s: SweepConfig(noisy_base(s, epochs, deep_draws=draws), seeds=seeds if s == NOISE_STD else sens,
-                                 seeds_per_unit=50) for s in allowed}
+                                 seeds_per_unit=NOISY_SEEDS_PER_UNIT) for s in allowed}
     root = Path(results_dir) if results_dir is not None else GROUND_TRUTH_RESULTS
     runs, missing = {}, []
     for s in noise_stds:
@@ -249,12 +249,14 @@ def mixture_standard_errors(data: NoisyData, noise_std: float, seeds, epoch: int
 
     if noise_std not in data.runs:
         raise ValueError(f"noise level {noise_std} was not read (read: {data.noise_stds})")
-    run = data.runs[noise_std].runs[0]
-    config = run.config
+    units = data.runs[noise_std].runs
+    config = units[0].config
+    stored_seeds = sorted(int(s) for u in units for s in u.config.seeds)
     seeds = [int(s) for s in seeds]
-    absent = [s for s in seeds if s not in config.seeds]
+    absent = [s for s in seeds if s not in stored_seeds]
     if absent:
-        raise ValueError(f"seeds {absent} are not in the unit (its seeds: {config.seeds[0]}-{config.seeds[-1]})")
+        raise ValueError(f"seeds {absent} are not stored at noise level {noise_std} (its seeds: "
+                         f"{stored_seeds[0]}-{stored_seeds[-1]})")
     tab = data.table[(data.table["noise_std"] == noise_std) & (data.table["estimator"] == "mixture")]
     recorded = sorted(set(tab.loc[tab["i_xt"].notna(), "epoch"].astype(int)))
     epoch = int(epoch)

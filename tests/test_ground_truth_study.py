@@ -15,7 +15,8 @@ def test_parts_cover_the_issue_at_full_scale():
     sweeps = gt.ground_truth_sweeps()
     assert tuple(sweeps) == gt.GROUND_TRUTH_PARTS
     units = gt.ground_truth_units()
-    assert len({u.key() for u in units}) == len(units) == 2 * len(PAPER_ACTIVATIONS) + 1 + len(gt.SENSITIVITY_STDS)
+    main_units = 50 // gt.NOISY_SEEDS_PER_UNIT
+    assert len({u.key() for u in units}) == len(units) == 2 * len(PAPER_ACTIVATIONS) + main_units + len(gt.SENSITIVITY_STDS)
     for bits in gt.QUANTIZE_BITS:
         q = [u for u in units if u.quantize_bits == bits]
         assert {u.activation for u in q} == set(PAPER_ACTIVATIONS)
@@ -26,7 +27,7 @@ def test_parts_cover_the_issue_at_full_scale():
     assert {u.noise_std for u in noisy} == {gt.NOISE_STD, *gt.SENSITIVITY_STDS}
     for u in noisy:
         assert u.activation == "tanh" and u.quantize_bits is None and u.epochs == 8000
-        assert len(u.seeds) == (50 if u.noise_std == gt.NOISE_STD else len(gt.SENSITIVITY_SEEDS))
+        assert len(u.seeds) == gt.NOISY_SEEDS_PER_UNIT == len(gt.SENSITIVITY_SEEDS)
         draws = sorted(s.kwargs.get("draws", 1) for s in u.estimators if s.name == "mixture")
         assert draws == ([1, *gt.DEEP_DRAWS] if u.noise_std == gt.NOISE_STD else [1, 4])
         bounds = {s.kwargs["bound"] for s in u.estimators if s.name == "mixture_bounds"}
@@ -34,6 +35,8 @@ def test_parts_cover_the_issue_at_full_scale():
         for s in u.estimators:
             if s.name.startswith("mixture"):
                 assert s.kwargs["noise_std"] == u.noise_std
+    main = sorted(s for u in noisy if u.noise_std == gt.NOISE_STD for s in u.seeds)
+    assert main == list(range(50))  # the main noisy part: 50 seeds in units of 10
 
 
 def test_every_unit_is_invariant_with_nested_schedules():

@@ -19,14 +19,16 @@ from ibtools.settings import AKDE, EBAB
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
         warnings.simplefilter("ignore")
+        mp.setattr(N, "NOISY_SEEDS_PER_UNIT", 1)  # units of one network, as the study stores units of 10
         return N.noisy_data((0.1, 0.3), epochs=6, seeds=range(2), sensitivity_seeds=range(2), deep_draws=(),
                             compute_missing=True, scratch_dir=tmp_path_factory.mktemp("n"), progress=False)
 
 
 def test_roles_replace_labels_whatever_the_noise(data):
     assert data.noise_stds == (0.1, 0.3) and data.missing.empty
+    assert [len(data.runs[s].runs) for s in data.noise_stds] == [2, 2]  # read from two units each
     assert set(data.table.estimator) == {"mixture", "lower", "upper", "ebab", "akde"}
     mix = data.table[data.table.estimator == "mixture"]
     assert mix[mix.layer == 6].i_xt.isna().all()  # the softmax output has no noise of its own
