@@ -34,7 +34,7 @@ from .sweep_grid import SweepConfig, work_summary
 from .training import train
 from .unit_lock import UnitLock  # noqa: F401 - re-exported: it lived here before
 
-__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary", "pending_units", "stored_units", "UnitsRead"]
+__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary", "pending_units", "stored_units", "missing_units", "UnitsRead"]
 
 
 @dataclass
@@ -91,17 +91,24 @@ class UnitsRead:
         return [r for res in self.runs.values() for r in res.runs]
 
 
+def missing_units(sweep: SweepConfig, cache_dir) -> list[str]:
+    """File names of the units of ``sweep`` whose result or sidecar is not in ``cache_dir``
+    (nothing is read or checked beyond their presence); empty when every unit is stored."""
+    cache = ResultCache(cache_dir)
+    missing = []
+    for unit in sweep.units():
+        npz, sidecar = result_paths(cache.path(unit))
+        if not (npz.exists() and sidecar.exists()):
+            missing.append(cache.name(unit))
+    return missing
+
+
 def stored_units(sweep: SweepConfig, cache_dir) -> tuple[bool, str]:
     """Whether every unit of ``sweep`` is stored in ``cache_dir`` (its result and its sidecar;
     nothing is read or checked beyond their presence), and the units' file names, comma-separated
     (for a message or a table of what is missing)."""
     cache = ResultCache(cache_dir)
-    names, ok = [], True
-    for unit in sweep.units():
-        npz, sidecar = result_paths(cache.path(unit))
-        names.append(cache.name(unit))
-        ok &= npz.exists() and sidecar.exists()
-    return ok, ", ".join(names)
+    return not missing_units(sweep, cache_dir), ", ".join(cache.name(unit) for unit in sweep.units())
 
 
 def _is_finished(cache: ResultCache, unit: TrainConfig) -> bool:

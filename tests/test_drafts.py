@@ -20,9 +20,6 @@ CHEAP = {
     "10_beyond_12_bits": {"TASK": "mnist1d:num_samples=2000", "HIDDEN": "10,8,6,4", "SEEDS": 3, "EPOCHS": 12,
                           "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015",
                           "ESTIMATORS": "ebab,exact", "TISHBY_SEEDS": 3, "TISHBY_EPOCHS": 12, "SENSITIVITY": False},
-    # four activations at 8 and 4 bits, 4 networks, 25 epochs, computed in the scratch directory
-    "12_exact_and_quantized": {"BITS": "8,4", "ACTIVATIONS": "tanh,relu,elu,softplus", "SEEDS": 4, "EPOCHS": 25,
-                               "COMPUTE_MISSING": True},
     # two noise levels, 2 networks each, 6 epochs, no K > 1 draws (each K costs about K² one-draw estimates)
     "13_noisy_networks": {"NOISE_STDS": "0.1,0.3", "SEEDS": 2, "SENSITIVITY_SEEDS": 2, "EPOCHS": 6, "DEEP_DRAWS": "",
                           "SE_SEEDS": 1, "SE_EPOCH": 5, "COMPUTE_MISSING": True},
@@ -30,7 +27,6 @@ CHEAP = {
 #: A sentence each draft prints at its cheap setting (the analysis ran to its end).
 EXPECTED_TEXT = {
     "10_beyond_12_bits": "same verdict as on the 12-bit task",
-    "12_exact_and_quantized": "read 8 unit(s), 32 networks",
     "13_noisy_networks": "read 2 unit(s), 4 networks",
 }
 
@@ -119,11 +115,6 @@ def test_bad_parameters_stop_early_with_one_message(params, message, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("draft, params, message", [
-    ("12_exact_and_quantized", {"SHOWN_ACTIVATION": "swish", "ACTIVATIONS": "tanh,relu"},
-     "SHOWN_ACTIVATION must be one of ACTIVATIONS"),
-    ("12_exact_and_quantized", {"BITS": "4"}, "the verdicts are decided at 8 bits"),
-    ("12_exact_and_quantized", {"ESTIMATORS": "ebab,ksg"}, "unknown study estimator"),
-    ("12_exact_and_quantized", {"ACTIVATIONS": "sigmoidal"}, "unknown activation"),
     ("13_noisy_networks", {"NOISE_STDS": "0.2"}, "noise levels must be among"),
     ("13_noisy_networks", {"NOISE_STDS": "0.3"}, "the verdicts are decided at σ = 0.1"),
     ("13_noisy_networks", {"DEEP_DRAWS": "1"}, "deep_draws must be"),

@@ -23,12 +23,17 @@ CHEAP = {
     "05_activations": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus"},
     "06_l2_regularization": {**SWEEP, "L2S": "0,0.015"},
     "07_generalization": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015"},
+    # the ground-truth columns read stored units only (none at this setting: "not stored"); the
+    # book build reads the stored ones, and tests/test_ground_truth_summary.py computes cheap ones
     "08_summary": {**SWEEP, "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015"},
     "09_your_own_experiment": {"EPOCHS": 12, "SEEDS": 2},
     # both initialization arms (tanh) and one L2 strength (ReLU), 6 networks each, 30 epochs, EBAB
     # and the exact MI only, computed in the scratch directory (nothing stored is needed)
     "11_compression_and_clustering": {"ARMS": "paper,tishby", "ACTIVATIONS": "tanh", "L2S": "0,0.015", "SEEDS": 6,
                                       "EPOCHS": 30, "ESTIMATORS": "ebab", "SENSITIVITY": False, "COMPUTE_MISSING": True},
+    # four activations at 8 and 4 bits, 4 networks, 25 epochs, computed in the scratch directory
+    "12_exact_and_quantized": {"BITS": "8,4", "ACTIVATIONS": "tanh,relu,elu,softplus", "SEEDS": 4, "EPOCHS": 25,
+                               "COMPUTE_MISSING": True},
 }
 
 
@@ -122,6 +127,11 @@ def test_notebook_skeleton():
         ("06_l2_regularization", {"L2S": "0.01,0.1"}, "L2S must include 0"),
         ("02_estimators", {"BATTERY_REPEATS": 1}, "BATTERY_REPEATS must be an integer >= 2"),
         ("05_activations", {"STUDY": "rerun2"}, "STUDY must be one of ('paper', 'rerun'), got 'rerun2'"),
+        ("12_exact_and_quantized", {"SHOWN_ACTIVATION": "swish", "ACTIVATIONS": "tanh,relu"},
+         "SHOWN_ACTIVATION must be one of ACTIVATIONS"),
+        ("12_exact_and_quantized", {"BITS": "4"}, "the verdicts are decided at 8 bits"),
+        ("12_exact_and_quantized", {"ESTIMATORS": "ebab,ksg"}, "unknown study estimator"),
+        ("12_exact_and_quantized", {"ACTIVATIONS": "sigmoidal"}, "unknown activation"),
     ],
 )
 def test_bad_parameters_stop_early_with_one_message(chapter, params, message, tmp_path):

@@ -61,6 +61,24 @@ def test_finished_units_are_not_recomputed(clean, monkeypatch):
     assert len(load_sweep(root).runs) == 8
 
 
+def test_missing_and_stored_units(clean, tmp_path):
+    from ibtools.sweep import missing_units, stored_units
+
+    root, _ = clean
+    assert missing_units(SWEEP, root) == []
+    assert stored_units(SWEEP, root)[0]
+    for f in root.glob("*"):
+        if f.is_file():
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    gone = sorted(tmp_path.glob("*.npz"))[:2]
+    gone[0].unlink()
+    gone[1].with_suffix(".json").unlink()  # a result without its sidecar is not stored either
+    missing = missing_units(SWEEP, tmp_path)
+    assert sorted(missing) == sorted(p.stem for p in gone)
+    ok, names = stored_units(SWEEP, tmp_path)
+    assert not ok and len(names.split(", ")) == 8
+
+
 def test_corrupt_unit_is_detected_and_recomputed(clean, tmp_path):
     root, first = clean
     work = tmp_path / "cache"
