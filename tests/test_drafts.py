@@ -27,7 +27,7 @@ CHEAP = {
 #: A sentence each draft prints at its cheap setting (the analysis ran to its end).
 EXPECTED_TEXT = {
     "10_beyond_12_bits": "same verdict as on the 12-bit task",
-    "13_noisy_networks": "read 2 unit(s), 4 networks",
+    "13_noisy_networks": "read 2 noise level(s) from 2 unit(s), 4 networks",
 }
 
 
