@@ -93,34 +93,33 @@ def ground_truth_columns(activations=PAPER_ACTIVATIONS, *, epochs=None, seeds=No
     seeds = PAPER_SEEDS if seeds is None else tuple(seeds)
     root = GROUND_TRUTH_RESULTS if results_dir is None else results_dir
     columns, counts, missing = {}, [], []
+
+    def judge(column, sweeps, read, claims_of):
+        """Decide one column: its claims on the data ``read()`` returns, or None when a unit of
+        ``sweeps`` is not stored (and not to be computed)."""
+        absent = [] if compute_missing else _missing(sweeps, root)
+        if absent:
+            columns[column] = None
+            missing.extend({"column": column, "unit": name} for name in absent)
+            counts.append({"column": column, "networks": 0, "failed": 0, "units missing": len(absent)})
+            return
+        data = read()
+        columns[column] = claims_of(data)
+        counts.append({"column": column, "networks": len(data.status), "failed": int(data.status["failed"].sum()),
+                       "units missing": 0})
+
+    where = dict(epochs=epochs, seeds=seeds, compute_missing=compute_missing, results_dir=results_dir,
+                 scratch_dir=scratch_dir, progress=progress)
     # The quantized column: the deciding quantization, every activation asked for.
-    q_sweeps = [SweepConfig(Q.quantized_base(Q.RULE_BITS, epochs, QUANTIZED_ESTIMATORS), activations=(a,),
-                            seeds=seeds, seeds_per_unit=50) for a in activations]
-    absent = [] if compute_missing else _missing(q_sweeps, root)
-    if absent:
-        columns[QUANTIZED_COLUMN] = None
-        missing += [{"column": QUANTIZED_COLUMN, "unit": name} for name in absent]
-        counts.append({"column": QUANTIZED_COLUMN, "networks": 0, "failed": 0, "units missing": len(absent)})
-    else:
-        qdata = Q.quantized_data((Q.RULE_BITS,), activations, epochs=epochs, seeds=seeds, compute_missing=compute_missing,
-                                 results_dir=results_dir, scratch_dir=scratch_dir, progress=progress)
-        columns[QUANTIZED_COLUMN] = Q.quantized_claims(qdata, rng=rng)[Q.RULE_COLUMN]
-        counts.append({"column": QUANTIZED_COLUMN, "networks": len(qdata.status),
-                       "failed": int(qdata.status["failed"].sum()), "units missing": 0})
-    # The noisy column: the deciding noise level.
-    deep = None if not compute_missing else ()
-    n_sweeps = ground_truth_sweeps(epochs=epochs, seeds=seeds, parts=("noisy",))["noisy"]
-    absent = [] if compute_missing else _missing(n_sweeps, root)
-    if absent:
-        columns[NOISY_COLUMN] = None
-        missing += [{"column": NOISY_COLUMN, "unit": name} for name in absent]
-        counts.append({"column": NOISY_COLUMN, "networks": 0, "failed": 0, "units missing": len(absent)})
-    else:
-        ndata = N.noisy_data((NOISE_STD,), epochs=epochs, seeds=seeds, deep_draws=deep, compute_missing=compute_missing,
-                             results_dir=results_dir, scratch_dir=scratch_dir, progress=progress)
-        columns[NOISY_COLUMN] = N.noisy_claims(ndata, estimators=(), rng=rng)[N.RULE_COLUMN]
-        counts.append({"column": NOISY_COLUMN, "networks": len(ndata.status),
-                       "failed": int(ndata.status["failed"].sum()), "units missing": 0})
+    judge(QUANTIZED_COLUMN,
+          [SweepConfig(Q.quantized_base(Q.RULE_BITS, epochs, QUANTIZED_ESTIMATORS), activations=(a,), seeds=seeds,
+                       seeds_per_unit=50) for a in activations],
+          lambda: Q.quantized_data((Q.RULE_BITS,), activations, **where),
+          lambda data: Q.quantized_claims(data, rng=rng)[Q.RULE_COLUMN])
+    # The noisy column: the deciding noise level (computed without the K > 1 estimates).
+    judge(NOISY_COLUMN, ground_truth_sweeps(epochs=epochs, seeds=seeds, parts=("noisy",))["noisy"],
+          lambda: N.noisy_data((NOISE_STD,), deep_draws=() if compute_missing else None, **where),
+          lambda data: N.noisy_claims(data, estimators=(), rng=rng)[N.RULE_COLUMN])
     decided = {k: v for k, v in columns.items() if v is not None}
     frame = ground_truth_verdicts(decided) if decided else pd.DataFrame(index=list(CLAIM_KEYS))
     frame = frame.reindex(columns=list(columns))
