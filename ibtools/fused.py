@@ -43,9 +43,13 @@ with the exponential it already has.
 ``math.tanh`` compile to scalar library calls. The kernel has its own branch-free float32
 versions, the same bits on every machine with IEEE float32: ``exp`` and ``log`` (Cephes' range
 reduction and minimax polynomials; ``log`` only for the loss), ``tanh`` as one rational
-function x P(x^2) / Q(x^2) fitted for this kernel (within 5.6 ulp on a 4-million-point grid, no
-exponential), ``expm1`` (ELU) from it as 2 t / (1 - t) with t = tanh(x/2) (3.9 ulp), and softplus
-with its derivative from one exponential and an atanh series (3.4 ulp, no logarithm). They are
+function x P(x^2) / Q(x^2) fitted for this kernel (within 5.2 ulp on a 4-million-point grid, no
+exponential), ``expm1`` (ELU) from it as 2 t / (1 - t) with t = tanh(x/2) (3.7 ulp), and softplus
+with its derivative from one exponential and an atanh series (3.3 ulp, sigmoid 2.4 ulp, no
+logarithm). Every polynomial is evaluated by Horner's rule with fused multiply-adds. Activations
+and their derivatives go four rows at a time, so that the compiler interleaves four independent
+chains: a transcendental function's chain of dependent operations is long, and one row at a time
+its latency, not the machine's throughput, set the pace. They are
 not the bits of torch's Sleef/libm functions, and the matrix products sum in a different order
 than MKL, so the fused backend agrees with the torch engine to float32 rounding that Adam then
 carries along (see the tolerances in ``tests/test_fused.py``), not bit for bit. The stored study
@@ -253,11 +257,13 @@ _vfloor = _vec_unary_intrinsic("llvm.floor.v8f32")
 def _fma(typingctx, a, b, c):
     """a * b + c, lane by lane, rounded once (LLVM's ``llvm.fma``: IEEE fused multiply-add, the
     same bits on every machine; one instruction where the CPU has FMA)."""
-    if not all(isinstance(t, _F8Type) for t in (a, b, c)):
+    if not all(isinstance(t, _F8Type) or _is_f32(t) for t in (a, b, c)) or not any(
+            isinstance(t, _F8Type) for t in (a, b, c)):
         return None
 
     def codegen(context, builder, sig, args):
-        return builder.call(_llvm_fn(builder, "llvm.fma.v8f32", 3), list(args))
+        vals = [_as_vec(builder, v, t) for v, t in zip(args, sig.args)]
+        return builder.call(_llvm_fn(builder, "llvm.fma.v8f32", 3), vals)
 
     return F8(a, b, c), codegen
 
@@ -396,10 +402,10 @@ def _exp(x):
     x = _sel(x > _EXP_HI, _EXP_HI, x)
     x = _sel(x < _EXP_LO, _EXP_LO, x)
     fx = _vfloor(x * _LOG2E + _HALF)
-    r = x - fx * _C1
-    r = r - fx * _C2
+    r = _fma(fx, -_C1, x)
+    r = _fma(fx, -_C2, r)
     z = r * r
-    p = (((((_E0 * r + _E1) * r + _E2) * r + _E3) * r + _E4) * r + _E5) * z + r + _ONE
+    p = _fma(_fma(_fma(_fma(_fma(_fma(r, _E0, _E1), r, _E2), r, _E3), r, _E4), r, _E5), z, r) + _ONE
     return p * _pow2(fx)
 
 
@@ -412,7 +418,9 @@ def _log(x):
     fe = _sel(big, e + _ONE, e)
     t = m - _ONE
     z = t * t
-    y = ((((((((_L0 * t + _L1) * t + _L2) * t + _L3) * t + _L4) * t + _L5) * t + _L6) * t + _L7) * t + _L8) * t * z
+    y = _fma(t, _L0, _L1)
+    y = _fma(_fma(_fma(_fma(_fma(_fma(_fma(y, t, _L2), t, _L3), t, _L4), t, _L5), t, _L6), t, _L7), t, _L8)
+    y = y * t * z
     y = y + fe * _C2
     y = y - _HALF * z
     return t + y + fe * _C1
@@ -420,7 +428,8 @@ def _log(x):
 
 # tanh(x) = x P(x^2) / Q(x^2) on |x| <= 9.1 (beyond, tanh rounds to +-1 in float32): our own
 # fit (iteratively reweighted least squares on the relative error, degrees 8 / 8 in x^2), float32
-# evaluation within 6.1 ulp of tanh on a 4-million-point grid of [0, 12]
+# evaluation (Horner with fused multiply-adds) within 5.2 ulp of tanh on a 4-million-point grid of
+# [-12, 12]
 _TANH_CLAMP = _f(9.1)
 _TP0, _TP1, _TP2, _TP3, _TP4 = (_f(1.0), _f(0.13390664756298065), _f(0.003506877925246954),
                                 _f(2.0788336769328453e-05), _f(1.3590151226594571e-08))
@@ -433,8 +442,8 @@ def _tanh(x):
     """float32 tanh as one rational function (no exponential), branch-free; NaN propagates."""
     x = _sel(x > _TANH_CLAMP, _TANH_CLAMP, _sel(x < -_TANH_CLAMP, -_TANH_CLAMP, x))
     t = x * x
-    p = (((_TP4 * t + _TP3) * t + _TP2) * t + _TP1) * t + _TP0
-    q = ((((_TQ4 * t + _TQ3) * t + _TQ2) * t + _TQ1) * t + _TQ0)
+    p = _fma(_fma(_fma(_fma(t, _TP4, _TP3), t, _TP2), t, _TP1), t, _TP0)
+    q = _fma(_fma(_fma(_fma(t, _TQ4, _TQ3), t, _TQ2), t, _TQ1), t, _TQ0)
     r = x * p / q
     return _sel(r > _ONE, _ONE, _sel(r < -_ONE, -_ONE, r))
 
@@ -459,7 +468,7 @@ def _softplus(z):
     u = _exp(-abs(z))
     s = u / (u + _TWO)
     t = s * s
-    p = ((((((t * _A15 + _A13) * t + _A11) * t + _A9) * t + _A7) * t + _A5) * t + _A3) * t + _ONE
+    p = _fma(_fma(_fma(_fma(_fma(_fma(_fma(t, _A15, _A13), t, _A11), t, _A9), t, _A7), t, _A5), t, _A3), t, _ONE)
     return _sel(z > _ZERO, z, _ZERO) + (s + s) * p, _sel(z >= _ZERO, _ONE, u) / (u + _ONE)
 
 
@@ -470,8 +479,8 @@ def _expm1(x):
     y = x * _HALF
     y = _sel(y > _TANH_CLAMP, _TANH_CLAMP, _sel(y < -_TANH_CLAMP, -_TANH_CLAMP, y))
     t = y * y
-    yp = y * ((((_TP4 * t + _TP3) * t + _TP2) * t + _TP1) * t + _TP0)
-    q = ((((_TQ4 * t + _TQ3) * t + _TQ2) * t + _TQ1) * t + _TQ0)
+    yp = y * _fma(_fma(_fma(_fma(t, _TP4, _TP3), t, _TP2), t, _TP1), t, _TP0)
+    q = _fma(_fma(_fma(_fma(t, _TQ4, _TQ3), t, _TQ2), t, _TQ1), t, _TQ0)
     r = (yp + yp) / (q - yp)
     return _sel(r < -_ONE, -_ONE, r)
 
@@ -531,33 +540,62 @@ def _dact(code, g, z, a, slope):
 
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _activate(code, Z, A, r0, width, P, sr, keep_z):
-    """A[u] = f(Z[u]) for rows u = r0 ... r0 + width - 1, every lane (PReLU: slope row ``sr``
-    of ``P``). Unless ``keep_z`` (training's forward pass), softplus, centered softplus and Swish
-    replace Z[u] by f'(Z[u]), which needs an exponential that the forward pass has at hand; the
-    other activations take their derivative cheaply from Z or A in the backward pass."""
+    """A[u] = f(Z[u]) for rows u = r0 ... r0 + width - 1 (``width`` a multiple of 4), every lane
+    (PReLU: slope row ``sr`` of ``P``). Unless ``keep_z`` (training's forward pass), softplus,
+    centered softplus and Swish replace Z[u] by f'(Z[u]), which needs an exponential that the
+    forward pass has at hand; the other activations take their derivative cheaply from Z or A in
+    the backward pass. Four rows go together, so that the compiler can interleave their
+    independent chains of dependent operations (a transcendental function's latency, not its
+    throughput, would otherwise set the pace)."""
     slope = _ld(P, sr * LANES)
-    for u in range(r0, r0 + width):
-        z = _ld(Z, u * LANES)
+    for u in range(r0, r0 + width, 4):
+        b0 = u * LANES
+        b1, b2, b3 = b0 + LANES, b0 + 2 * LANES, b0 + 3 * LANES
+        z0, z1, z2, z3 = _ld(Z, b0), _ld(Z, b1), _ld(Z, b2), _ld(Z, b3)
         if code == 5 or code == 6:  # one exponential for the value and the derivative
-            a, d = _softplus(z)
-            _st(A, u * LANES, a if code == 5 else a - _LOG2)
-            if not keep_z:
-                _st(Z, u * LANES, d)
-            continue
-        a = _act(code, z, slope)
-        _st(A, u * LANES, a)
-        if not keep_z and code == 7:
-            sig = _sigmoid(z)
-            _st(Z, u * LANES, (_ONE - sig) * a + sig)
+            a0, d0 = _softplus(z0)
+            a1, d1 = _softplus(z1)
+            a2, d2 = _softplus(z2)
+            a3, d3 = _softplus(z3)
+            if code == 6:
+                a0, a1, a2, a3 = a0 - _LOG2, a1 - _LOG2, a2 - _LOG2, a3 - _LOG2
+        elif code == 7:  # Swish: one sigmoid for the value and the derivative
+            s0, s1, s2, s3 = _sigmoid(z0), _sigmoid(z1), _sigmoid(z2), _sigmoid(z3)
+            a0, a1, a2, a3 = z0 * s0, z1 * s1, z2 * s2, z3 * s3
+            d0, d1 = (_ONE - s0) * a0 + s0, (_ONE - s1) * a1 + s1
+            d2, d3 = (_ONE - s2) * a2 + s2, (_ONE - s3) * a3 + s3
+        else:
+            a0, a1 = _act(code, z0, slope), _act(code, z1, slope)
+            a2, a3 = _act(code, z2, slope), _act(code, z3, slope)
+            d0, d1, d2, d3 = z0, z1, z2, z3
+        _st(A, b0, a0)
+        _st(A, b1, a1)
+        _st(A, b2, a2)
+        _st(A, b3, a3)
+        if not keep_z and (code == 5 or code == 6 or code == 7):
+            _st(Z, b0, d0)
+            _st(Z, b1, d1)
+            _st(Z, b2, d2)
+            _st(Z, b3, d3)
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _derivative(code, g, Z, A, r0, width, P, sr):
-    """g[u] *= f'(z) for u < width, every lane, from Z and A at rows r0 + u."""
+    """g[u] *= f'(z) for u < width (a multiple of 4), every lane, from Z and A at rows r0 + u;
+    four rows at a time, as in :func:`_activate`."""
     slope = _ld(P, sr * LANES)
-    for u in range(width):
-        r = (r0 + u) * LANES
-        _st(g, u * LANES, _dact(code, _ld(g, u * LANES), _ld(Z, r), _ld(A, r), slope))
+    for u in range(0, width, 4):
+        q0, r0u = u * LANES, (r0 + u) * LANES
+        q1, q2, q3 = q0 + LANES, q0 + 2 * LANES, q0 + 3 * LANES
+        r1, r2, r3 = r0u + LANES, r0u + 2 * LANES, r0u + 3 * LANES
+        h0 = _dact(code, _ld(g, q0), _ld(Z, r0u), _ld(A, r0u), slope)
+        h1 = _dact(code, _ld(g, q1), _ld(Z, r1), _ld(A, r1), slope)
+        h2 = _dact(code, _ld(g, q2), _ld(Z, r2), _ld(A, r2), slope)
+        h3 = _dact(code, _ld(g, q3), _ld(Z, r3), _ld(A, r3), slope)
+        _st(g, q0, h0)
+        _st(g, q1, h1)
+        _st(g, q2, h2)
+        _st(g, q3, h3)
 
 
 @njit(cache=True, error_model="numpy")
@@ -690,8 +728,16 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                     scales[s] = inv_n[bi] if pos < stop else _ZERO
                     if pos >= stop:
                         pos = blk
+                    if not per_net_order:  # every lane sees the same sample
+                        r = order[0, pos]
+                        yl = np.float32(y[r])
+                        for l in range(LANES):
+                            labels[s * LANES + l] = yl
+                        for k in range(n_in):
+                            _st(A, (k * BLOCK + s) * LANES, _splat(X[r, k]))
+                        continue
                     for l in range(LANES):
-                        rows[l] = order[lane_net[l] if per_net_order else 0, pos]
+                        rows[l] = order[lane_net[l], pos]
                         labels[s * LANES + l] = np.float32(y[rows[l]])
                     r0, r1, r2, r3, r4, r5, r6, r7 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]
                     for k in range(n_in):
@@ -708,13 +754,17 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                         cmax = _sel(a > cmax, a, cmax)
                     e = _splat(_ZERO)
                     for c in range(n_out):
-                        e = e + _exp(_ld(A, ((lo + c) * BLOCK + s) * LANES) - cmax)
+                        q = _exp(_ld(A, ((lo + c) * BLOCK + s) * LANES) - cmax)
+                        _st(g1, (c * BLOCK + s) * LANES, q)
+                        e = e + q
+                    inv = _ONE / e
                     e = cmax + _log(e)
                     for c in range(n_out):
                         h = _sel(yv == np.float32(c), _ONE, _ZERO)
                         d = _ld(A, ((lo + c) * BLOCK + s) * LANES) - e
                         _sub_into_f64(m_lane, d * h * scale)
-                        _st(g1, (c * BLOCK + s) * LANES, (_exp(d) - h) * scale)
+                        gi = (c * BLOCK + s) * LANES
+                        _st(g1, gi, (_ld(g1, gi) * inv - h) * scale)
                 # backward, layer by layer; g1 holds the gradient w.r.t. layer i's output
                 for i in range(n_layers - 1, -1, -1):
                     fi, fo = widths[i], widths[i + 1]
