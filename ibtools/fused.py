@@ -86,6 +86,7 @@ LANES = 8
 
 #: Samples that go through the network together (independent accumulators for the compiler).
 BLOCK = 8
+assert BLOCK % 4 == 0, "_activate and _derivative take a layer's BLOCK * width rows four at a time"
 
 #: Activations the kernel implements, with their codes inside the kernel.
 SUPPORTED_ACTIVATIONS = {
