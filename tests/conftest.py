@@ -37,9 +37,18 @@ def rng():
 def pytest_collection_modifyitems(config, items):
     # a test that needs the built book is slow (a build executes every chapter); `make test-fast`
     # deselects the slow marker
+    #
+    # Scheduling under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): every test of a
+    # module goes to one worker (module-scoped fixtures are built once), and every test that reads
+    # the built book goes to one worker too, the "book" group. Under `--dist loadscope` the two
+    # largest modules, both readers of the book, went one to each worker; the second worker then
+    # waited, idle, for the whole book build that the first had started (CI: 41 min instead of ~20).
     for item in items:
-        if "book_html" in getattr(item, "fixturenames", ()):
+        uses_book = "book_html" in getattr(item, "fixturenames", ())
+        if uses_book:
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group("book" if uses_book else item.nodeid.split("::")[0]))
 
 
 def _build_book_module():
