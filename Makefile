@@ -32,12 +32,12 @@ book: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/nbstripout --verify book/*.ipynb book/drafts/*.ipynb
 	$(PY) -m ibtools.booklinks --check
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 test-fast: $(STAMP)
 	$(VENV)/bin/nbstripout --verify book/*.ipynb book/drafts/*.ipynb
 	$(PY) -m ibtools.booklinks --check
-	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadscope -m "not slow"
 
 # The full-scale study behind the book's figures (hours on 2 CPU cores; resumable).
 paper: $(STAMP)

@@ -37,18 +37,38 @@ def rng():
 def pytest_collection_modifyitems(config, items):
     # a test that needs the built book is slow (a build executes every chapter); `make test-fast`
     # deselects the slow marker
-    #
-    # Scheduling under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`): every test of a
-    # module goes to one worker (module-scoped fixtures are built once), and every test that reads
-    # the built book goes to one worker too, the "book" group. Under `--dist loadscope` the two
-    # largest modules, both readers of the book, went one to each worker; the second worker then
-    # waited, idle, for the whole book build that the first had started (CI: 41 min instead of ~20).
     for item in items:
-        uses_book = "book_html" in getattr(item, "fixturenames", ())
-        if uses_book:
+        if "book_html" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group("book" if uses_book else item.nodeid.split("::")[0]))
+            module = item.nodeid.split("::", 1)[0]
+            if module not in BOOK_MODULES:
+                raise pytest.UsageError(f"{module} reads the built book (fixture book_html): add it to BOOK_MODULES "
+                                        "in tests/conftest.py, so that pytest-xdist runs it beside the build")
+
+
+#: The test modules that read the built book (the ``book_html`` fixture). Under pytest-xdist they
+#: form one work unit (see :class:`_BookAwareScheduling`).
+BOOK_MODULES = frozenset({"tests/test_book_html.py", "tests/test_rendered_book.py"})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadscope`` (what ``make test`` uses), except that the modules of
+    :data:`BOOK_MODULES` are one scope, so one worker builds the book while the other runs the
+    rest of the suite. Plain loadscope sends the two largest modules, both readers of the book,
+    one to each worker first: the second then waits, idle, for the whole build that the first
+    started. (``--dist loadgroup`` cannot group them: pytest-xdist 3.8 marks a group by editing
+    ``item._nodeid``, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _BookAwareScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "book" if module in BOOK_MODULES else module
+
+    return _BookAwareScheduling(config, log)
 
 
 def _build_book_module():
