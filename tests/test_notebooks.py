@@ -34,6 +34,10 @@ CHEAP = {
     # four activations at 8 and 4 bits, 3 networks, 12 epochs, computed in the scratch directory
     "12_exact_and_quantized": {"BITS": "8,4", "ACTIVATIONS": "tanh,relu,elu,softplus", "SEEDS": 3, "EPOCHS": 12,
                                "COMPUTE_MISSING": True},
+    # two noise levels, 2 networks each, 6 epochs, no K > 1 draws (each K costs about K² one-draw
+    # estimates), computed in the scratch directory
+    "13_noisy_networks": {"NOISE_STDS": "0.1,0.3", "SEEDS": 2, "SENSITIVITY_SEEDS": 2, "EPOCHS": 6, "DEEP_DRAWS": "",
+                          "SE_SEEDS": 1, "SE_EPOCH": 5, "COMPUTE_MISSING": True},
 }
 
 
@@ -78,6 +82,9 @@ def test_chapter_executes(path, tmp_path, scratch):
                          if c.cell_type == "code" for o in c.get("outputs", []))
         assert "one scale (gain 1)" in text and "failed networks in the one-scale arm" in text
         assert "results/rerun" in text  # the provenance footer names the re-run's directory
+    if path.stem == "13_noisy_networks":  # the analysis ran to its end on what it computed
+        text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        assert "read 2 noise level(s) from 2 unit(s), 4 networks" in text
 
 
 @pytest.mark.slow
@@ -146,3 +153,22 @@ def test_bad_parameters_stop_early_with_one_message(chapter, params, message, tm
     failed = next(i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.get("outputs", [])))
     # code cells: setup, parameters, injected parameters, then the cell that checks them
     assert failed <= 3, "stops in its first cells"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params, message", [
+    ({"NOISE_STDS": "0.2"}, "noise levels must be among"),
+    ({"NOISE_STDS": "0.3"}, "the verdicts are decided at σ = 0.1"),
+    ({"DEEP_DRAWS": "1"}, "deep_draws must be"),
+])
+def test_noisy_chapter_stops_early_on_bad_parameters(params, message, tmp_path):
+    """Chapter 13 at its cheap setting with one bad parameter (its checks sit with the reading of
+    the units, so the cheap setting keeps a missed check from computing the stored study)."""
+    path = BOOK / "13_noisy_networks.ipynb"
+    params = dict(CHEAP[path.stem], SCRATCH_DIR=str(tmp_path / "scratch"), **params)
+    params.update({"EPOCHS": 3, "SEEDS": 2})
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        _run(path, tmp_path / "out.ipynb", params)
+    err = info.value
+    assert err.ename == "ParameterError" and message in err.evalue
+    assert len(err.traceback) == 1, "the message, not a traceback"
