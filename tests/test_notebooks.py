@@ -172,3 +172,14 @@ def test_noisy_chapter_stops_early_on_bad_parameters(params, message, tmp_path):
     err = info.value
     assert err.ename == "ParameterError" and message in err.evalue
     assert len(err.traceback) == 1, "the message, not a traceback"
+
+
+@pytest.mark.parametrize("path", CHAPTERS + sorted((BOOK / "drafts").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_figure_alt_text_is_not_a_file_path(path):
+    """The rendered-book test (tests/test_book_html.py) fails alt text with a slash or an image
+    suffix as a file path; the same rule on the sources, without building the book."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt")
+        if alt is not None:
+            assert alt.strip() and not re.search(r"[/\\]|\.(png|jpe?g|svg|gif)$", alt, re.I), (path.name, alt)
