@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from ibtools.plotting import MIN_FONT_PT
+from book_rules import bad_alt_text
 from needs import require
 
 bs4 = require("bs4", "beautifulsoup4")  # skipped without it, except in CI (CI set): there it fails
@@ -158,7 +159,7 @@ def test_figures_have_number_caption_and_alt(page, html_root):
     for img in _content_images(_article(soup)):
         src = img.get("src", "")
         alt = (img.get("alt") or "").strip()
-        if not alt or re.search(r"[/\\]|\.(png|jpe?g|svg|gif)$", alt, re.I) or alt == Path(src).name:
+        if bad_alt_text(alt) or alt == Path(src).name:
             problems.append(f"{src}: alt text {alt!r} is empty or a file path")
         figure = img.find_parent("figure")
         caption = figure.find("figcaption") if figure else None
