@@ -28,8 +28,8 @@ from .analysis import compression_scores, mean_ci
 from .failures import classify_runs
 from .mnist1d_study import (MNIST1D_ESTIMATORS, MNIST1D_L2S, MNIST1D_RESULTS, mnist1d_single_config,
                             mnist1d_sweeps)
-from .study import (MNIST1D_EPOCHS, MNIST1D_HIDDEN, MNIST1D_TASK, PAPER_EPOCHS, PAPER_RESULTS, PAPER_SEEDS,
-                    activation_sweep, global_range_config, l2_sweep, obtain, obtain_run, single_network_config)
+from .study import (MNIST1D_EPOCHS, MNIST1D_HIDDEN, MNIST1D_TASK, PAPER_EPOCHS, PAPER_SEEDS, global_range_config, obtain,
+                    obtain_run)
 from .sweep import SweepResult
 from .tasks import load_task
 from .verdicts import StudyData, study_claims, verdict_frame
@@ -101,20 +101,30 @@ def task_study_data(*, epochs: int = MNIST1D_EPOCHS, seeds=PAPER_SEEDS, activati
     return _study_data(acts, l2, single, ranged)
 
 
-def tishby_study_data(*, epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS, activations=PAPER_ACTIVATIONS, l2s=None,
-                      sensitivity: bool = True, results_dir=None, scratch_dir=None, progress: bool = True) -> StudyData:
-    """The 12-bit study as the summary chapter judges it (:mod:`ibtools.study`): stored in
-    ``results_dir`` (default ``results/paper``) at the full-scale parameters, computed otherwise."""
-    from .study import L2_STRENGTHS
+def tishby_study_data(*, study: str = "rerun", epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS,
+                      activations=PAPER_ACTIVATIONS, l2s=None, sensitivity: bool = True, results_dir=None,
+                      scratch_dir=None, progress: bool = True) -> StudyData:
+    """The 12-bit study as the summary chapter judges it: ``study`` ``"rerun"`` (``results/rerun``,
+    the study the chapters read by default: ensemble-invariant, nested schedules, the same
+    engine and flags as the MNIST-1D study) or ``"paper"`` (``results/paper``, the first study),
+    through :mod:`ibtools.studies` exactly as the summary chapter loads it; stored units at the
+    full-scale parameters, computed in ``scratch_dir`` otherwise.
 
-    results_dir = PAPER_RESULTS if results_dir is None else results_dir
+    Raises
+    ------
+    ValueError
+        For an unknown ``study`` (the message lists :data:`ibtools.studies.STUDIES`).
+    """
+    from .study import L2_STRENGTHS
+    from .studies import check_study, study_activations, study_l2, study_single
+
+    check_study(study)
     l2s = L2_STRENGTHS if l2s is None else l2s
-    acts = obtain(activation_sweep(activations=tuple(activations), epochs=epochs, seeds=seeds, sensitivity=sensitivity),
-                  results_dir, scratch_dir, progress)
-    l2 = obtain(l2_sweep(l2s=tuple(l2s), epochs=epochs, seeds=seeds, sensitivity=sensitivity), results_dir, scratch_dir,
-                progress)
-    single = obtain_run(single_network_config("relu", 0, epochs), results_dir, scratch_dir, progress)
-    ranged = obtain_run(global_range_config(single), results_dir, scratch_dir, progress)
+    where = dict(results_dir=results_dir, scratch_dir=scratch_dir, progress=progress)
+    acts = study_activations(study, tuple(activations), epochs, seeds, sensitivity=sensitivity, **where)
+    l2 = study_l2(study, tuple(l2s), "relu", epochs, seeds, sensitivity=sensitivity, **where)
+    single = study_single(study, "relu", "estimators", epochs, **where)
+    ranged = study_single(study, "relu", "ranged", epochs, **where)
     return _study_data(acts, l2, single, ranged)
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "RULES",
     "CURRENT",
     "RERUN_DATA_FROM",
+    "MNIST1D_DATA_FROM",
     "STUDIES",
     "current_versions",
     "for_study",
@@ -294,8 +295,19 @@ CURRENT = {key: 1 for key in RULES}
 #: without any of the re-run's data, so for the re-run it is confirmatory.
 RERUN_DATA_FROM = "2026-11-26T02:53:13+0000"
 
+#: When the MNIST-1D study (:mod:`ibtools.mnist1d_study`) started computing its full-scale units:
+#: the start of its first process, ``python -m ibtools.mnist1d_study`` from a clean worktree at
+#: 86a4975, 2026-11-27 05:32:34 UTC. No full-scale MNIST-1D number existed before; the pilot
+#: (``experiments/mnist1d_pilot.md``: three networks per width, tanh and ReLU) chose widths and
+#: epochs from the estimators' ceilings and judged no claim. Its verdicts are decided, like the
+#: re-run's, by the latest rule version adopted before this moment (fixed in the commit that
+#: added this constant, before any unit of the study was finished).
+MNIST1D_DATA_FROM = "2026-11-27T05:32:34+0000"
+
 #: Studies whose verdicts :func:`current_versions` knows how to choose.
-STUDIES = ("paper", "rerun")
+STUDIES = ("paper", "rerun", "mnist1d")
+
+_CONFIRMATORY_FROM = {"rerun": RERUN_DATA_FROM, "mnist1d": MNIST1D_DATA_FROM}
 
 
 def _time(iso: str) -> datetime:
@@ -310,7 +322,9 @@ def current_versions(study: str = "paper") -> dict[str, int]:
     latest version adopted before :data:`RERUN_DATA_FROM`, the confirmatory rule that the comment
     on :data:`CURRENT` announced (committed 2026-11-25 23:13 UTC in 7fc2c53, before the re-run
     started); this gives version 2 of R2, R5a, R6b and R7. Every other version stays in
-    ``ClaimResult.by_version`` and is shown beside it.
+    ``ClaimResult.by_version`` and is shown beside it. ``"mnist1d"`` (the MNIST-1D study): the same
+    choice at :data:`MNIST1D_DATA_FROM` (today the same versions as the re-run's: no rule was
+    adopted between the two).
 
     Raises
     ------
@@ -319,8 +333,8 @@ def current_versions(study: str = "paper") -> dict[str, int]:
     """
     if study == "paper":
         return dict(CURRENT)
-    if study == "rerun":
-        start = _time(RERUN_DATA_FROM)
+    if study in _CONFIRMATORY_FROM:
+        start = _time(_CONFIRMATORY_FROM[study])
         return {key: max(r.version for r in rules if _time(r.adopted_at) < start) for key, rules in RULES.items()}
     raise ValueError(f"unknown study {study!r}; choose one of {STUDIES}")
 
@@ -329,8 +343,8 @@ def written_after_data(r: "Rule", study: str = "paper") -> bool:
     """Whether rule version ``r`` was written after the data of ``study`` existed (post hoc)."""
     if study == "paper":
         return r.data_seen
-    if study == "rerun":
-        return _time(r.adopted_at) >= _time(RERUN_DATA_FROM)
+    if study in _CONFIRMATORY_FROM:
+        return _time(r.adopted_at) >= _time(_CONFIRMATORY_FROM[study])
     raise ValueError(f"unknown study {study!r}; choose one of {STUDIES}")
 
 
