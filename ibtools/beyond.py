@@ -15,10 +15,14 @@ adds:
   with/without failed networks) side by side;
 * :func:`layer_scores` and :func:`plot_layer_scores`: compression scores per activation and layer
   with 95 % confidence intervals over networks (bits);
-* :func:`ceiling_bits`: log2 N, the most any estimate of I(X;T) can give on a task's N inputs.
+* :func:`ceiling_bits`: log2 N, the most any estimate of I(X;T) can give on a task's N inputs;
+* :func:`task_column`: the summary chapter's column, each claim's verdict on the stored MNIST-1D
+  study, or :data:`NOT_STORED` in every row until all of its units are stored.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -30,7 +34,7 @@ from .mnist1d_study import (MNIST1D_ESTIMATORS, MNIST1D_L2S, MNIST1D_RESULTS, mn
                             mnist1d_sweeps)
 from .study import (MNIST1D_EPOCHS, MNIST1D_HIDDEN, MNIST1D_TASK, PAPER_EPOCHS, PAPER_SEEDS, global_range_config, obtain,
                     obtain_run)
-from .sweep import SweepResult
+from .sweep import SweepConfig, SweepResult
 from .tasks import load_task
 from .verdicts import StudyData, study_claims, verdict_frame
 
@@ -46,6 +50,10 @@ __all__ = [
     "layer_scores",
     "plot_layer_scores",
     "plot_task_examples",
+    "MNIST1D_COLUMN",
+    "NOT_STORED",
+    "TaskColumn",
+    "task_column",
 ]
 
 
@@ -270,3 +278,97 @@ def plot_task_examples(task: str, per_class: int = 1, ax=None, seed: int = 0):
     ax.set_ylabel("class")
     ax.set_xlabel("feature (position in the signal)")
     return ax
+
+
+#: Name of the summary chapter's column judged on the MNIST-1D study.
+MNIST1D_COLUMN = "holds on MNIST-1D"
+#: What every cell of the column says while some unit of the study is not stored.
+NOT_STORED = "not stored"
+
+
+@dataclass(frozen=True)
+class TaskColumn:
+    """What :func:`task_column` returns.
+
+    Attributes
+    ----------
+    verdicts : Series
+        Claim key (R1 ... R7, every key of :data:`ibtools.claims.RULES`) to its verdict on the
+        task, decided by the rule versions of :func:`ibtools.claims.current_versions` for
+        ``"mnist1d"``; :data:`NOT_STORED` in every row while ``missing`` is not empty.
+    networks, failed : int
+        Networks judged (0 while units are missing) and, of them, those that failed to train
+        (:mod:`ibtools.failures`; they are judged with the others, as in the summary's main column).
+    missing : tuple of str
+        File names of the study's units that are not stored (the single network's
+        network-wide-range re-run counts as one, named after the single network, while the single
+        network itself is missing).
+    """
+
+    verdicts: pd.Series
+    networks: int
+    failed: int
+    missing: tuple
+
+
+def task_column(estimator: str = "ebab", *, compute_missing: bool = False, results_dir=None, scratch_dir=None,
+                rng=0, progress: bool = False, **study) -> TaskColumn:
+    """Each claim's verdict on the MNIST-1D study (:mod:`ibtools.mnist1d_study`), for the summary.
+
+    Parameters
+    ----------
+    estimator : str
+        Short name of the study estimator the claims are judged with (:data:`STUDY_ESTIMATORS`:
+        ``"ebab"``, ``"akde"``; ``"exact"`` is recorded but R1 needs EBAB's binning range).
+    compute_missing : bool
+        False (the summary at full scale): read ``results_dir`` (default ``results/mnist1d``); while
+        a unit is not stored every row reads :data:`NOT_STORED`, and no verdict is drawn from part of
+        the networks. True: compute the missing units in ``scratch_dir`` (a cheap version).
+    rng : int
+        Seed of the bootstrap confidence intervals.
+    **study
+        The study's parameters as :func:`ibtools.mnist1d_study.mnist1d_sweeps` takes them
+        (``epochs``, ``seeds``, ``activations``, ``l2s``, ``task``, ``hidden``, ``estimators``);
+        the defaults are the stored study.
+
+    Raises
+    ------
+    ValueError
+        For an unknown estimator or study parameter (the message says what is allowed).
+    """
+    from .claims import RULES, for_study
+    from .sweep import ResultCache, missing_units
+
+    if estimator not in STUDY_ESTIMATORS or estimator == "exact":
+        raise ValueError(f"estimator must be one of {[e for e in STUDY_ESTIMATORS if e != 'exact']} (the MNIST-1D "
+                         f"study's estimators that claim R1 can be judged with), got {estimator!r}")
+    label = STUDY_ESTIMATORS[estimator].label
+    unknown = sorted(set(study) - {"epochs", "seeds", "activations", "l2s", "task", "hidden", "estimators"})
+    if unknown:
+        raise ValueError(f"unknown study parameter(s) {unknown}; see ibtools.mnist1d_study.mnist1d_sweeps")
+    results_dir = MNIST1D_RESULTS if results_dir is None else results_dir
+    sweeps = mnist1d_sweeps(**study)  # validates the parameters
+    if STUDY_ESTIMATORS[estimator] not in sweeps["activations"].base.estimators:
+        raise ValueError(f"estimator {estimator!r} is not among the study's recorded estimators")
+    missing = []
+    if not compute_missing:
+        single_kwargs = {k: study[k] for k in ("epochs", "task", "hidden", "estimators") if k in study}
+        single = mnist1d_single_config(**single_kwargs)
+        cache = ResultCache(results_dir)
+        lone = missing_units(SweepConfig(single, seeds_per_unit=1), results_dir)
+        missing += lone
+        if not lone:
+            ranged = global_range_config(obtain_run(single, results_dir, None, progress=False))
+            missing += missing_units(SweepConfig(ranged, seeds_per_unit=1), results_dir)
+        else:
+            missing.append(f"{cache.name(single)} (its network-wide-range re-run)")
+        for sweep in sweeps.values():
+            missing += [m for m in missing_units(sweep, results_dir) if m not in missing]
+    keys = list(RULES)
+    if missing:
+        return TaskColumn(pd.Series(NOT_STORED, index=keys, name=MNIST1D_COLUMN), 0, 0, tuple(missing))
+    data = task_study_data(**study, results_dir=results_dir, scratch_dir=scratch_dir, progress=progress)
+    claims = for_study(study_claims(data, label, rng=rng), "mnist1d")
+    status = classify_runs(data.pool.runs, label)
+    verdicts = pd.Series({c.key: c.verdict for c in claims}, name=MNIST1D_COLUMN).reindex(keys)
+    return TaskColumn(verdicts, len(status), int(status["failed"].sum()), ())

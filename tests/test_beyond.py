@@ -19,12 +19,19 @@ VERDICTS = {"reproduced", "partly reproduced", "not reproduced"}
 ACTS = ("tanh", "relu", "elu", "softplus", "centered_softplus")
 
 
+CHEAP = dict(epochs=12, seeds=range(3), activations=ACTS, l2s=(0.0, 0.015), task="mnist1d:num_samples=2000",
+             hidden=(10, 8, 6, 4), estimators=(EBAB, EXACT))
+
+
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("beyond")
-    return beyond.task_study_data(epochs=12, seeds=range(3), activations=ACTS, l2s=(0.0, 0.015),
-                                  task="mnist1d:num_samples=2000", hidden=(10, 8, 6, 4), estimators=(EBAB, EXACT),
-                                  results_dir=scratch / "stored", scratch_dir=scratch, progress=False)
+def scratch(tmp_path_factory):
+    return tmp_path_factory.mktemp("beyond")
+
+
+@pytest.fixture(scope="module")
+def data(scratch):
+    """The cheap study, computed into ``scratch`` (nothing is stored in ``scratch / "stored"``)."""
+    return beyond.task_study_data(**CHEAP, results_dir=scratch / "stored", scratch_dir=scratch, progress=False)
 
 
 def test_study_data_holds_every_part(data):
@@ -136,3 +143,43 @@ def test_plot_task_examples():
     with pytest.raises(ValueError, match="per_class"):
         beyond.plot_task_examples("mnist1d", per_class=0, ax=ax)
     plt.close(fig)
+
+
+def test_task_column_reads_not_stored_until_every_unit_is_stored(tmp_path):
+    column = beyond.task_column(results_dir=tmp_path)
+    assert (column.verdicts == beyond.NOT_STORED).all() and set(column.verdicts.index) == KEYS
+    assert column.verdicts.name == beyond.MNIST1D_COLUMN and (column.networks, column.failed) == (0, 0)
+    # the single network, its network-wide-range re-run, 8 activations and 5 more L2 strengths
+    assert len(column.missing) == 1 + 1 + 8 + 5 and len(set(column.missing)) == len(column.missing)
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        beyond.task_column("exact", results_dir=tmp_path)
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        beyond.task_column("ksg", results_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"unknown study parameter\(s\) \['seed'\]"):
+        beyond.task_column(results_dir=tmp_path, seed=3)
+    with pytest.raises(ValueError, match="not among the study's recorded estimators"):
+        beyond.task_column("akde", results_dir=tmp_path, **CHEAP)
+
+
+def test_task_column_judges_the_stored_study_by_its_confirmatory_versions(data, scratch):
+    """With every unit stored (here: the cheap study, read from where it was computed) the column
+    holds the claims of :func:`ibtools.verdicts.study_claims` under the rule versions fixed for
+    the MNIST-1D study, and counts the networks and the failed ones; one unit less and it reads
+    "not stored" in every row again."""
+    from ibtools.claims import for_study
+    from ibtools.failures import classify_runs
+
+    column = beyond.task_column(results_dir=scratch, **CHEAP)
+    assert column.missing == () and set(column.verdicts) <= VERDICTS
+    want = {c.key: c.verdict for c in for_study(study_claims(data, EBAB.label), "mnist1d")}
+    assert column.verdicts.to_dict() == want
+    status = classify_runs(data.pool.runs, EBAB.label)
+    assert (column.networks, column.failed) == (len(status), int(status.failed.sum())) == (18, column.failed)
+    one = sorted(scratch.glob("*tanh*.npz"))[0]
+    hidden = one.with_name(one.name + ".away")
+    one.rename(hidden)
+    try:
+        again = beyond.task_column(results_dir=scratch, **CHEAP)
+        assert (again.verdicts == beyond.NOT_STORED).all() and len(again.missing) == 1
+    finally:
+        hidden.rename(one)
