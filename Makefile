@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book test test-fast paper rerun ground-truth bench overview sync-links clean
+.PHONY: setup book test test-fast paper rerun ground-truth mnist1d bench overview sync-links clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ rerun: $(STAMP)
 
 ground-truth: $(STAMP)
 	$(PY) -m ibtools.ground_truth_study
+
+mnist1d: $(STAMP)
+	$(PY) -m ibtools.mnist1d_study
 
 overview: $(STAMP)
 	$(PY) scripts/make_overview_figure.py
