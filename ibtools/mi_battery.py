@@ -44,6 +44,8 @@ Use::
 
 from __future__ import annotations
 
+import abc
+
 import functools
 import math
 import warnings
@@ -301,8 +303,8 @@ def _check_transform(transform: str) -> str:
 
 
 @dataclass(frozen=True)
-class Task:
-    """Base of the known-answer tasks. Subclasses set ``family`` and implement ``draw``."""
+class Task(abc.ABC):
+    """Base of the known-answer tasks (abstract). Subclasses set ``family`` and implement ``draw``."""
 
     name: str
     family = "task"
@@ -313,8 +315,10 @@ class Task:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"a task needs a non-empty name, got {self.name!r}")
 
-    def draw(self, n: int, rng) -> Draw:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def draw(self, n: int, rng) -> Draw:
+        """One draw of ``n`` rows with the task's known answer (:class:`Draw`); ``rng`` a
+        :class:`numpy.random.Generator` or seed."""
 
     def sample(self, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
         """``(activity, labels)`` of one draw: activity (n, d) float64, labels (n,) int64."""
