@@ -30,6 +30,7 @@ import pandas as pd
 from .activations import PAPER_ACTIVATIONS
 from .analysis import compression_scores, mean_ci
 from .failures import classify_runs
+from .ground_truth_summary import NOT_STORED  # what a column says while its units are not all stored
 from .mnist1d_study import (MNIST1D_ESTIMATORS, MNIST1D_L2S, MNIST1D_RESULTS, mnist1d_single_config,
                             mnist1d_sweeps)
 from .study import (MNIST1D_EPOCHS, MNIST1D_HIDDEN, MNIST1D_TASK, PAPER_EPOCHS, PAPER_SEEDS, global_range_config, obtain,
@@ -282,8 +283,6 @@ def plot_task_examples(task: str, per_class: int = 1, ax=None, seed: int = 0):
 
 #: Name of the summary chapter's column judged on the MNIST-1D study.
 MNIST1D_COLUMN = "holds on MNIST-1D"
-#: What every cell of the column says while some unit of the study is not stored.
-NOT_STORED = "not stored"
 
 
 @dataclass(frozen=True)
