@@ -175,6 +175,9 @@ def test_task_column_judges_the_stored_study_by_its_confirmatory_versions(data, 
     assert column.verdicts.to_dict() == want
     status = classify_runs(data.pool.runs, EBAB.label)
     assert (column.networks, column.failed) == (len(status), int(status.failed.sum())) == (18, column.failed)
+    # computing what is missing: nothing stored in an empty directory, everything found in the scratch
+    computed = beyond.task_column(compute_missing=True, results_dir=scratch / "empty", scratch_dir=scratch, **CHEAP)
+    assert computed.missing == () and computed.verdicts.to_dict() == want
     one = sorted(scratch.glob("*tanh*.npz"))[0]
     hidden = one.with_name(one.name + ".away")
     one.rename(hidden)
