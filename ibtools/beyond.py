@@ -52,6 +52,7 @@ __all__ = [
     "plot_layer_scores",
     "plot_task_examples",
     "MNIST1D_COLUMN",
+    "MNIST1D_KEPT_COLUMN",
     "NOT_STORED",
     "TaskColumn",
     "task_column",
@@ -281,8 +282,10 @@ def plot_task_examples(task: str, per_class: int = 1, ax=None, seed: int = 0):
     return ax
 
 
-#: Name of the summary chapter's column judged on the MNIST-1D study.
+#: Name of the summary chapter's column judged on the MNIST-1D study (with every network).
 MNIST1D_COLUMN = "holds on MNIST-1D"
+#: The same column without the networks that failed to train.
+MNIST1D_KEPT_COLUMN = "holds on MNIST-1D, without failed"
 
 
 @dataclass(frozen=True)
@@ -291,28 +294,43 @@ class TaskColumn:
 
     Attributes
     ----------
-    verdicts : Series
-        Claim key (R1 ... R7, every key of :data:`ibtools.claims.RULES`) to its verdict on the
-        task, decided by the rule versions of :func:`ibtools.claims.current_versions` for
-        ``"mnist1d"``; :data:`NOT_STORED` in every row while ``missing`` is not empty.
+    verdicts : DataFrame
+        Rows the claim keys (R1 ... R7, every key of :data:`ibtools.claims.RULES`), columns
+        :data:`MNIST1D_COLUMN` (every network) and :data:`MNIST1D_KEPT_COLUMN` (without the
+        failed ones; "not judged" when a condition keeps fewer than two networks, see
+        ``kept_reason``). Each verdict is decided by the rule version that
+        :func:`ibtools.claims.current_versions` gives for ``"mnist1d"``. Every cell reads
+        :data:`NOT_STORED` while ``missing`` is not empty.
+    claims, kept_claims : tuple of ClaimResult
+        The claims behind the two columns (with every version's verdict in ``by_version``), empty
+        while units are missing; ``kept_claims`` also empty when not judged.
     networks, failed : int
         Networks judged (0 while units are missing) and, of them, those that failed to train
-        (:mod:`ibtools.failures`; they are judged with the others, as in the summary's main column).
+        (:mod:`ibtools.failures`).
     missing : tuple of str
         File names of the study's units that are not stored (the single network's
         network-wide-range re-run counts as one, named after the single network, while the single
         network itself is missing).
+    kept_reason : str
+        Empty, or why the column without failed networks is not judged.
     """
 
-    verdicts: pd.Series
+    verdicts: pd.DataFrame
+    claims: tuple
+    kept_claims: tuple
     networks: int
     failed: int
     missing: tuple
+    kept_reason: str = ""
+
+
+_STUDY_PARAMETERS = ("epochs", "seeds", "activations", "l2s", "task", "hidden", "estimators")
 
 
 def task_column(estimator: str = "ebab", *, compute_missing: bool = False, results_dir=None, scratch_dir=None,
                 rng=0, progress: bool = False, **study) -> TaskColumn:
-    """Each claim's verdict on the MNIST-1D study (:mod:`ibtools.mnist1d_study`), for the summary.
+    """Each claim's verdict on the MNIST-1D study (:mod:`ibtools.mnist1d_study`), for the summary,
+    with every network and without the failed ones.
 
     Parameters
     ----------
@@ -320,20 +338,23 @@ def task_column(estimator: str = "ebab", *, compute_missing: bool = False, resul
         Short name of the study estimator the claims are judged with (:data:`STUDY_ESTIMATORS`:
         ``"ebab"``, ``"akde"``; ``"exact"`` is recorded but R1 needs EBAB's binning range).
     compute_missing : bool
-        False (the summary at full scale): read ``results_dir`` (default ``results/mnist1d``); while
-        a unit is not stored every row reads :data:`NOT_STORED`, and no verdict is drawn from part of
-        the networks. True: compute the missing units in ``scratch_dir`` (a cheap version).
+        False (the summary): read ``results_dir`` (default ``results/mnist1d``); while a unit is
+        not stored every cell reads :data:`NOT_STORED`, and no verdict is drawn from part of the
+        networks. True: compute the missing units in ``scratch_dir``, which must then be given;
+        at the default parameters that is the whole study (about 19 CPU-hours), so pass smaller
+        ones.
     rng : int
         Seed of the bootstrap confidence intervals.
     **study
         The study's parameters as :func:`ibtools.mnist1d_study.mnist1d_sweeps` takes them
         (``epochs``, ``seeds``, ``activations``, ``l2s``, ``task``, ``hidden``, ``estimators``);
-        the defaults are the stored study.
+        the defaults are the stored study. ``seeds`` is a sequence of seeds (e.g. ``range(50)``).
 
     Raises
     ------
     ValueError
-        For an unknown estimator or study parameter (the message says what is allowed).
+        For an unknown estimator or study parameter, seeds that are not a sequence of integers,
+        or ``compute_missing`` without ``scratch_dir`` (the message says what is allowed).
     """
     from .claims import RULES, for_study
     from .sweep import ResultCache, missing_units
@@ -342,9 +363,17 @@ def task_column(estimator: str = "ebab", *, compute_missing: bool = False, resul
         raise ValueError(f"estimator must be one of {[e for e in STUDY_ESTIMATORS if e != 'exact']} (the MNIST-1D "
                          f"study's estimators that claim R1 can be judged with), got {estimator!r}")
     label = STUDY_ESTIMATORS[estimator].label
-    unknown = sorted(set(study) - {"epochs", "seeds", "activations", "l2s", "task", "hidden", "estimators"})
+    unknown = sorted(set(study) - set(_STUDY_PARAMETERS))
     if unknown:
-        raise ValueError(f"unknown study parameter(s) {unknown}; see ibtools.mnist1d_study.mnist1d_sweeps")
+        raise ValueError(f"unknown study parameter(s) {unknown}; choose from {list(_STUDY_PARAMETERS)} "
+                         "(see ibtools.mnist1d_study.mnist1d_sweeps)")
+    if "seeds" in study:
+        seeds = study["seeds"]
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__") or not all(
+                isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in seeds) or not len(seeds):
+            raise ValueError(f"seeds must be a non-empty sequence of integer seeds such as range(50), got {seeds!r}")
+    if compute_missing and scratch_dir is None:
+        raise ValueError("compute_missing=True needs a scratch_dir to compute the missing units in")
     results_dir = MNIST1D_RESULTS if results_dir is None else results_dir
     sweeps = mnist1d_sweeps(**study)  # validates the parameters
     if STUDY_ESTIMATORS[estimator] not in sweeps["activations"].base.estimators:
@@ -353,21 +382,25 @@ def task_column(estimator: str = "ebab", *, compute_missing: bool = False, resul
     if not compute_missing:
         single_kwargs = {k: study[k] for k in ("epochs", "task", "hidden", "estimators") if k in study}
         single = mnist1d_single_config(**single_kwargs)
-        cache = ResultCache(results_dir)
         lone = missing_units(SweepConfig(single, seeds_per_unit=1), results_dir)
         missing += lone
-        if not lone:
+        if not lone:  # the re-run's configuration follows from the single network's stored range
             ranged = global_range_config(obtain_run(single, results_dir, None, progress=False))
             missing += missing_units(SweepConfig(ranged, seeds_per_unit=1), results_dir)
         else:
-            missing.append(f"{cache.name(single)} (its network-wide-range re-run)")
+            missing.append(f"{ResultCache(results_dir).name(single)} (its network-wide-range re-run)")
         for sweep in sweeps.values():
             missing += [m for m in missing_units(sweep, results_dir) if m not in missing]
     keys = list(RULES)
+    columns = [MNIST1D_COLUMN, MNIST1D_KEPT_COLUMN]
     if missing:
-        return TaskColumn(pd.Series(NOT_STORED, index=keys, name=MNIST1D_COLUMN), 0, 0, tuple(missing))
+        return TaskColumn(pd.DataFrame(NOT_STORED, index=keys, columns=columns), (), (), 0, 0, tuple(missing))
     data = task_study_data(**study, results_dir=results_dir, scratch_dir=scratch_dir, progress=progress)
-    claims = for_study(study_claims(data, label, rng=rng), "mnist1d")
-    status = classify_runs(data.pool.runs, label)
-    verdicts = pd.Series({c.key: c.verdict for c in claims}, name=MNIST1D_COLUMN).reindex(keys)
-    return TaskColumn(verdicts, len(status), int(status["failed"].sum()), ())
+    all_claims, kept_claims, status, reason = claims_with_and_without_failed(data, label, rng=rng)
+    all_claims = for_study(all_claims, "mnist1d")
+    kept_claims = for_study(kept_claims, "mnist1d") if kept_claims is not None else []
+    frame = pd.DataFrame({MNIST1D_COLUMN: pd.Series({c.key: c.verdict for c in all_claims}),
+                          MNIST1D_KEPT_COLUMN: pd.Series({c.key: c.verdict for c in kept_claims}, dtype=object)})
+    frame = frame.reindex(index=keys, columns=columns).fillna("not judged")
+    return TaskColumn(frame, tuple(all_claims), tuple(kept_claims), len(status), int(status["failed"].sum()), (),
+                      reason)

@@ -49,6 +49,7 @@ __all__ = [
     "CURRENT",
     "RERUN_DATA_FROM",
     "MNIST1D_DATA_FROM",
+    "MNIST1D_VERSIONS_COMMITTED",
     "STUDIES",
     "current_versions",
     "for_study",
@@ -303,6 +304,12 @@ RERUN_DATA_FROM = "2026-11-26T02:53:13+0000"
 #: re-run's, by the latest rule version adopted before this moment (fixed in the commit that
 #: added this constant, before any unit of the study was finished).
 MNIST1D_DATA_FROM = "2026-11-27T05:32:34+0000"
+
+#: When the choice of the MNIST-1D study's deciding versions (:data:`MNIST1D_DATA_FROM` and
+#: ``current_versions("mnist1d")``) was committed: d0a7984, 2026-11-27 05:44:16 UTC, after its
+#: processes had started and before the first of its units was finished (the test suite checks
+#: that every stored unit was created after this moment).
+MNIST1D_VERSIONS_COMMITTED = "2026-11-27T05:44:16+0000"
 
 #: Studies whose verdicts :func:`current_versions` knows how to choose.
 STUDIES = ("paper", "rerun", "mnist1d")

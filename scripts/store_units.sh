@@ -58,5 +58,5 @@ print("; ".join(parts))
 EOF
 )
 git add "results/$sub"
-git commit -q -m "results/$sub: ${#new[@]} more unit(s) ($summary); each reproduces bit for bit for 20 epochs on 2 seeds"
+git commit -q -m "results/$sub: ${#new[@]} more unit(s) ($summary); each reproduces bit for bit: up to 2 of its seeds retrained for 20 epochs"
 git log -1 --format='%h %s'

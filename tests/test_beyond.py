@@ -12,6 +12,7 @@ from ibtools import beyond
 from ibtools.analysis import compression_scores
 from ibtools.rerun import EXACT
 from ibtools.settings import EBAB
+from ibtools.sweep import ResultCache
 from ibtools.verdicts import study_claims
 
 KEYS = {"R1", "R2", "R3", "R4", "R5a", "R5b", "R5c", "R6a", "R6b", "R6c", "R7"}
@@ -147,42 +148,58 @@ def test_plot_task_examples():
 
 def test_task_column_reads_not_stored_until_every_unit_is_stored(tmp_path):
     column = beyond.task_column(results_dir=tmp_path)
-    assert (column.verdicts == beyond.NOT_STORED).all() and set(column.verdicts.index) == KEYS
-    assert column.verdicts.name == beyond.MNIST1D_COLUMN and (column.networks, column.failed) == (0, 0)
+    assert (column.verdicts == beyond.NOT_STORED).all().all() and set(column.verdicts.index) == KEYS
+    assert list(column.verdicts.columns) == [beyond.MNIST1D_COLUMN, beyond.MNIST1D_KEPT_COLUMN]
+    assert (column.networks, column.failed, column.claims, column.kept_claims) == (0, 0, (), ())
     # the single network, its network-wide-range re-run, 8 activations and 5 more L2 strengths
     assert len(column.missing) == 1 + 1 + 8 + 5 and len(set(column.missing)) == len(column.missing)
-    with pytest.raises(ValueError, match="estimator must be one of"):
-        beyond.task_column("exact", results_dir=tmp_path)
-    with pytest.raises(ValueError, match="estimator must be one of"):
-        beyond.task_column("ksg", results_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"unknown study parameter\(s\) \['seed'\]"):
-        beyond.task_column(results_dir=tmp_path, seed=3)
-    with pytest.raises(ValueError, match="not among the study's recorded estimators"):
-        beyond.task_column("akde", results_dir=tmp_path, **CHEAP)
+    for bad, message in ((dict(estimator="exact"), "estimator must be one of"),
+                         (dict(estimator="ksg"), "estimator must be one of"),
+                         (dict(seed=3), r"unknown study parameter\(s\) \['seed'\]"),
+                         (dict(seeds=20), "seeds must be a non-empty sequence of integer seeds"),
+                         (dict(seeds=[]), "seeds must be a non-empty sequence"),
+                         (dict(seeds=[0, 1.5]), "seeds must be a non-empty sequence"),
+                         (dict(compute_missing=True), "needs a scratch_dir"),
+                         (dict(estimator="akde", **CHEAP), "not among the study's recorded estimators")):
+        with pytest.raises(ValueError, match=message):
+            beyond.task_column(results_dir=tmp_path, **bad)
 
 
 def test_task_column_judges_the_stored_study_by_its_confirmatory_versions(data, scratch):
     """With every unit stored (here: the cheap study, read from where it was computed) the column
-    holds the claims of :func:`ibtools.verdicts.study_claims` under the rule versions fixed for
-    the MNIST-1D study, and counts the networks and the failed ones; one unit less and it reads
-    "not stored" in every row again."""
-    from ibtools.claims import for_study
+    holds the claims of :func:`ibtools.verdicts.study_claims` with every network and without the
+    failed ones, each decided by the rule version fixed for the MNIST-1D study, and counts the
+    networks and the failed ones; one unit less (a sweep unit, or the single network's
+    network-wide-range re-run) and every cell reads "not stored" again."""
+    from ibtools.claims import current_versions, for_study
     from ibtools.failures import classify_runs
 
     column = beyond.task_column(results_dir=scratch, **CHEAP)
-    assert column.missing == () and set(column.verdicts) <= VERDICTS
-    want = {c.key: c.verdict for c in for_study(study_claims(data, EBAB.label), "mnist1d")}
-    assert column.verdicts.to_dict() == want
+    assert column.missing == ()
+    versions = current_versions("mnist1d")
+    for c in column.claims + column.kept_claims:  # the deciding version, and its verdict
+        assert c.version == versions[c.key] and c.verdict == c.by_version[c.version][0]
+    all_claims, kept, status, reason = beyond.claims_with_and_without_failed(data, EBAB.label)
+    want = {c.key: c.verdict for c in for_study(all_claims, "mnist1d")}
+    assert column.verdicts[beyond.MNIST1D_COLUMN].to_dict() == want
+    if kept is None:
+        assert (column.verdicts[beyond.MNIST1D_KEPT_COLUMN] == "not judged").all() and column.kept_reason == reason
+    else:
+        assert column.verdicts[beyond.MNIST1D_KEPT_COLUMN].to_dict() == {c.key: c.verdict for c in for_study(kept, "mnist1d")}
+    assert set(column.verdicts.stack()) <= VERDICTS | {"not judged"}
     status = classify_runs(data.pool.runs, EBAB.label)
-    assert (column.networks, column.failed) == (len(status), int(status.failed.sum())) == (18, column.failed)
+    assert (column.networks, column.failed) == (len(status), int(status.failed.sum()))
+    assert column.networks == 3 * (len(ACTS) + 1)
     # computing what is missing: nothing stored in an empty directory, everything found in the scratch
     computed = beyond.task_column(compute_missing=True, results_dir=scratch / "empty", scratch_dir=scratch, **CHEAP)
-    assert computed.missing == () and computed.verdicts.to_dict() == want
-    one = sorted(scratch.glob("*tanh*.npz"))[0]
-    hidden = one.with_name(one.name + ".away")
-    one.rename(hidden)
-    try:
-        again = beyond.task_column(results_dir=scratch, **CHEAP)
-        assert (again.verdicts == beyond.NOT_STORED).all() and len(again.missing) == 1
-    finally:
-        hidden.rename(one)
+    assert computed.missing == () and computed.verdicts.equals(column.verdicts)
+    ranged = beyond.global_range_config(data.relu_single)
+    for hide in (sorted(scratch.glob("*tanh*.npz"))[0],
+                 next(p for p in scratch.glob("*.npz") if ResultCache(scratch).name(ranged) in p.name)):
+        away = hide.with_name(hide.name + ".away")
+        hide.rename(away)
+        try:
+            again = beyond.task_column(results_dir=scratch, **CHEAP)
+            assert (again.verdicts == beyond.NOT_STORED).all().all() and again.missing == (hide.stem,)
+        finally:
+            away.rename(hide)

@@ -279,13 +279,13 @@ def test_rerun_data_from_is_no_later_than_the_first_stored_rerun_unit():
 
 def test_the_mnist1d_study_is_judged_by_the_rules_adopted_before_its_first_unit():
     """The MNIST-1D verdicts' rule versions were fixed before any unit of that study existed:
-    every deciding version is older than MNIST1D_DATA_FROM and every stored MNIST-1D unit was
-    created after it (none may predate it; with no unit stored the second check is vacuous and
-    the first still holds)."""
+    every deciding version is older than MNIST1D_DATA_FROM (the study's start), and every stored
+    MNIST-1D unit was created after the commit that made that choice (MNIST1D_VERSIONS_COMMITTED)."""
     import json
     from pathlib import Path
 
-    from ibtools.claims import MNIST1D_DATA_FROM, RULES, _time, current_versions, written_after_data
+    from ibtools.claims import (MNIST1D_DATA_FROM, MNIST1D_VERSIONS_COMMITTED, RULES, _time, current_versions,
+                                written_after_data)
 
     versions = current_versions("mnist1d")
     assert versions == {**{k: 1 for k in RULES}, "R2": 2, "R5a": 2, "R6b": 2, "R7": 2}
@@ -295,7 +295,9 @@ def test_the_mnist1d_study_is_judged_by_the_rules_adopted_before_its_first_unit(
         assert _time(r.adopted_at) < start and not written_after_data(r, "mnist1d")
     created = [json.loads(p.read_text())["meta"]["created"]
                for p in (Path(__file__).resolve().parents[1] / "results" / "mnist1d").glob("*.json")]
-    assert all(_time(c) > start for c in created)
+    assert created, "results/mnist1d holds no unit"
+    assert _time(MNIST1D_VERSIONS_COMMITTED) > start
+    assert all(_time(c) > _time(MNIST1D_VERSIONS_COMMITTED) for c in created)
 
 
 def test_for_study_takes_the_deciding_version_from_by_version():

@@ -99,7 +99,8 @@ def test_draft_executes_cheaply_with_captioned_figures(path, tmp_path):
     ({"ESTIMATORS": "ebab,ksg"}, "unknown study estimator"),
     ({"ESTIMATOR": "akde", "ESTIMATORS": "ebab,exact"}, "must be one of ESTIMATORS"),
     ({"L2S": "0.01,0.1"}, "needs 0 and at least one nonzero"),
-    ({"TISHBY_STUDY": "first"}, "STUDY must be one of"),
+    ({"TISHBY_STUDY": "first"}, "TISHBY_STUDY must be one of"),
+    ({"ESTIMATOR": "exact", "ESTIMATORS": "ebab,exact"}, "R1 needs EBAB"),
 ])
 def test_bad_parameters_stop_early_with_one_message(params, message, tmp_path):
     path = DRAFTS_DIR / "10_beyond_12_bits.ipynb"
