@@ -17,7 +17,7 @@ adds:
   with 95 % confidence intervals over networks (bits);
 * :func:`ceiling_bits`: log2 N, the most any estimate of I(X;T) can give on a task's N inputs;
 * :func:`task_column`: the summary chapter's column, each claim's verdict on the stored MNIST-1D
-  study, or :data:`NOT_STORED` in every row until all of its units are stored.
+  study, or :data:`~ibtools.ground_truth_summary.NOT_STORED` in every row until all of its units are stored.
 """
 
 from __future__ import annotations
@@ -300,7 +300,7 @@ class TaskColumn:
         failed ones; "not judged" when a condition keeps fewer than two networks, see
         ``kept_reason``). Each verdict is decided by the rule version that
         :func:`ibtools.claims.current_versions` gives for ``"mnist1d"``. Every cell reads
-        :data:`NOT_STORED` while ``missing`` is not empty.
+        :data:`~ibtools.ground_truth_summary.NOT_STORED` while ``missing`` is not empty.
     claims, kept_claims : tuple of ClaimResult
         The claims behind the two columns (with every version's verdict in ``by_version``), empty
         while units are missing; ``kept_claims`` also empty when not judged.
@@ -339,7 +339,7 @@ def task_column(estimator: str = "ebab", *, compute_missing: bool = False, resul
         ``"ebab"``, ``"akde"``; ``"exact"`` is recorded but R1 needs EBAB's binning range).
     compute_missing : bool
         False (the summary): read ``results_dir`` (default ``results/mnist1d``); while a unit is
-        not stored every cell reads :data:`NOT_STORED`, and no verdict is drawn from part of the
+        not stored every cell reads :data:`~ibtools.ground_truth_summary.NOT_STORED`, and no verdict is drawn from part of the
         networks. True: compute the missing units in ``scratch_dir``, which must then be given;
         at the default parameters that is the whole study (about 19 CPU-hours), so pass smaller
         ones.
