@@ -34,17 +34,18 @@ from ibtools.trainer import EnsembleTrainer  # noqa: E402
 
 
 #: What ``--parts`` can choose.
-PARTS = ("training", "recording", "invariance", "full-unit")
+PARTS = ("training", "recording", "invariance", "full-unit", "mnist1d")
 
 
 def _sync():
     torch.cuda.synchronize()
 
 
-def gpu_per_net_epoch(activation: str, networks: int, epochs: int, invariant: bool = False) -> float:
-    """Wall seconds per network-epoch of the engine on the GPU (after two warm-up epochs)."""
+def gpu_per_net_epoch(activation: str, networks: int, epochs: int, invariant: bool = False, **task) -> float:
+    """Wall seconds per network-epoch of the engine on the GPU (after two warm-up epochs).
+    ``task`` may hold ``task=`` and ``hidden=`` (default: the 12-bit task's network)."""
     tr = EnsembleTrainer(TrainConfig(activation=activation, seeds=tuple(range(networks)), device="cuda",
-                                     ensemble_invariant=invariant))
+                                     ensemble_invariant=invariant, **task))
     tr.train_epoch(), tr.train_epoch()
     _sync()
     t0 = time.perf_counter()
@@ -54,9 +55,9 @@ def gpu_per_net_epoch(activation: str, networks: int, epochs: int, invariant: bo
     return (time.perf_counter() - t0) / (epochs * networks)
 
 
-def cpu_per_net_epoch(activation: str, networks: int, epochs: int) -> float:
+def cpu_per_net_epoch(activation: str, networks: int, epochs: int, **task) -> float:
     """CPU seconds per network-epoch of the same engine on the CPU, one thread."""
-    tr = EnsembleTrainer(TrainConfig(activation=activation, seeds=tuple(range(networks))))
+    tr = EnsembleTrainer(TrainConfig(activation=activation, seeds=tuple(range(networks)), **task))
     tr.train_epoch()
     t0 = time.process_time()
     for _ in range(epochs):
@@ -125,16 +126,22 @@ def invariance(activation: str, sizes=(1, 3, 50, 1000), epochs: int = 5) -> dict
     return out
 
 
-def full_unit(limit_s: float, save_to: Path | None = None) -> dict:
-    """The re-run's tanh unit (50 networks x 8000 epochs, every estimator and measure of the
-    re-run) on the GPU, if ``probe_seconds`` expects it within ``limit_s``; compared with the same
-    unit stored from the CPU in ``results/rerun`` when that is there."""
-    from ibtools.rerun import RERUN_RESULTS, rerun_units
+def full_unit(limit_s: float, save_to: Path | None = None, study: str = "rerun") -> dict:
+    """One stored unit computed again on the GPU, if ``probe_seconds`` expects it within
+    ``limit_s``, and compared with the unit stored from the CPU when that is there. ``study``:
+    ``"rerun"``, the re-run's tanh unit (50 networks x 8000 epochs, every estimator and measure
+    of the re-run), or ``"mnist1d"``, the MNIST-1D study's ReLU unit (50 networks x 4000 epochs,
+    EBAB, adaptive KDE and exact MI)."""
     from ibtools.result_cache import ResultCache
     from ibtools.results import load_run
     from ibtools.training import probe_seconds, train
 
-    unit = next(u for u in rerun_units(parts=("activations-paper",)) if u.activation == "tanh")
+    if study == "mnist1d":
+        from ibtools.mnist1d_study import MNIST1D_RESULTS as RERUN_RESULTS, mnist1d_units
+        unit = next(u for u in mnist1d_units(parts=("activations",)) if u.activation == "relu")
+    else:
+        from ibtools.rerun import RERUN_RESULTS, rerun_units
+        unit = next(u for u in rerun_units(parts=("activations-paper",)) if u.activation == "tanh")
     gpu = unit.replace(device="cuda")
     probe = probe_seconds(gpu)
     out = {"unit": ResultCache(RERUN_RESULTS).name(unit), "probe_s": round(probe, 1)}
@@ -176,6 +183,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer sizes and epochs")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to measure")
+    p.add_argument("--sizes", type=int, nargs="+", default=None,
+                   help="ensemble sizes to time on the GPU (default: 50 200 1000 5000 20000; --quick: 50 1000)")
     p.add_argument("--full-unit-limit", type=float, default=240.0,
                    help="run the full re-run unit only if the probe expects at most this many seconds (0: skip)")
     args = p.parse_args(argv)
@@ -184,7 +193,7 @@ def main(argv=None) -> int:
         return 2
     torch.set_num_threads(1)
     record = {"machine": machine(), "gpu": torch.cuda.get_device_name(0)}
-    sizes = (50, 1000) if args.quick else (50, 200, 1000, 5000, 20000)
+    sizes = tuple(args.sizes) if args.sizes else (50, 1000) if args.quick else (50, 200, 1000, 5000, 20000)
 
     if "training" in args.parts:
         record.update(_training(sizes))
@@ -197,6 +206,8 @@ def main(argv=None) -> int:
     if "full-unit" in args.parts and args.full_unit_limit > 0:
         record["full_unit"] = full_unit(args.full_unit_limit, save_to=args.out / "full_unit_gpu")
         print("full unit", json.dumps(record["full_unit"]), flush=True)
+    if "mnist1d" in args.parts:
+        record["mnist1d"] = _mnist1d(sizes, args.full_unit_limit, args.out)
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "cuda.json"
@@ -220,6 +231,27 @@ def _training(sizes) -> dict:
         print(activation, {k: round(v, 4) for k, v in row.items()}, flush=True)
     return {"training_ms_per_net_epoch": training,
             "invariant_gpu_50_ms": {a: gpu_per_net_epoch(a, 50, 10, invariant=True) * 1e3 for a in ("tanh", "relu")}}
+
+
+def _mnist1d(sizes, full_unit_limit: float, out: Path) -> dict:
+    """MNIST-1D (the study's 40-100-50-20-10-5-10 networks): training throughput of ReLU and
+    tanh beside the CPU engine, then the study's ReLU unit on the GPU."""
+    from ibtools.study import MNIST1D_HIDDEN, MNIST1D_TASK
+
+    task = {"task": MNIST1D_TASK, "hidden": MNIST1D_HIDDEN}  # ensemble-invariant, as the study trains
+    training = {}
+    for activation in ("relu", "tanh"):
+        row = {"cpu_engine_50_ms": cpu_per_net_epoch(activation, 50, 3, ensemble_invariant=True, **task) * 1e3}
+        for n in sizes:
+            row[f"gpu_{n}_ms"] = gpu_per_net_epoch(activation, n, 10 if n <= 1000 else 4, invariant=True,
+                                                   **task) * 1e3
+        training[activation] = row
+        print("mnist1d", activation, {k: round(v, 4) for k, v in row.items()}, flush=True)
+    result = {"training_ms_per_net_epoch": training}
+    if full_unit_limit > 0:
+        result["full_unit"] = full_unit(full_unit_limit, save_to=out / "mnist1d_unit_gpu", study="mnist1d")
+        print("mnist1d full unit", json.dumps(result["full_unit"]), flush=True)
+    return result
 
 
 def _recording() -> dict:
