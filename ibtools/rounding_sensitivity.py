@@ -49,8 +49,23 @@ class Drift:
     logits: float
 
 
+def _trajectory(trainer: EnsembleTrainer, epochs: int):
+    """Train ``trainer`` in place; its per-epoch losses (float64, on the CPU), final parameters
+    and final logits on the full input set."""
+    loss = torch.stack([trainer.train_epoch().cpu().double() for _ in range(epochs)])
+    _, logits = trainer.evaluate()
+    return loss, trainer.model.flat.detach().cpu().clone(), logits.cpu()
+
+
+def _drift(a, b) -> Drift:
+    (loss_a, params_a, logits_a), (loss_b, params_b, logits_b) = a, b
+    loss = ((loss_a - loss_b).abs() / loss_a.abs()).amax(dim=1).numpy()
+    return Drift(loss=loss, params=float((params_a - params_b).abs().max()),
+                 logits=float((logits_a - logits_b).abs().max()))
+
+
 def drift_between(first: EnsembleTrainer, second: EnsembleTrainer, epochs: int) -> Drift:
-    """Train ``first`` and ``second`` for ``epochs`` epochs side by side and measure the drift.
+    """Train ``first`` and ``second`` for ``epochs`` epochs and measure how far apart they end up.
 
     The two must hold the same networks (same task, architecture and number of networks); they
     may live on different devices. Both are trained in place.
@@ -60,14 +75,7 @@ def drift_between(first: EnsembleTrainer, second: EnsembleTrainer, epochs: int) 
     if first.model.flat.shape != second.model.flat.shape:
         raise ValueError(f"the two ensembles hold different networks: {tuple(first.model.flat.shape)} "
                          f"parameters against {tuple(second.model.flat.shape)}")
-    loss = np.empty(epochs)
-    for epoch in range(epochs):
-        a, b = first.train_epoch().cpu().double(), second.train_epoch().cpu().double()
-        loss[epoch] = ((a - b).abs() / a.abs()).max().item()
-    params = (first.model.flat.cpu() - second.model.flat.cpu()).abs().max().item()
-    (_, logits_a), (_, logits_b) = first.evaluate(), second.evaluate()
-    logits = (logits_a.cpu() - logits_b.cpu()).abs().max().item()
-    return Drift(loss=loss, params=float(params), logits=float(logits))
+    return _drift(_trajectory(first, epochs), _trajectory(second, epochs))
 
 
 def rounding_drift(config: TrainConfig, epochs: int, eps: float = 1e-7, generator: torch.Generator | None = None,
@@ -99,16 +107,19 @@ def rounding_drift(config: TrainConfig, epochs: int, eps: float = 1e-7, generato
     """
     if not (eps > 0 and np.isfinite(eps)):
         raise ValueError(f"eps must be a positive finite number, got {eps}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
     config = config.replace(device="cpu")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    reference = _trajectory(EnsembleTrainer(config), epochs)  # deterministic: trained once
     drifts = []
     for _ in range(draws):
-        reference, changed = EnsembleTrainer(config), EnsembleTrainer(config)
+        changed = EnsembleTrainer(config)
         z = torch.randn(changed.model.flat.shape, generator=generator, dtype=changed.model.flat.dtype)
         with torch.no_grad():
             changed.model.flat.mul_(1 + eps * z)
-        drifts.append(drift_between(reference, changed, epochs))
+        drifts.append(_drift(reference, _trajectory(changed, epochs)))
     return Drift(loss=np.max([d.loss for d in drifts], axis=0), params=max(d.params for d in drifts),
                  logits=max(d.logits for d in drifts))
