@@ -137,14 +137,14 @@ def full_unit(limit_s: float, save_to: Path | None = None, study: str = "rerun")
     from ibtools.training import probe_seconds, train
 
     if study == "mnist1d":
-        from ibtools.mnist1d_study import MNIST1D_RESULTS as RERUN_RESULTS, mnist1d_units
+        from ibtools.mnist1d_study import MNIST1D_RESULTS as stored_dir, mnist1d_units
         unit = next(u for u in mnist1d_units(parts=("activations",)) if u.activation == "relu")
     else:
-        from ibtools.rerun import RERUN_RESULTS, rerun_units
+        from ibtools.rerun import RERUN_RESULTS as stored_dir, rerun_units
         unit = next(u for u in rerun_units(parts=("activations-paper",)) if u.activation == "tanh")
     gpu = unit.replace(device="cuda")
     probe = probe_seconds(gpu)
-    out = {"unit": ResultCache(RERUN_RESULTS).name(unit), "probe_s": round(probe, 1)}
+    out = {"unit": ResultCache(stored_dir).name(unit), "probe_s": round(probe, 1)}
     if probe > limit_s:
         out["skipped"] = f"probe expects {probe:.0f} s, over the limit of {limit_s:.0f} s"
         return out
@@ -153,7 +153,7 @@ def full_unit(limit_s: float, save_to: Path | None = None, study: str = "rerun")
     out["wall_s"] = round(time.perf_counter() - t0, 1)
     if save_to is not None:
         out["saved"] = str(run.save(save_to))
-    stored = ResultCache(RERUN_RESULTS).path(unit)
+    stored = ResultCache(stored_dir).path(unit)
     if not stored.with_suffix(".npz").exists():
         return out
     cpu = load_run(stored, expected=unit)
@@ -186,7 +186,8 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=None,
                    help="ensemble sizes to time on the GPU (default: 50 200 1000 5000 20000; --quick: 50 1000)")
     p.add_argument("--full-unit-limit", type=float, default=240.0,
-                   help="run the full re-run unit only if the probe expects at most this many seconds (0: skip)")
+                   help="run a full stored unit (the re-run's tanh unit; with the mnist1d part, also the MNIST-1D "
+                        "study's ReLU unit) only if the probe expects at most this many seconds (0: skip)")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_cuda: torch sees no CUDA device; nothing to measure", file=sys.stderr)

@@ -94,6 +94,9 @@ def sgemm_gflops(n: int = 1024, reps: int = 20) -> float:
 def main() -> int:
     import llvmlite.binding as llvm
 
+    import torch
+
+    torch.set_num_threads(1)  # before machine() records it
     llvm.initialize_native_target()
     record = {"machine": machine(), "llvm_cpu": llvm.get_host_cpu_name(), "clock": "process CPU time, best of 3",
               "packed_fma_per_ns": {}}

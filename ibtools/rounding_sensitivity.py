@@ -10,7 +10,7 @@ signals, 100 first-layer units) this happens within 20 epochs
 
 :func:`rounding_drift` measures the effect on the CPU alone. It multiplies every initial
 parameter of a copy of the ensemble by (1 + eps z), z standard normal (eps = 1e-7 is about one
-float32 ulp), trains both copies side by side and reports how far apart they are. The CUDA tests
+float32 ulp; :func:`perturb_weights`), trains both copies and reports how far apart they end up. The CUDA tests
 (``tests/test_cuda.py``) use it as the yardstick for what "the same up to rounding" can mean for a
 given task and activation.
 """
@@ -25,7 +25,7 @@ import torch
 from .config import TrainConfig
 from .trainer import EnsembleTrainer
 
-__all__ = ["Drift", "drift_between", "rounding_drift"]
+__all__ = ["Drift", "drift_between", "perturb_weights", "rounding_drift"]
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,33 @@ def drift_between(first: EnsembleTrainer, second: EnsembleTrainer, epochs: int) 
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if first.model.flat.shape != second.model.flat.shape:
-        raise ValueError(f"the two ensembles hold different networks: {tuple(first.model.flat.shape)} "
-                         f"parameters against {tuple(second.model.flat.shape)}")
+    a, b = first.config, second.config
+    if (a.task, a.widths, len(a.seeds)) != (b.task, b.widths, len(b.seeds)):
+        raise ValueError(f"the two ensembles hold different networks: task {a.task!r}, widths {a.widths}, "
+                         f"{len(a.seeds)} networks against task {b.task!r}, widths {b.widths}, {len(b.seeds)} networks")
     return _drift(_trajectory(first, epochs), _trajectory(second, epochs))
+
+
+def perturb_weights(trainer: EnsembleTrainer, eps: float, generator: torch.Generator) -> int:
+    """Multiply every parameter of ``trainer`` by (1 + eps z), z standard normal, in place.
+
+    The product is taken in float64 and rounded once to the parameters' float32, so a change
+    smaller than half a float32 ulp of a parameter leaves that parameter as it was (at eps = 1e-7
+    about a third of them stay unchanged). Returns how many parameters changed; a change that
+    moves none is refused (``ValueError``), since it would measure nothing.
+    """
+    if not (eps > 0 and np.isfinite(eps)):
+        raise ValueError(f"eps must be a positive finite number, got {eps}")
+    flat = trainer.model.flat
+    z = torch.randn(flat.shape, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        moved = (flat.detach().cpu().double() * (1 + eps * z)).to(flat.dtype)
+        changed = int((moved != flat.detach().cpu()).sum())
+        flat.copy_(moved.to(flat.device))
+    if changed == 0:
+        raise ValueError(f"eps = {eps:g} is below float32 rounding for every parameter: nothing changed "
+                         "(use eps >= 1e-7)")
+    return changed
 
 
 def rounding_drift(config: TrainConfig, epochs: int, eps: float = 1e-7, generator: torch.Generator | None = None,
@@ -90,14 +113,14 @@ def rounding_drift(config: TrainConfig, epochs: int, eps: float = 1e-7, generato
         How many epochs to train the two copies.
     eps : float
         Relative size of the change: every parameter is multiplied by (1 + eps z), z standard
-        normal. 1e-7 is about one float32 ulp (float32's machine epsilon is 1.19e-7).
+        normal, in float64 and rounded to float32 (:func:`perturb_weights`). 1e-7 is about one
+        float32 ulp (float32's machine epsilon is 1.19e-7).
     generator : torch.Generator, optional
         Source of z (default: a generator seeded with 0).
     draws : int
         How many independent changes to try. Whether a change pushes some pre-activation across
-        a kink within ``epochs`` is itself a matter of chance (on MNIST-1D, 2 of 6 draws left
-        ReLU networks within 3e-7 over 20 epochs, the other 4 drifted 2e-4 to 5e-4), so a
-        yardstick should take several.
+        a kink within ``epochs`` is itself a matter of chance
+        (``experiments/training_rounding_sensitivity.md``), so a yardstick should take several.
 
     Returns
     -------
@@ -117,9 +140,7 @@ def rounding_drift(config: TrainConfig, epochs: int, eps: float = 1e-7, generato
     drifts = []
     for _ in range(draws):
         changed = EnsembleTrainer(config)
-        z = torch.randn(changed.model.flat.shape, generator=generator, dtype=changed.model.flat.dtype)
-        with torch.no_grad():
-            changed.model.flat.mul_(1 + eps * z)
+        perturb_weights(changed, eps, generator)
         drifts.append(_drift(reference, _trajectory(changed, epochs)))
     return Drift(loss=np.max([d.loss for d in drifts], axis=0), params=max(d.params for d in drifts),
                  logits=max(d.logits for d in drifts))

@@ -77,8 +77,14 @@ def _train_side_by_side(config: TrainConfig, epochs: int = EPOCHS, yardstick: Dr
     assert dev.model.flat.device.type == DEVICE
     assert torch.equal(cpu.model.flat, dev.model.flat.cpu())  # the same initial weights
     drift = drift_between(cpu, dev, epochs)
+    assert np.isfinite(drift.loss).all() and np.isfinite([drift.params, drift.logits]).all()
+    if DEVICE == "cpu":  # the tests checking themselves: the same arithmetic, the same bits
+        assert drift.loss.max() == 0 and drift.params == 0 and drift.logits == 0
+    (acts_c, _), (acts_d, _) = cpu.evaluate(), dev.evaluate()
+    assert [a.shape for a in acts_c] == [a.shape for a in acts_d]
     loss_bound, param_bound, logit_bound = np.full(epochs, LOSS_RTOL), PARAM_ATOL, LOGIT_ATOL
     if yardstick is not None:
+        assert np.isfinite(yardstick.loss).all() and np.isfinite([yardstick.params, yardstick.logits]).all()
         loss_bound = np.maximum(loss_bound, DRIFT_FACTOR * np.maximum.accumulate(yardstick.loss))
         param_bound = max(param_bound, DRIFT_FACTOR * yardstick.params)
         logit_bound = max(logit_bound, DRIFT_FACTOR * yardstick.logits)
@@ -112,11 +118,12 @@ def test_mnist1d_training_on_the_device_follows_the_cpu(activation):
 
     Version 1 held them to the 12-bit task's fixed tolerances. Its first run on a GPU (H200,
     2026-11-27) failed for ReLU, abs and PReLU: training losses 1.2e-4 to 1.9e-4 apart
-    (relative) at epochs 7-17; the smooth activations passed. On the CPU alone, a 1e-7 relative
-    change of the initial weights drifts those three further within 20 epochs (2.9e-4 to 1.6e-3)
-    and the smooth ones by at most 3.5e-7 (``experiments/training_rounding_sensitivity.md``):
-    piecewise-linear networks on continuous inputs amplify rounding, so no fixed tolerance can
-    separate a device bug from rounding for them. **Version 2** measures that yardstick in the test
+    (relative) by epochs 7-17 (counted from 0); the smooth activations passed. On the CPU alone,
+    a 1e-7 relative change of the initial weights can drift those three as far within 20 epochs
+    (up to 2e-4 to 7e-3) while the smooth ones stay near 1e-7
+    (``experiments/training_rounding_sensitivity.md``): piecewise-linear networks on continuous
+    inputs can amplify rounding, so no fixed tolerance separates a device bug from rounding for
+    them. **Version 2** measures that yardstick in the test
     (:func:`ibtools.rounding_sensitivity.rounding_drift`) and allows each gap the larger of the
     version-1 tolerance and ``DRIFT_FACTOR`` times the yardstick (for the loss, its largest value
     up to that epoch). For the smooth activations the version-1 tolerances still decide.
@@ -124,9 +131,15 @@ def test_mnist1d_training_on_the_device_follows_the_cpu(activation):
     **Version 3.** Version 2 took the yardstick from one change of the weights; on its first GPU
     run ReLU failed (1.56e-4 at epoch 17, allowed 1e-4) because that one change had drifted the
     CPU's ReLU networks by only rounding (2e-7): whether a change crosses a kink within 20
-    epochs is itself chance (on this VM 2 of 6 draws stayed at 3e-7, the others 2e-4 to 5e-4).
-    Version 3 takes the largest drift of ``DRIFT_DRAWS`` changes; factor and tolerances as in
-    version 2."""
+    epochs is itself chance. Version 3 takes the largest drift of ``DRIFT_DRAWS`` changes; factor
+    and tolerances as in version 2. (Since its first GPU run, the change is taken in float64 and
+    rounded once, :func:`ibtools.rounding_sensitivity.perturb_weights`, where it had been a
+    float32 multiplier; the rule is the same.)
+
+    What this can and cannot catch: the bounds are strict over the first epochs and for the
+    smooth activations; once a piecewise-linear ensemble has crossed kinks, the CPU's own drift
+    (and with it the bound) grows to percent-level losses and logit gaps of order 1-10, so late
+    in training the test checks little more than that the device trains at all."""
     pytest.importorskip("mnist1d")
     config = _mnist1d(activation=activation, seeds=(0, 1, 2), ensemble_invariant=True)
     _train_side_by_side(config, yardstick=rounding_drift(config, EPOCHS, draws=DRIFT_DRAWS))
