@@ -39,7 +39,7 @@ from .config import EstimatorSpec, TrainConfig
 from .rerun import EXACT, DirtyTreeError, _check_clean, exit_status
 from .settings import AKDE, EBAB
 from .study import PAPER_EPOCHS, PAPER_RESULTS, PAPER_SEEDS
-from .sweep import SweepConfig, pending_units, run_sweep
+from .sweep import SweepConfig, pending_units, run_sweeps
 
 __all__ = [
     "GROUND_TRUTH_RESULTS",
@@ -198,12 +198,14 @@ def run_ground_truth(cache=None, parts=GROUND_TRUTH_PARTS, progress: bool = True
     """
     cache = Path(cache) if cache is not None else GROUND_TRUTH_RESULTS
     _check_clean(cache, GROUND_TRUTH_RESULTS)
-    for part, sweeps in ground_truth_sweeps(parts=tuple(parts), **kwargs).items():
-        for sweep in sweeps:
-            if progress:
+    parts_sweeps = ground_truth_sweeps(parts=tuple(parts), **kwargs)
+    if progress:
+        for part, sweeps in parts_sweeps.items():
+            for sweep in sweeps:
                 print(f"[ground truth] {part}: {len(pending_units(sweep, cache))} of {len(sweep.units())} units "
                       "to compute", flush=True)
-            run_sweep(sweep, cache, progress=progress)
+    # one pass over every part's units: a unit locked by another process does not hold up the next part
+    run_sweeps([sweep for sweeps in parts_sweeps.values() for sweep in sweeps], cache, progress=progress)
 
 
 def _describe(unit: TrainConfig) -> str:

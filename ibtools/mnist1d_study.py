@@ -70,7 +70,7 @@ from .rerun import EXACT, DirtyTreeError, _check_clean, exit_status
 from .settings import AKDE, EBAB
 from .study import (L2_STRENGTHS, MNIST1D_EPOCHS, MNIST1D_HIDDEN, MNIST1D_TASK, PAPER_RESULTS, PAPER_SEEDS,
                     _compute_run, global_range_config)
-from .sweep import SweepConfig, pending_units, run_sweep
+from .sweep import SweepConfig, pending_units, run_sweeps
 
 __all__ = [
     "MNIST1D_RESULTS",
@@ -191,11 +191,13 @@ def run_mnist1d_study(cache=None, parts=MNIST1D_PARTS, progress: bool = True, **
         single_kwargs = {k: kwargs[k] for k in ("epochs", "task", "hidden", "estimators") if k in kwargs}
         first = _compute_run(mnist1d_single_config(**single_kwargs), cache, progress)
         _compute_run(global_range_config(first), cache, progress)
-    for part, sweep in mnist1d_sweeps(parts=[p for p in parts if p != "single"], **kwargs).items():
-        if progress:
+    sweeps = mnist1d_sweeps(parts=[p for p in parts if p != "single"], **kwargs)
+    if progress:
+        for part, sweep in sweeps.items():
             print(f"[mnist1d] {part}: {len(pending_units(sweep, cache))} of {len(sweep.units())} units to compute",
                   flush=True)
-        run_sweep(sweep, cache, progress=progress)
+    # one pass over every part's units: a unit locked by another process does not hold up the next part
+    run_sweeps(sweeps.values(), cache, progress=progress)
 
 
 def _hours(seconds: float) -> str:

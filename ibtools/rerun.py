@@ -45,7 +45,7 @@ from .settings import AKDE, AKDE_LARGE_ALPHA, AKDE_SMALL_ALPHA, EBAB, EBAB_10_BI
 from .results import result_paths
 from .study import (L2_STRENGTHS, PAPER_EPOCHS, PAPER_RESULTS, PAPER_SEEDS, global_range_config, obtain, obtain_run,
                     single_network_config, snapshot_config)
-from .sweep import ResultCache, SweepConfig, SweepResult, pending_units, run_sweep
+from .sweep import ResultCache, SweepConfig, SweepResult, pending_units, run_sweeps
 
 __all__ = [
     "RERUN_RESULTS",
@@ -209,11 +209,13 @@ def run_rerun(cache=None, parts=RERUN_PARTS, progress: bool = True, **kwargs) ->
             _compute_run(_invariant(snapshot_config(activation, epochs=kwargs.get("epochs", PAPER_EPOCHS))), store,
                          progress)
             _compute_run(single_exact_config(activation, kwargs.get("epochs", PAPER_EPOCHS)), store, progress)
-    for part, sweep in rerun_sweeps(parts=[p for p in parts if p != "single"], **kwargs).items():
-        if progress:
+    sweeps = rerun_sweeps(parts=[p for p in parts if p != "single"], **kwargs)
+    if progress:
+        for part, sweep in sweeps.items():
             print(f"[rerun] {part}: {len(pending_units(sweep, cache))} of {len(sweep.units())} units to compute",
                   flush=True)
-        run_sweep(sweep, cache, progress=progress)
+    # one pass over every part's units: a unit locked by another process does not hold up the next part
+    run_sweeps(sweeps.values(), cache, progress=progress)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from .activations import PAPER_ACTIVATIONS
 from .config import EstimatorSpec, TrainConfig
 from . import settings
 from .results import CorruptResultError, RunResult, result_paths
-from .sweep import ResultCache, SweepConfig, SweepResult, run_sweep
+from .sweep import ResultCache, SweepConfig, SweepResult, run_sweep, run_sweeps
 
 __all__ = [
     "StoredResultError",
@@ -245,10 +245,10 @@ def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: b
             first = _compute_run(single_network_config(activation), cache, progress)
             _compute_run(global_range_config(first), cache, progress)
             _compute_run(snapshot_config(activation), cache, progress)
-    if "activations" in parts:
-        run_sweep(activation_sweep(), cache, progress=progress, executor=executor)
-    if "l2" in parts:
-        run_sweep(l2_sweep(), cache, progress=progress, executor=executor)
+    # one pass over both parts' units: a unit locked by another process does not hold up the next part
+    sweeps = ([activation_sweep()] if "activations" in parts else []) + ([l2_sweep()] if "l2" in parts else [])
+    if sweeps:
+        run_sweeps(sweeps, cache, progress=progress, executor=executor)
 
 
 def extra_failure_runs(activation: str, l2: float, epochs: int = PAPER_EPOCHS, results_dir=None) -> list[RunResult]:

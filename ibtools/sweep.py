@@ -6,11 +6,13 @@ one L2 strength and one block of seeds, trained together by :func:`ibtools.train
 finished unit is stored in a :class:`~ibtools.result_cache.ResultCache` under a name that ends in
 a hash of its full configuration; a unit is finished exactly when its result loads and checks out
 (see :mod:`ibtools.results`). :func:`run_sweep` skips finished units, resumes a unit from its
-checkpoint, and recomputes anything stale or corrupt (with a warning).
+checkpoint, and recomputes anything stale or corrupt (with a warning); :func:`run_sweeps` does
+the same for several sweeps in one pass over their pooled units.
 
 Several sweeps may share one cache directory: a unit is trained only by the process that holds
 its lock (:class:`~ibtools.unit_lock.UnitLock`). A sweep that finds a unit locked works on its
-other units first and then waits for that one, loading the other process's result.
+other units first (with :func:`run_sweeps`, those of all its sweeps) and then waits for that one,
+loading the other process's result.
 
 The grid, the cache and the lock live in :mod:`ibtools.sweep_grid`, :mod:`ibtools.result_cache`
 and :mod:`ibtools.unit_lock`; their names are also importable from here
@@ -34,7 +36,7 @@ from .sweep_grid import SweepConfig, work_summary
 from .training import train
 from .unit_lock import UnitLock  # noqa: F401 - re-exported: it lived here before
 
-__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "load_sweep", "work_summary", "pending_units", "stored_units", "missing_units", "UnitsRead"]
+__all__ = ["SweepConfig", "ResultCache", "SweepResult", "run_sweep", "run_sweeps", "load_sweep", "work_summary", "pending_units", "stored_units", "missing_units", "UnitsRead"]
 
 
 @dataclass
@@ -144,11 +146,44 @@ def run_sweep(
         :class:`ibtools.distributed.DaskExecutor` spreads them over Dask workers.
     log : callable, optional
         Receives one-line status messages (default: print to stderr when ``progress``).
+
+    See Also
+    --------
+    run_sweeps : several sweeps in one pass over their units.
     """
+    return run_sweeps([sweep], cache_dir, progress=progress, checkpoint_every=checkpoint_every,
+                      executor=executor, log=log)[0]
+
+
+def run_sweeps(
+    sweeps: Iterable[SweepConfig],
+    cache_dir,
+    *,
+    progress: bool = True,
+    checkpoint_every: float = 120.0,
+    executor=None,
+    log=None,
+) -> list[SweepResult]:
+    """Run every unfinished unit of several sweeps in one pass; one :class:`SweepResult` per sweep.
+
+    The sweeps' units are pooled (a unit that two sweeps share, e.g. the ReLU unit without L2
+    of an activation sweep and of an L2 sweep, is trained once) and run as one list. So a
+    process that finds a unit locked by another process sharing ``cache_dir`` goes on with the
+    units of *every* sweep before it waits for that one, where running the sweeps one after
+    another would leave it idle until the other process finishes the locked unit. Parameters
+    as in :func:`run_sweep`.
+    """
+    sweeps = list(sweeps)
     log = log or ((lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None))
     cache = ResultCache(cache_dir)
     check_writable_dir(cache.root, "sweep cache")  # before any work, not after the first unit
-    units = sweep.units()
+    units: list[TrainConfig] = []
+    index: dict[str, int] = {}
+    for sweep in sweeps:
+        for unit in sweep.units():
+            if unit.key() not in index:
+                index[unit.key()] = len(units)
+                units.append(unit)
     done: dict[int, RunResult] = {}
     for i, unit in enumerate(units):
         cached = cache.load(unit)
@@ -182,7 +217,7 @@ def run_sweep(
     rest = [i for i in todo if i not in done]
     if rest:
         _run_here(units, rest, cache, done, progress, checkpoint_every, log)
-    return SweepResult([done[i] for i in range(len(units))])
+    return [SweepResult([done[index[u.key()]] for u in sweep.units()]) for sweep in sweeps]
 
 
 def _run_here(units, todo, cache, done, progress, checkpoint_every, log=lambda msg: None):

@@ -26,7 +26,7 @@ from ibtools.chapters import ParameterError, positive_number
 from ibtools.config import EstimatorSpec, TrainConfig
 from ibtools.training import train
 from ibtools.results import CorruptResultError, load_run, result_paths
-from ibtools.sweep import ResultCache, SweepConfig, run_sweep
+from ibtools.sweep import ResultCache, SweepConfig, run_sweep, run_sweeps
 
 TINY = TrainConfig(epochs=4, seeds=(0, 1), estimators=(EstimatorSpec("ebab"),), n_log_points=4)
 TINY_ARGS = ["--epochs", "4", "--seeds", "0,1", "--n-log-points", "4", "--no-estimate", "--no-progress", "--threads", "1"]
@@ -300,6 +300,44 @@ def test_concurrent_sweeps_on_one_cache_do_each_unit_once(tmp_path, monkeypatch)
     assert sorted(trained.values()) == [1] * len(sweep.units()), trained
     assert outcomes["a"].table().equals(outcomes["b"].table())
     assert list((tmp_path / "locks").iterdir()) == []  # released and removed
+
+
+def test_run_sweeps_goes_on_to_the_next_sweep_while_a_unit_is_locked(tmp_path, monkeypatch):
+    """With several sweeps (a study's parts) in one pass, a unit that another process holds does
+    not keep this process idle: it trains the next sweep's units first, then waits for the locked
+    one. A unit that two sweeps share is trained once and appears in both results."""
+    first = SweepConfig(TINY, activations=("tanh",), seeds=(0, 1), seeds_per_unit=2)
+    second = SweepConfig(TINY, activations=("tanh", "relu"), seeds=(0, 1), seeds_per_unit=2)  # shares tanh
+    held, other = first.units()[0], second.units()[1]
+    trained, order = Counter(), []
+    real_train = sweep_module.train
+
+    def recording_train(config, **kwargs):
+        trained[config.key()] += 1
+        order.append(config.activation)
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "train", recording_train)
+    lock = ResultCache(tmp_path).lock(held)  # "another process" computing the shared tanh unit
+    assert lock is not None
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(r=run_sweeps([first, second], tmp_path, progress=False)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while trained[other.key()] == 0 and time.monotonic() < deadline and worker.is_alive():
+            time.sleep(0.05)
+        assert order == ["relu"], f"while tanh was locked, the pass trained {order} (expected the next sweep's relu)"
+    finally:
+        lock.release()
+    worker.join(timeout=300)
+    assert not worker.is_alive()
+    assert order == ["relu", "tanh"] and sorted(trained.values()) == [1, 1]
+    res_first, res_second = outcome["r"]
+    assert [r.config for r in res_first.runs] == [held]
+    assert [r.config for r in res_second.runs] == second.units()
+    assert res_second.runs[0] is res_first.runs[0]  # the shared unit, trained and loaded once
+    assert list((tmp_path / "locks").iterdir()) == []
 
 
 def test_unit_lock_is_exclusive_and_never_stale(tmp_path):
