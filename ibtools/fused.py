@@ -400,9 +400,15 @@ def _frexp_parts(typingctx, x):
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _exp(x):
     """float32 exp, branch-free; NaN propagates; clamped to [e^-87.3, e^88]."""
-    x = _sel(x > _EXP_HI, _EXP_HI, x)
+    return _exp_clamped(_sel(x > _EXP_HI, _EXP_HI, x))
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _exp_clamped(x):
+    """float32 exp of lanes at most 88 (softplus's -|z| needs no upper clamp), branch-free; NaN
+    propagates; at least e^-87.3."""
     x = _sel(x < _EXP_LO, _EXP_LO, x)
-    fx = _vfloor(x * _LOG2E + _HALF)
+    fx = _vfloor(_fma(x, _LOG2E, _HALF))
     r = _fma(fx, -_C1, x)
     r = _fma(fx, -_C2, r)
     z = r * r
@@ -454,7 +460,7 @@ def _sigmoid(x):
     return _ONE / (_exp(-x) + _ONE)
 
 
-_A = tuple(_f(1.0 / k) for k in (3, 5, 7, 9, 11, 13, 15))
+_A = tuple(_f(2.0 / k) for k in (3, 5, 7, 9, 11, 13, 15))  # twice the atanh series' 1/k
 _A3, _A5, _A7, _A9, _A11, _A13, _A15 = _A
 
 
@@ -466,11 +472,11 @@ def _softplus(z):
     s = u / (2 + u) <= 1/3, summed as 2 s (1 + s^2/3 + ... + s^14/15) (the next term is below
     1.5e-9 relative); sigmoid(z) = (1 if z >= 0 else u) / (1 + u). For z > 20 the sum rounds to z,
     as torch's threshold gives."""
-    u = _exp(-abs(z))
+    u = _exp_clamped(-abs(z))
     s = u / (u + _TWO)
     t = s * s
-    p = _fma(_fma(_fma(_fma(_fma(_fma(_fma(t, _A15, _A13), t, _A11), t, _A9), t, _A7), t, _A5), t, _A3), t, _ONE)
-    return _sel(z > _ZERO, z, _ZERO) + (s + s) * p, _sel(z >= _ZERO, _ONE, u) / (u + _ONE)
+    p = _fma(_fma(_fma(_fma(_fma(_fma(_fma(t, _A15, _A13), t, _A11), t, _A9), t, _A7), t, _A5), t, _A3), t, _TWO)
+    return _sel(z > _ZERO, z, _ZERO) + s * p, _sel(z >= _ZERO, _ONE, u) / (u + _ONE)
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
