@@ -400,11 +400,11 @@ def _frexp_parts(typingctx, x):
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _exp(x):
     """float32 exp, branch-free; NaN propagates; clamped to [e^-87.3, e^88]."""
-    return _exp_clamped(_sel(x > _EXP_HI, _EXP_HI, x))
+    return _exp_below_88(_sel(x > _EXP_HI, _EXP_HI, x))
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
-def _exp_clamped(x):
+def _exp_below_88(x):
     """float32 exp of lanes at most 88 (softplus's -|z| needs no upper clamp), branch-free; NaN
     propagates; at least e^-87.3."""
     x = _sel(x < _EXP_LO, _EXP_LO, x)
@@ -472,7 +472,7 @@ def _softplus(z):
     s = u / (2 + u) <= 1/3, summed as 2 s (1 + s^2/3 + ... + s^14/15) (the next term is below
     1.5e-9 relative); sigmoid(z) = (1 if z >= 0 else u) / (1 + u). For z > 20 the sum rounds to z,
     as torch's threshold gives."""
-    u = _exp_clamped(-abs(z))
+    u = _exp_below_88(-abs(z))
     s = u / (u + _TWO)
     t = s * s
     p = _fma(_fma(_fma(_fma(_fma(_fma(_fma(t, _A15, _A13), t, _A11), t, _A9), t, _A7), t, _A5), t, _A3), t, _TWO)

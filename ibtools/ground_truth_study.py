@@ -204,7 +204,7 @@ def run_ground_truth(cache=None, parts=GROUND_TRUTH_PARTS, progress: bool = True
             for sweep in sweeps:
                 print(f"[ground truth] {part}: {len(pending_units(sweep, cache))} of {len(sweep.units())} units "
                       "to compute", flush=True)
-    # one pass over every part's units: a unit locked by another process does not hold up the next part
+    # one pass over every part's units: a unit locked by another process does not hold up the next one
     run_sweeps([sweep for sweeps in parts_sweeps.values() for sweep in sweeps], cache, progress=progress)
 
 

@@ -196,7 +196,8 @@ def run_mnist1d_study(cache=None, parts=MNIST1D_PARTS, progress: bool = True, **
         for part, sweep in sweeps.items():
             print(f"[mnist1d] {part}: {len(pending_units(sweep, cache))} of {len(sweep.units())} units to compute",
                   flush=True)
-    # one pass over every part's units: a unit locked by another process does not hold up the next part
+    # one pass over every sweep part's units: a unit locked by another process does not hold up the
+    # next sweep part (the single-network runs above still go one at a time)
     run_sweeps(sweeps.values(), cache, progress=progress)
 
 

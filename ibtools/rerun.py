@@ -214,7 +214,8 @@ def run_rerun(cache=None, parts=RERUN_PARTS, progress: bool = True, **kwargs) ->
         for part, sweep in sweeps.items():
             print(f"[rerun] {part}: {len(pending_units(sweep, cache))} of {len(sweep.units())} units to compute",
                   flush=True)
-    # one pass over every part's units: a unit locked by another process does not hold up the next part
+    # one pass over every sweep part's units: a unit locked by another process does not hold up the
+    # next sweep part (the single-network runs above still go one at a time)
     run_sweeps(sweeps.values(), cache, progress=progress)
 
 

@@ -245,7 +245,8 @@ def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: b
             first = _compute_run(single_network_config(activation), cache, progress)
             _compute_run(global_range_config(first), cache, progress)
             _compute_run(snapshot_config(activation), cache, progress)
-    # one pass over both parts' units: a unit locked by another process does not hold up the next part
+    # one pass over both sweep parts' units: a unit locked by another process does not hold up the
+    # next one (the single-network runs above still go one at a time)
     sweeps = ([activation_sweep()] if "activations" in parts else []) + ([l2_sweep()] if "l2" in parts else [])
     if sweeps:
         run_sweeps(sweeps, cache, progress=progress, executor=executor)

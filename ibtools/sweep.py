@@ -167,11 +167,11 @@ def run_sweeps(
     """Run every unfinished unit of several sweeps in one pass; one :class:`SweepResult` per sweep.
 
     The sweeps' units are pooled (a unit that two sweeps share, e.g. the ReLU unit without L2
-    of an activation sweep and of an L2 sweep, is trained once) and run as one list. So a
-    process that finds a unit locked by another process sharing ``cache_dir`` goes on with the
-    units of *every* sweep before it waits for that one, where running the sweeps one after
-    another would leave it idle until the other process finishes the locked unit. Parameters
-    as in :func:`run_sweep`.
+    of an activation sweep and of an L2 sweep, is trained once, and both results hold the same
+    :class:`~ibtools.results.RunResult` object) and run as one list. So a process that finds a
+    unit locked by another process sharing ``cache_dir`` goes on with the units of *every* sweep
+    before it waits for that one, where running the sweeps one after another would leave it
+    idle until the other process finishes the locked unit. Parameters as in :func:`run_sweep`.
     """
     sweeps = list(sweeps)
     log = log or ((lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None))

@@ -10,13 +10,20 @@ same cache name) in a clean worktree, and kept only as evidence of what moved. T
     python scripts/replace_dirty_units.py prepare results/paper /work/wt/clean/scratch_paper
     # 2. the study there, into the scratch cache: only the dirty units are missing, so only they
     #    are computed (two processes may share the cache; each unit is locked while computed)
-    (cd /work/wt/clean && python -m ibtools paper --parts activations l2 --cache scratch_paper)
-    # 3. compare and, with --replace, copy the recomputed units over the stored ones
+    (cd /work/wt/clean && python -m ibtools paper --parts activations l2 --threads 1 --cache scratch_paper)
+    # 3. compare and, with --replace, copy the recomputed units that are equal bit for bit over
+    #    the stored ones (--accept-differences: the others too, once their differences are understood)
     python scripts/replace_dirty_units.py compare results/paper /work/wt/clean/scratch_paper --replace
 
-``compare`` prints, per unit, every array that differs and by how much (the largest absolute
-difference, in the array's units: bits for estimates), and refuses to replace a unit whose
-recomputation is itself dirty, missing, or of another configuration. Afterwards run
+``compare`` prints, per unit, every array that differs and how (how many values, NaN on both sides
+counting as equal; how many are NaN on one side only; the largest difference between numbers, in
+the array's units: bits for estimates), and refuses to replace a unit whose recomputation is
+itself dirty, missing, or of another configuration.
+
+Which code the replacement comes from: the clean worktree's commit, not the commit the dirty unit
+was made on (that tree's uncommitted changes are what cannot be known). So a difference mixes
+those changes with every code change since; the estimators' history in ``tests/test_provenance.py``
+says which changes moved stored numbers, and by how much. Afterwards run
 ``tests/test_provenance.py`` on the replaced units and the claims' tests, and commit with the
 printed summary.
 """
@@ -73,19 +80,37 @@ def array_differences(stored: Path, recomputed: Path) -> dict[str, str]:
             if x.shape != y.shape:
                 out[name] = f"shape {x.shape} -> {y.shape}"
             elif x.dtype != y.dtype and np.array_equal(x.astype(y.dtype), y, equal_nan=True):
-                out[name] = f"dtype {x.dtype} -> {y.dtype}, values equal after rounding the recomputed"
+                out[name] = f"dtype {x.dtype} -> {y.dtype}, values equal after casting the stored to {y.dtype}"
             elif not np.array_equal(x, y, equal_nan=True):
-                if np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number):
-                    d = np.abs(x.astype(np.float64) - y.astype(np.float64))
-                    d = d[np.isfinite(d)]
-                    out[name] = (f"{int(np.sum(x != y))} of {x.size} values differ, largest by "
-                                 f"{d.max() if d.size else float('nan'):.3g}")
-                else:
-                    out[name] = "values differ"
+                out[name] = _describe_difference(x, y)
     return out
 
 
-def compare(results: Path, scratch: Path, replace: bool) -> int:
+def _describe_difference(x: np.ndarray, y: np.ndarray) -> str:
+    """How two same-shape arrays differ: how many values (a NaN on both sides is equal), how many
+    are NaN on one side only, and the largest difference between values that are numbers on
+    both sides."""
+    if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
+        return "values differ"
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    nan_x, nan_y = np.isnan(x64), np.isnan(y64)
+    differ = ~((x64 == y64) | (nan_x & nan_y))
+    one_nan = nan_x != nan_y
+    both = differ & ~one_nan & np.isfinite(x64) & np.isfinite(y64)
+    text = f"{int(differ.sum())} of {x.size} values differ"
+    if both.any():
+        text += f", largest by {np.abs(x64[both] - y64[both]).max():.3g}"
+    if one_nan.any():
+        text += f", {int(one_nan.sum())} NaN on one side only"
+    return text
+
+
+def _commit(sidecar: dict) -> str:
+    c = sidecar.get("meta", {}).get("git_commit", "")
+    return (c[:7] + ("-dirty" if c.endswith("-dirty") else "")) if c else "unknown commit"
+
+
+def compare(results: Path, scratch: Path, replace: bool, accept_differences: bool = False) -> int:
     problems, lines = 0, []
     for name in dirty_units(results):
         new_side, new_npz = scratch / f"{name}.json", scratch / f"{name}.npz"
@@ -105,9 +130,13 @@ def compare(results: Path, scratch: Path, replace: bool) -> int:
             continue
         diffs = array_differences(results / f"{name}.npz", new_npz)
         what = "bit for bit equal" if not diffs else "; ".join(f"{k}: {v}" for k, v in diffs.items())
-        print(f"{name}: {old.get('meta', {}).get('git_commit', '')[:13] or 'unknown commit'} -> {commit[:7]}: {what}")
+        print(f"{name}: {_commit(old)} -> {_commit(new)}: {what}")
         lines.append(f"{name} ({what})")
-        if replace:
+        if replace and diffs and not accept_differences:
+            print(f"{name}: differs from the stored unit; not replaced (look at the differences, then pass "
+                  "--accept-differences to replace it all the same)")
+            problems += 1
+        elif replace:
             shutil.copy2(new_npz, results / new_npz.name)
             shutil.copy2(new_side, results / new_side.name)
     if lines:
@@ -126,7 +155,11 @@ def main(argv=None) -> int:
     s = sub.add_parser("compare", help="compare the recomputed units with the stored dirty ones")
     s.add_argument("results", type=Path)
     s.add_argument("scratch", type=Path)
-    s.add_argument("--replace", action="store_true", help="copy the recomputed units over the stored ones")
+    s.add_argument("--replace", action="store_true",
+                   help="copy the recomputed units over the stored ones (only those equal bit for bit, unless "
+                        "--accept-differences)")
+    s.add_argument("--accept-differences", action="store_true",
+                   help="with --replace: replace units whose arrays differ too")
     args = p.parse_args(argv)
     if not args.results.is_dir():
         p.error(f"{args.results} is not a directory of stored units")
@@ -137,7 +170,7 @@ def main(argv=None) -> int:
         dirty = prepare(args.results, args.scratch)
         print(f"{len(dirty)} dirty unit(s) to recompute into {args.scratch}: " + (", ".join(dirty) or "none"))
         return 0
-    return compare(args.results, args.scratch, args.replace)
+    return compare(args.results, args.scratch, args.replace, args.accept_differences)
 
 
 if __name__ == "__main__":
