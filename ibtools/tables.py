@@ -85,7 +85,8 @@ def readable(
     percent : column names, optional
         Shares between 0 and 1, shown as whole percentages (``0.6`` -> ``60 %``).
     precision : int
-        Decimals of every other numeric column (and of a float index).
+        Decimals of every other numeric column. A float index (or a float level of a
+        MultiIndex, e.g. L2 strengths) is shown as written (``0.015``, ``0``), not rounded.
     index_name : str, optional
         Header of the index column (default: the humanized index name).
     caption : str, optional
@@ -134,7 +135,10 @@ def readable(
     formats = {new_names[c]: f for c, f in formats.items()}
 
     if isinstance(shown.index, pd.MultiIndex):
-        shown.index = shown.index.set_names([human_header(n) if n is not None else None for n in shown.index.names])
+        levels = [shown.index.get_level_values(i) for i in range(shown.index.nlevels)]
+        shown.index = pd.MultiIndex.from_arrays(
+            [[f"{v:g}" for v in level] if pd.api.types.is_float_dtype(level) else level for level in levels],
+            names=[human_header(n) if n is not None else None for n in shown.index.names])
     else:
         name = index_name if index_name is not None else (human_header(shown.index.name) if shown.index.name else None)
         if pd.api.types.is_float_dtype(shown.index):

@@ -26,6 +26,11 @@ def test_readable_headers_units_counts_and_p_values():
     assert ">0.015<" in html and ">0<" in html                   # a float index as written, not 0.0000
     shares = readable(pd.DataFrame({"share": [0.6, 0.125]}), percent=["share"]).to_html()
     assert ">60 %<" in shares and ">12 %<" in shares
+    two_levels = pd.DataFrame({"failed": [0, 2]}, index=pd.MultiIndex.from_tuples(
+        [("relu", 0.0), ("relu", 0.0001)], names=["activation", "l2"]))
+    html = readable(two_levels).to_html()
+    assert ">0.0001<" in html and ">0<" in html and "0.000000" not in html  # float levels as written too
+    assert "activation" in html and ">relu<" in html
 
 
 def test_readable_flattens_a_multiindex_and_leaves_data_alone():
