@@ -49,6 +49,7 @@ __all__ = [
     "verdict_table",
     "verdict_markdown",
     "layer_scores",
+    "layer_findings",
     "plot_layer_scores",
     "plot_task_examples",
     "MNIST1D_COLUMN",
@@ -214,6 +215,57 @@ def layer_scores(table: pd.DataFrame, estimator: str, level: float = 0.95) -> pd
                      "abs_high": a[2], "post_fit": p[0], "post_low": p[1], "post_high": p[2],
                      "floor": float(g["floor"].mean())})
     return pd.DataFrame(rows)
+
+
+def _names(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def layer_findings(table: pd.DataFrame, summary: pd.DataFrame, estimator: str, ceiling: float, layer_names,
+                   tol: float = 0.1) -> dict:
+    """Where the compression is, in words for a chapter's prose (each value a string to glue).
+
+    Parameters
+    ----------
+    table : DataFrame
+        The information-plane table (:meth:`ibtools.sweep.SweepResult.table`).
+    summary : DataFrame
+        :func:`layer_scores` of that table.
+    estimator : str
+        The estimator's label in ``table``.
+    ceiling : float
+        log2 of the number of distinct inputs (bits): no estimate of I(X;T) exceeds it.
+    layer_names : sequence of str
+        Names of the layers, in order (the last is the softmax output).
+    tol : float
+        Bits below the ceiling that still count as "at the ceiling".
+
+    Returns
+    -------
+    dict
+        ``at_ceiling``: the layers whose mean I(X;T) over networks stays within ``tol`` of the
+        ceiling at every recorded epoch for every activation (or "no layer");
+        ``top_last_hidden`` and ``top_output``: the activation with the largest mean peak - final
+        score (bits, biased up by noise: compare with the noise floor) in the last hidden layer
+        and in the output layer, with its 95 % interval.
+    """
+    t = table[table["estimator"] == estimator]
+    if t.empty:
+        raise ValueError(f"no rows of estimator {estimator!r} in the table; it has {sorted(table['estimator'].unique())}")
+    means = t.groupby(["activation", "layer", "epoch"])["i_xt"].mean()
+    lowest = means.groupby(level="layer").min()
+    flat = [layer_names[int(layer) - 1] for layer, v in lowest.items() if v >= ceiling - tol]
+    out = {"at_ceiling": _names(flat) if flat else "no layer"}
+    for key, layer in (("top_last_hidden", len(layer_names) - 1), ("top_output", len(layer_names))):
+        rows = summary[summary["layer"] == layer]
+        if rows.empty or rows["absolute"].isna().all():
+            out[key] = "not measured"
+            continue
+        top = rows.loc[rows["absolute"].idxmax()]
+        out[key] = (f"{str(top['activation']).replace('_', ' ')} ({top['absolute']:.2f} bits, 95 % CI "
+                    f"[{top['abs_low']:.2f}, {top['abs_high']:.2f}]; noise floor {top['floor']:.2f})")
+    return out
 
 
 def plot_layer_scores(summary: pd.DataFrame, layer_names, axes=None, activations=None):

@@ -203,3 +203,29 @@ def test_task_column_judges_the_stored_study_by_its_confirmatory_versions(data, 
             assert (again.verdicts == beyond.NOT_STORED).all().all() and again.missing == (hide.stem,)
         finally:
             away.rename(hide)
+
+
+def test_layer_findings_names_ceiling_layers_and_the_top_compressor():
+    import pandas as pd
+
+    from ibtools.beyond import layer_findings
+
+    rows = []
+    for activation, drop in (("tanh", 3.0), ("relu", 1.0)):
+        for seed in (0, 1):
+            for epoch in (0, 10, 100):
+                rows.append((activation, seed, epoch, 1, 12.29))                    # h1 at the ceiling throughout
+                rows.append((activation, seed, epoch, 2, 12.29 - (0.5 if epoch == 100 and activation == "relu" else 0)))
+                rows.append((activation, seed, epoch, 3, 3.0 - (drop if epoch == 100 else 0)))
+    table = pd.DataFrame(rows, columns=["activation", "seed", "epoch", "layer", "i_xt"]).assign(estimator="ebab")
+    summary = pd.DataFrame({"activation": ["tanh", "relu", "tanh", "relu"], "layer": [2, 2, 3, 3],
+                            "absolute": [0.0, 0.5, 3.0, 1.0], "abs_low": [0.0, 0.4, 2.5, 0.8],
+                            "abs_high": [0.0, 0.6, 3.5, 1.2], "floor": [0.01, 0.02, 0.05, 0.04]})
+    found = layer_findings(table, summary, "ebab", ceiling=12.29, layer_names=("h1", "h2", "softmax"))
+    assert found["at_ceiling"] == "h1"  # h2 leaves it (relu's mean drops 0.5 bit at the end)
+    assert found["top_last_hidden"] == "relu (0.50 bits, 95 % CI [0.40, 0.60]; noise floor 0.02)"
+    assert found["top_output"] == "tanh (3.00 bits, 95 % CI [2.50, 3.50]; noise floor 0.05)"
+    relaxed = layer_findings(table, summary, "ebab", ceiling=12.29, layer_names=("h1", "h2", "softmax"), tol=0.6)
+    assert relaxed["at_ceiling"] == "h1 and h2"
+    with pytest.raises(ValueError, match="no rows of estimator 'akde'"):
+        layer_findings(table, summary, "akde", ceiling=12.29, layer_names=("h1", "h2", "softmax"))
