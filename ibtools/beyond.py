@@ -1,6 +1,6 @@
 """Beyond the 12-bit task: the paper's claims on another task, beside their verdicts on the 12-bit task.
 
-What the draft chapter ``book/drafts/10_beyond_12_bits.ipynb`` computes, kept here so the chapter
+What the chapter ``book/10_beyond_12_bits.ipynb`` computes, kept here so the chapter
 holds no reusable code. The claims, their measurements and their versioned rules are those of
 :mod:`ibtools.claims`, judged on a whole study by :func:`ibtools.verdicts.study_claims`, exactly as
 the summary chapter judges the 12-bit study; nothing here re-implements a rule. What this module

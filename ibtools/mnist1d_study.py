@@ -6,7 +6,7 @@ classes, MNIST-1D's own 4000/1000 split), with the hidden widths and training le
 the pilot (``experiments/mnist1d_pilot.md``; :data:`ibtools.study.MNIST1D_HIDDEN` = 100-50-20-10-5,
 :data:`ibtools.study.MNIST1D_EPOCHS` = 4000) and the paper's training settings otherwise (Adam,
 lr 4e-4, batch 256, the paper code's initialization). ``python -m ibtools.mnist1d_study``
-computes it into ``results/mnist1d``; the draft chapter ``book/drafts/10_beyond_12_bits.ipynb``
+computes it into ``results/mnist1d``; the chapter ``book/10_beyond_12_bits.ipynb``
 reads it (:mod:`ibtools.beyond`).
 
 Parts (:data:`MNIST1D_PARTS`), each answering the claims of the 12-bit study the same way:
@@ -115,7 +115,7 @@ def mnist1d_sweeps(epochs: int = MNIST1D_EPOCHS, seeds=PAPER_SEEDS, activations=
                    estimators=MNIST1D_ESTIMATORS) -> dict[str, SweepConfig]:
     """``{part: SweepConfig}`` of the sweep parts (``"activations"``, ``"l2"``; ``"single"`` is
     :func:`mnist1d_single_config`). Smaller ``epochs``/``seeds`` give a cheap version with the
-    same structure (the tests and the draft chapter's cheap setting)."""
+    same structure (the tests and the chapter's cheap setting)."""
     unknown = [p for p in parts if p not in MNIST1D_PARTS]
     if unknown:
         raise ValueError(f"unknown part(s) {unknown} of the MNIST-1D study; choose from {MNIST1D_PARTS}")

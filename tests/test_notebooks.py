@@ -39,6 +39,11 @@ CHEAP = {
     # estimates), computed in the scratch directory
     "13_noisy_networks": {"NOISE_STDS": "0.1,0.3", "SEEDS": 2, "SENSITIVITY_SEEDS": 2, "EPOCHS": 6, "DEEP_DRAWS": "",
                           "SE_SEEDS": 1, "SE_EPOCH": 5, "COMPUTE_MISSING": True},
+    # MNIST-1D at 2000 samples, small widths, EBAB and the exact MI only (adaptive KDE is the slow
+    # estimator); the 12-bit comparison at the summary chapter's cheap setting
+    "10_beyond_12_bits": {"TASK": "mnist1d:num_samples=2000", "HIDDEN": "10,8,6,4", "SEEDS": 3, "EPOCHS": 12,
+                          "ACTIVATIONS": "tanh,relu,elu,softplus,centered_softplus", "L2S": "0,0.015",
+                          "ESTIMATORS": "ebab,exact", "TISHBY_SEEDS": 3, "TISHBY_EPOCHS": 12, "SENSITIVITY": False},
 }
 
 
@@ -83,6 +88,9 @@ def test_chapter_executes(path, tmp_path, scratch):
                          if c.cell_type == "code" for o in c.get("outputs", []))
         assert "one scale (gain 1)" in text and "failed networks in the one-scale arm" in text
         assert "results/rerun" in text  # the provenance footer names the re-run's directory
+    if path.stem == "10_beyond_12_bits":  # the verdicts were set beside the 12-bit task's
+        text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        assert "same verdict as on the 12-bit task" in text
     if path.stem == "13_noisy_networks":  # the analysis ran to its end on what it computed
         text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []))
         assert "read 2 noise level(s) from 2 unit(s), 4 networks" in text
@@ -140,6 +148,12 @@ def test_notebook_skeleton():
         ("12_exact_and_quantized", {"BITS": "4"}, "the verdicts are decided at 8 bits"),
         ("12_exact_and_quantized", {"ESTIMATORS": "ebab,ksg"}, "unknown study estimator"),
         ("12_exact_and_quantized", {"ACTIVATIONS": "sigmoidal"}, "unknown activation"),
+        ("10_beyond_12_bits", {"TASK": "cifar"}, "unknown task 'cifar'"),
+        ("10_beyond_12_bits", {"ESTIMATORS": "ebab,ksg"}, "unknown study estimator"),
+        ("10_beyond_12_bits", {"ESTIMATOR": "akde", "ESTIMATORS": "ebab,exact"}, "must be one of ESTIMATORS"),
+        ("10_beyond_12_bits", {"L2S": "0.01,0.1"}, "needs 0 and at least one nonzero"),
+        ("10_beyond_12_bits", {"TISHBY_STUDY": "first"}, "TISHBY_STUDY must be one of"),
+        ("10_beyond_12_bits", {"ESTIMATOR": "exact", "ESTIMATORS": "ebab,exact"}, "R1 needs EBAB"),
     ],
 )
 def test_bad_parameters_stop_early_with_one_message(chapter, params, message, tmp_path):
@@ -154,6 +168,20 @@ def test_bad_parameters_stop_early_with_one_message(chapter, params, message, tm
     failed = next(i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.get("outputs", [])))
     # code cells: setup, parameters, injected parameters, then the cell that checks them
     assert failed <= 3, "stops in its first cells"
+
+
+@pytest.mark.slow
+def test_the_beyond_chapter_runs_on_another_registered_task(tmp_path):
+    """Issue 13 promises the chapter on any registered task: scikit-learn's 8x8 digits (64 inputs,
+    1797 samples), cheaply and without the 12-bit comparison, to its verdicts."""
+    path = BOOK / "10_beyond_12_bits.ipynb"
+    params = dict(CHEAP[path.stem], TASK="digits", ACTIVATIONS="tanh,relu", COMPARE_12BIT=False,
+                  SCRATCH_DIR=str(tmp_path / "scratch"))
+    out = _run(path, tmp_path / path.name, params)
+    code = [c for c in out.cells if c.cell_type == "code"]
+    assert not [o for c in code for o in c.get("outputs", []) if o.output_type == "error"]
+    text = "".join(o.get("text", "") for c in code for o in c.get("outputs", []))
+    assert "on digits:" in text and "digits: 2 activations" in text
 
 
 @pytest.mark.slow
