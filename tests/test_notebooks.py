@@ -219,3 +219,16 @@ def test_the_alt_text_rule_flags_paths_and_blanks_only():
         assert bad_alt_text(bad), bad
     for good in ("Information plane of 50 ReLU networks, coloured by epoch", "Compression (bits) per layer, 2.5 png-free"):
         assert not bad_alt_text(good), good
+
+
+@pytest.mark.parametrize("path", CHAPTERS + sorted((BOOK / "drafts").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_a_figure_cell_displays_only_its_figure(path):
+    """myst-nb gives a cell's figure name and caption to every displayed output of the cell, so a
+    table or Markdown displayed beside the figure makes a second target of the same name, and the
+    strict build (-W) fails ("Duplicate explicit target name"). Printed text is not a display."""
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and cell.metadata.get("mystnb", {}).get("figure"):
+            shown = [w for w in ("display(", "readable(", "Markdown(") if w in cell.source]
+            assert not shown, f"{path.name} cell {i} (figure {cell.metadata['mystnb']['figure'].get('name')}) " \
+                              f"also displays {shown}: move that to the next cell"
