@@ -79,8 +79,13 @@ def array_differences(stored: Path, recomputed: Path) -> dict[str, str]:
             x, y = a[name], b[name]
             if x.shape != y.shape:
                 out[name] = f"shape {x.shape} -> {y.shape}"
-            elif x.dtype != y.dtype and np.array_equal(x.astype(y.dtype), y, equal_nan=True):
-                out[name] = f"dtype {x.dtype} -> {y.dtype}, values equal after casting the stored to {y.dtype}"
+            elif x.dtype != y.dtype:
+                # compare at the coarser of the two precisions (e.g. a loss stored as float16 before)
+                coarse = x.dtype if x.dtype.itemsize <= y.dtype.itemsize else y.dtype
+                xc, yc = x.astype(coarse), y.astype(coarse)
+                same = np.array_equal(xc, yc, equal_nan=True)
+                out[name] = (f"dtype {x.dtype} -> {y.dtype}, "
+                             + (f"equal at {coarse}" if same else f"at {coarse}: {_describe_difference(xc, yc)}"))
             elif not np.array_equal(x, y, equal_nan=True):
                 out[name] = _describe_difference(x, y)
     return out

@@ -25,7 +25,7 @@ def test_prepare_copies_clean_units_only_and_compare_reports_each_difference(tmp
     results, scratch = tmp_path / "results", tmp_path / "scratch"
     a = np.arange(6, dtype=np.float32)
     _unit(results, "clean", "abc1234", a=a)
-    _unit(results, "dirty1", "def5678" + "0" * 33 + "-dirty", a=a, b=np.float16([1.5, 2.0]),
+    _unit(results, "dirty1", "def5678" + "0" * 33 + "-dirty", a=a, b=np.float16([1.5, 2.0, 0.1]),
           c=np.array([np.nan, np.nan, np.nan, 1.0, 2.0, 3.0]))
     _unit(results, "dirty2", "", a=a)
     assert rdu.dirty_units(results) == ["dirty1", "dirty2"]
@@ -38,13 +38,13 @@ def test_prepare_copies_clean_units_only_and_compare_reports_each_difference(tmp
 
     changed = a.copy()
     changed[2] += 0.25
-    _unit(scratch, "dirty1", "9999999" + "0" * 33, a=changed, b=np.float32([1.5, 2.0]),
+    _unit(scratch, "dirty1", "9999999" + "0" * 33, a=changed, b=np.float32([1.5, 2.0, 0.1]),
           c=np.array([np.nan, np.nan, 5.0, 1.0, 2.0, 3.5]))
     _unit(scratch, "dirty2", "8888888", a=a)
     assert rdu.compare(results, scratch, replace=False) == 0
     out = capsys.readouterr().out
     assert "a: 1 of 6 values differ, largest by 0.25" in out
-    assert "b: dtype float16 -> float32, values equal after casting the stored to float32" in out
+    assert "b: dtype float16 -> float32, equal at float16" in out
     assert "c: 2 of 6 values differ, largest by 0.5, 1 NaN on one side only" in out  # NaN = NaN is no difference
     assert "dirty1: def5678-dirty -> 9999999: a: 1 of 6" in out
     assert "dirty2: unknown commit -> 8888888: bit for bit equal" in out
