@@ -23,7 +23,9 @@ itself dirty, missing, or of another configuration.
 Which code the replacement comes from: the clean worktree's commit, not the commit the dirty unit
 was made on (that tree's uncommitted changes are what cannot be known). So a difference mixes
 those changes with every code change since; the estimators' history in ``tests/test_provenance.py``
-says which changes moved stored numbers, and by how much. Afterwards run
+says which changes moved stored numbers, and by how much, and where only kernel estimates differ,
+``scripts/attribute_kernel_differences.py`` checks on the retrained activity whether one code
+change accounts for them bit for bit. Afterwards run
 ``tests/test_provenance.py`` on the replaced units and the claims' tests, and commit with the
 printed summary.
 """
