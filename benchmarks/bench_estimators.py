@@ -271,6 +271,47 @@ def akde_old_vs_new(repeats: int = 5) -> dict:
     return out
 
 
+def akde_torch_vs_fused(repeats: int = 5) -> dict:
+    """CPU ms per layer-network of aKDE with ``engine="torch"`` (the reference) against
+    ``engine="fused"``, interleaved, on the twelve layers of :func:`recording_layers` at the
+    study's three alphas (upper bound), and on a 50-network stack; the largest difference in bits
+    of every case, beside the documented bound ``80 (d + 4) 2**-24 / ln 2``."""
+    y, layers = recording_layers()
+    rng = np.random.default_rng(2)
+    X = tishby_task().X
+    stack = np.stack([np.tanh(X @ rng.normal(size=(12, 5))) if k % 2 else np.maximum(X @ rng.normal(size=(12, 5)) - 0.5, 0)
+                      for k in range(50)]).astype(np.float32)  # 25 tanh and 25 ReLU networks, width 5
+    out = {"load_before": os.getloadavg()[0], "cases": {}}
+    for engine in E.ENGINES:  # warm-up, and the kernel's compilation (cached after the first run)
+        E.akde(layers[0][1][:64], y[:64], engine=engine)
+    cases = [(f"{name} alpha={alpha}", a, alpha) for alpha in (0.01, 0.001, 0.1) for name, a in layers]
+    cases.append(("stack of 50 (per network) alpha=0.01", stack, 0.01))
+    for name, a, alpha in cases:
+        times = {engine: [] for engine in E.ENGINES}
+        res = {}
+        for _ in range(repeats if a.ndim == 2 else 2):
+            for engine in E.ENGINES:
+                t0 = time.process_time()
+                res[engine] = E.akde(a, y, alpha=alpha, engine=engine)
+                times[engine].append(time.process_time() - t0)
+        per = a.shape[0] if a.ndim == 3 else 1
+        t, f = (1e3 * float(np.median(times[k])) / per for k in E.ENGINES)
+        diff = max(float(np.max(np.abs(np.asarray(res["torch"][i]) - np.asarray(res["fused"][i])))) for i in (0, 1))
+        bound = 80 * (a.shape[-1] + 4) * 2.0 ** -24 / math.log(2)
+        out["cases"][name] = {"torch_ms": t, "fused_ms": f, "speedup": t / f, "max_diff_bits": diff,
+                              "bound_bits": bound}
+        print(f"aKDE {name:38s}: torch {t:6.1f} ms, fused {f:6.1f} ms ({t / f:.2f}x), "
+              f"largest difference {diff:.1e} bits (bound {bound:.1e})", flush=True)
+    for alpha in (0.01, 0.001, 0.1):
+        t = sum(v["torch_ms"] for k, v in out["cases"].items() if k.endswith(f"alpha={alpha}") and "stack" not in k)
+        f = sum(v["fused_ms"] for k, v in out["cases"].items() if k.endswith(f"alpha={alpha}") and "stack" not in k)
+        out[f"twelve layers alpha={alpha}"] = {"torch_ms": t, "fused_ms": f, "speedup": t / f}
+        print(f"aKDE 12 layers, alpha={alpha}: torch {t:.0f} ms, fused {f:.0f} ms ({t / f:.2f}x)")
+    out["load_after"] = os.getloadavg()[0]
+    print(f"load average {out['load_before']:.1f} before, {out['load_after']:.1f} after")
+    return out
+
+
 def baseline_kde(a, y, var):
     def info(h):
         d = cdist(h, h, "sqeuclidean")
@@ -284,6 +325,10 @@ def main():
     if "--ebab-only" in sys.argv:
         torch.set_num_threads(1)
         print("written", save("estimators_ebab", {"ebab old vs new": ebab_old_vs_new()}))
+        return
+    if "--akde-engines" in sys.argv:
+        torch.set_num_threads(1)
+        print("written", save("estimators_akde_engines", {"akde torch vs fused": akde_torch_vs_fused()}))
         return
     if "--akde-only" in sys.argv:
         torch.set_num_threads(1)

@@ -58,7 +58,7 @@ def test_estimator_specs():
     assert EstimatorSpec("ebab").label == "ebab"
     with pytest.raises(ValueError, match="unknown estimator 'ksg'"):
         EstimatorSpec("ksg")
-    with pytest.raises(ValueError, match="has no parameter.*sigma.*accepts: bound, chunk_size, noise_var"):
+    with pytest.raises(ValueError, match="has no parameter.*sigma.*accepts: bound, chunk_size, engine, noise_var"):
         EstimatorSpec.make("kde", sigma=1.0)
     with pytest.raises(ValueError, match="needs parameter.*noise_var"):
         EstimatorSpec("kde")

@@ -16,6 +16,7 @@ max            :func:`max_binning`          equal-width bins up to the layer's (
 ebab           :func:`ebab`                 entropy-based adaptive binning (Chelombiev et al.)
 kde            :func:`kde`                  Kolchinsky-Tracey bounds, fixed noise variance
 akde           :func:`akde`                 the same with noise variance scaled to the layer's maximum
+                                            (both: ``engine="fused"`` for a compiled CPU pass)
 exact          :func:`exact`                exact I of the deterministic layer: its distinct rows
 mixture        :func:`mixture`              Monte Carlo I of a noise-injected layer (clean means in;
                                             ``draws=K`` for deeper layers)
@@ -35,7 +36,7 @@ from .binning import (
     max_binning,
 )
 from .exact import exact
-from .kde import AKDE_ALPHA, akde, akde_noise_var, kde
+from .kde import AKDE_ALPHA, ENGINES, akde, akde_noise_var, kde
 from .mixture import CLEAN_MEANS_ESTIMATORS, MixtureEstimate, gaussian_entropy_bits, mixture, mixture_bounds, mixture_information
 from .registry import (
     ESTIMATORS,
@@ -60,6 +61,7 @@ __all__ = [
     "akde",
     "akde_noise_var",
     "AKDE_ALPHA",
+    "ENGINES",
     "exact",
     "mixture",
     "mixture_information",
