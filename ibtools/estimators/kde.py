@@ -32,11 +32,13 @@ from ._core import (
     value_ranks,
 )
 from ..validation import check_int
-from .kde_fused import ENGINES, float32_rows, fused_kernel_sums, fused_scale_ok
 
 __all__ = ["kde", "akde", "AKDE_ALPHA", "BOUNDS", "ENGINES", "akde_noise_var"]
 
 BOUNDS = ("upper", "lower")
+#: ``engine`` of :func:`kde` and :func:`akde`: the reference (blocks of torch matrix products) or
+#: the compiled CPU kernel of :mod:`ibtools.estimators.kde_fused` (imported on first use)
+ENGINES = ("torch", "fused")
 
 #: Default constant of adaptive KDE: noise variance = AKDE_ALPHA * (largest |activity| of the
 #: layer). The paper gives no value. 0.01 makes the noise variance equal to the one in the
@@ -171,6 +173,8 @@ def _member_information(act: torch.Tensor, ids: torch.Tensor, labels: torch.Tens
     k_var = (2.0 if bound == "upper" else 8.0) * noise_var
     fused = None
     if engine == "fused" and _fused_applies(act):
+        from .kde_fused import float32_rows, fused_kernel_sums, fused_scale_ok
+
         scaled = float32_rows(torch.zeros(M, d, dtype=torch.float32).index_copy_(0, ids, act))
         g32 = _kernel_scale(k_var, scaled[1])[0] if scaled is not None else math.inf
         if fused_scale_ok(g32):

@@ -39,10 +39,7 @@ from numba import njit
 
 from ..fused import _exp_below_88, _fma, _ld, _sel, _set8, _splat, _st
 
-__all__ = ["ENGINES", "fused_kernel_sums", "fused_scale_ok", "float32_rows"]
-
-#: Engines of :func:`~ibtools.estimators.kde` and :func:`~ibtools.estimators.akde`.
-ENGINES = ("torch", "fused")
+__all__ = ["fused_kernel_sums", "fused_scale_ok", "float32_rows"]
 
 _f = np.float32
 _ZERO = _f(0.0)
