@@ -1,8 +1,11 @@
-"""engine="fused" of kde/akde (ibtools.estimators.kde_fused): agreement with the torch path within
-the stated bound, closed forms, the padding and odd-row edges of the kernel, determinism,
-independence of the stack, the fallbacks to the torch path, and clear errors."""
+"""engine="fused" of kde/akde (ibtools.estimators.kde_fused): the kernel sums against float64
+arithmetic within a per-entry error bound, the estimates against float64 arithmetic within the
+documented bound and against the torch path, closed forms, the padding and odd-row edges of the
+kernel, determinism, independence of the stack, when it hands over to the torch path, and clear
+errors."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -10,14 +13,89 @@ import torch
 
 from ibtools.config import EstimatorSpec
 from ibtools.estimators import akde, kde
+from ibtools.estimators.kde_fused import fused_kernel_sums
 
 U = 2.0 ** -24
+#: the torch path's documented accuracy: within ~1.5e-4 bits of exact arithmetic (kde's notes)
+TORCH_PATH_BITS = 1.5e-4
 
 
 def _bound_bits(d: int) -> float:
-    """The documented bound: 80 (d + 4) u / ln 2 bits, plus 1e-5 bits for float32 summation in a
-    different order than the torch path's matrix products."""
-    return 80 * (d + 4) * U / math.log(2) + 1e-5
+    """The documented bound on an I(X;T) estimate of the fused engine against exact arithmetic:
+    (80 (d + 4) + 75) u / ln 2 bits (exponents, then float32 partial sums of at most 64 terms and
+    an 8-lane reduction); I(T;Y), a difference of two such estimates, gets twice this."""
+    return (80 * (d + 4) + 75) * U / math.log(2)
+
+
+def _exact_sums(x, weights, g):
+    """Kernel sums in float64 from the differences, exponents clamped at -80 as in both engines,
+    with each entry's error bound for the fused kernel: per term (d + 4) u |exponent| + 3 u
+    (differences, squares and sums, the float32 scale and product; the exponential), and 72 u of
+    the sum (float32 partial sums of at most 64 terms and 8 lanes)."""
+    x64 = x.astype(np.float64)
+    e = -g * ((x64[:, None, :] - x64[None, :, :]) ** 2).sum(-1)
+    k = np.exp(np.maximum(e, -80.0))
+    d = x.shape[1]
+    exact = weights.astype(np.float64) @ k
+    bound = weights.astype(np.float64) @ (k * ((d + 4) * U * np.abs(e) + 3 * U)) + 72 * U * exact
+    return exact, bound
+
+
+@pytest.mark.parametrize("d", [1, 2, 7, 30])
+def test_kernel_sums_are_within_their_error_bound_of_float64(d):
+    rng = np.random.default_rng(100 + d)
+    for m in (1, 5, 8, 9, 100, 301):
+        for c1 in (1, 3, 11):
+            for g in (0.5, 5.0, 50.0):
+                x = rng.uniform(-1, 1, size=(m, d)).astype(np.float32)
+                x[rng.random(m) < 0.2, 0] = 0.25  # rows equal in some units
+                w = rng.integers(0, 4, size=(c1, m)).astype(np.float32)
+                got = fused_kernel_sums(x, w, g)
+                exact, bound = _exact_sums(x, w, g)
+                assert got.dtype == np.float64 and got.shape == (c1, m)
+                assert np.all(np.abs(got - exact) <= bound), (m, c1, g, np.max(np.abs(got - exact) - bound))
+
+
+def test_kernel_sums_clamp_at_minus_80_and_sum_heavy_and_light_terms_accurately():
+    """A light row next to a very heavy one at exponent -25 (e^-25 of 1e6 weighs 0.014), and a
+    third at exponent -100 (clamped to -80: 1e6 e^-80 ~ 2e-29); then the summation case where
+    float32 sums of thousands of terms drop the light terms after a heavy one."""
+    x = np.array([[0.0], [1.0], [2.0]], np.float32)
+    w = np.array([[1.0, 1e6, 1e6]], np.float32)
+    g = 25.0  # exponents -25 (rows 0-1, 1-2) and -100 (rows 0-2)
+    got = fused_kernel_sums(x, w, g)[0]
+    want = np.array([1 + 1e6 * math.exp(-25) + 1e6 * math.exp(-80),
+                     1e6 + math.exp(-25) + 1e6 * math.exp(-25),
+                     1e6 + 1e6 * math.exp(-25) + math.exp(-80)])
+    assert np.allclose(got, want, rtol=1e-6, atol=0)
+    # a heavy row H; b rows far from it (each of their terms in a row near H is below half a
+    # float32 ulp of H's weight); v rows near H, whose kernel sums start with H's weight and then
+    # receive the b light terms: a float32 running sum drops them all (relative error ~1e-4)
+    heavy, b, v = 2100.0, 2000, 200
+    far = math.sqrt(-2 * math.log(0.97 * float(np.spacing(np.float32(heavy))) / 2))  # K = 0.97 half-ulp
+    x = np.concatenate([[[0.0, 0.0]],
+                        np.stack([np.arange(1, b + 1) * 1e-6, np.full(b, far)], 1),
+                        np.stack([(b + np.arange(1, v + 1)) * 1e-6, np.zeros(v)], 1)]).astype(np.float32)
+    w = np.concatenate([[heavy], np.ones(b + v)]).astype(np.float32)[None]
+    got = fused_kernel_sums(x, w, 0.5)
+    exact, bound = _exact_sums(x, w, 0.5)
+    assert np.all(np.abs(got - exact) <= bound), np.max(np.abs(got - exact) / exact)
+
+
+def _exact_information(a, y, k_var):
+    """I(X;T) and I(T;Y) in bits in float64 (the estimators' formula, differences formed directly)."""
+    rows, ids = np.unique(a.astype(np.float64), axis=0, return_inverse=True)
+    ids = ids.ravel()
+    classes = np.unique(y)
+    weights = np.zeros((len(classes) + 1, len(rows)))
+    np.add.at(weights[0], ids, 1.0)
+    for c, label in enumerate(classes):
+        np.add.at(weights[c + 1], ids[y == label], 1.0)
+    e = -((rows[:, None, :] - rows[None, :, :]) ** 2).sum(-1) / k_var
+    mass = weights @ np.exp(np.maximum(e, -80.0))
+    totals = weights.sum(1)
+    info = np.log(totals) - np.where(weights > 0, weights * np.log(np.where(weights > 0, mass, 1.0)), 0).sum(1) / totals
+    return info[0] / math.log(2), (info[0] - (totals[1:] / len(a) * info[1:]).sum()) / math.log(2)
 
 
 def _layer(rng, n, d, kind):
@@ -28,19 +106,24 @@ def _layer(rng, n, d, kind):
 
 @pytest.mark.parametrize("d", [1, 3, 10, 30])
 @pytest.mark.parametrize("kind", ["tanh", "relu", "uniform"])
-def test_fused_agrees_with_the_torch_path_within_the_stated_bound(d, kind):
+def test_fused_estimates_are_within_the_documented_bound_of_exact_arithmetic(d, kind):
     rng = np.random.default_rng(d * 31 + len(kind))
-    a = _layer(rng, 1000, d, kind)
+    a = _layer(rng, 700, d, kind)
     for n_classes in (2, 10):
-        y = rng.integers(0, n_classes, size=1000)
+        y = rng.integers(0, n_classes, size=700)
         for bound in ("upper", "lower"):
             for alpha in (0.1, 0.01, 0.001):
-                ref = akde(a, y, alpha=alpha, bound=bound)
+                k_var = (2.0 if bound == "upper" else 8.0) * alpha * float(np.abs(a).max())
                 got = akde(a, y, alpha=alpha, bound=bound, engine="fused")
-                assert np.allclose(tuple(got), tuple(ref), rtol=0, atol=_bound_bits(d)), (n_classes, bound, alpha)
-            ref = kde(a, y, noise_var=0.05, bound=bound)
+                want = _exact_information(a, y, k_var)
+                assert abs(got.i_xt - want[0]) <= _bound_bits(d), (n_classes, bound, alpha)
+                assert abs(got.i_ty - want[1]) <= 2 * _bound_bits(d), (n_classes, bound, alpha)
+                # and the torch path, within the two engines' bounds
+                ref = akde(a, y, alpha=alpha, bound=bound)
+                assert np.allclose(tuple(got), tuple(ref), rtol=0, atol=2 * _bound_bits(d) + TORCH_PATH_BITS)
             got = kde(a, y, noise_var=0.05, bound=bound, engine="fused")
-            assert np.allclose(tuple(got), tuple(ref), rtol=0, atol=_bound_bits(d))
+            want = _exact_information(a, y, (2.0 if bound == "upper" else 8.0) * 0.05)
+            assert abs(got.i_xt - want[0]) <= _bound_bits(d)
 
 
 @pytest.mark.parametrize("m", [2, 3, 7, 8, 9, 16, 17])
@@ -88,14 +171,35 @@ def test_a_stack_gives_each_network_its_own_call_bit_for_bit_and_runs_repeat():
     assert np.array_equal(reordered.i_xt[::-1], together.i_xt)
 
 
-def test_activity_the_kernel_does_not_take_goes_to_the_torch_path():
+def _spy(monkeypatch):
+    """Count the calls of the compiled kernel (kde imports it from its module at each use)."""
+    module = sys.modules["ibtools.estimators.kde_fused"]
+    calls = []
+    real = module.fused_kernel_sums
+    monkeypatch.setattr(module, "fused_kernel_sums", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_activity_the_kernel_does_not_take_goes_to_the_torch_path(monkeypatch):
+    calls = _spy(monkeypatch)
     rng = np.random.default_rng(7)
     y = rng.integers(0, 2, size=400)
-    a64 = rng.normal(size=(400, 3))  # float64: rounding rows to float32 would lose near differences
-    assert tuple(akde(a64, y, engine="fused")) == tuple(akde(a64, y))
-    # a noise variance far below float32's reach next to the activity's scale
     a = rng.normal(size=(400, 3)).astype(np.float32)
-    assert tuple(kde(a, y, noise_var=1e-40, engine="fused")) == tuple(kde(a, y, noise_var=1e-40))
+    akde(a, y, engine="fused")
+    assert len(calls) == 1  # float32 on the CPU: the kernel
+    cases = {
+        "float64 activity (rounding rows to float32 would lose near differences)": (a.astype(np.float64), {}),
+        "a noise variance below float32's reach next to the activity (g > 1e30)": (a, {"noise_var": 1e-40}),
+        "subnormal activity (its scale 2**-e is beyond float32)": (a * np.float32(1e-39), {"noise_var": 1e-90}),
+        "activity of magnitude 2**121": (a * np.float32(2.0 ** 121), {"noise_var": 1e72}),
+    }
+    for what, (act, kw) in cases.items():
+        calls.clear()
+        fn = (lambda v, w: kde(v, y, engine="fused", **kw)) if kw else (lambda v, w: akde(v, y, engine="fused"))
+        got = fn(act, None)
+        assert not calls, what
+        want = kde(act, y, **kw) if kw else akde(act, y)
+        assert tuple(got) == tuple(want), what
 
 
 def test_bad_engine_is_a_clear_error_and_the_engine_is_part_of_the_label():

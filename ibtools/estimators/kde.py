@@ -275,8 +275,8 @@ def kde(activity, labels, noise_var: float, bound: str = "upper", chunk_size: in
         ``"torch"`` (default, the reference, which computed every stored result): blocks of
         matrix products, on the activity's device. ``"fused"``: one compiled CPU pass
         (:mod:`ibtools.estimators.kde_fused`), about twice as fast on the paper's layers, within
-        ``80 (d + 4) 2**-24 / ln 2`` bits of exact arithmetic per estimate plus float32
-        summation error (d: units; 7e-5 bits for 10 units) and not the torch path's bits. It
+        ``(80 (d + 4) + 75) 2**-24 / ln 2`` bits of exact arithmetic for I(X;T) and twice that
+        for I(T;Y) (d: units; 9.9e-5 bits for 10 units), and not the torch path's bits. It
         takes float32 activity on the CPU; other activity (float64, on a GPU) and scales float32
         cannot carry (a noise variance below ~1e-30 of the squared activity) go to the torch path.
 
