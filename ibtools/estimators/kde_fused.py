@@ -143,7 +143,7 @@ def _kernel_sums(cols, rows, weights, g, m, mass, part, acc, krow):  # pragma: n
 def float32_rows(uniq: torch.Tensor) -> tuple[np.ndarray, int] | None:
     """The distinct rows (float32, on the CPU) scaled exactly by ``2**-e`` so that their largest
     magnitude lies in [0.5, 1), with ``e``; None if every row is zero or the scale is beyond
-    float32's normal range (|e| > 120; such layers go to the torch path)."""
+    float32's normal range (``abs(e) > 120``; such layers go to the torch path)."""
     a = uniq.numpy()
     peak = float(np.abs(a).max())
     if peak == 0.0:
