@@ -1,7 +1,9 @@
 """scripts/attribute_kernel_differences.py: its comparison and verdict, and that a revision's
 estimates come from that revision's code (not from the working tree on sys.path)."""
 
+import hashlib
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -32,13 +34,15 @@ def test_compare_estimates_rounds_to_the_stored_dtype_and_skips_nan_entries():
     assert akd.compare_estimates(np.array([[np.nan, 0.0], [2.5, 3.0]]), stored).differ == 1
 
 
-def test_explained_needs_every_comparison_equal_and_something_compared():
+def test_explained_needs_every_comparison_equal_something_compared_and_something_moved():
     same, off, empty = akd.Comparison(0, 5, 0.0), akd.Comparison(1, 5, 1e-6), akd.Comparison(0, 0, 0.0)
-    assert akd.explained([same, same], [same])
-    assert not akd.explained([same, off], [same])
-    assert not akd.explained([same], [off])
-    assert not akd.explained([same], [empty])
-    assert not akd.explained([], [])
+    assert akd.explained([same, same], [same, same], [off, same])
+    assert not akd.explained([same, off], [same, same], [off, off])
+    assert not akd.explained([same], [off], [off])
+    assert not akd.explained([same], [empty], [off])
+    assert not akd.explained([same], [same], [same])  # nothing moved: nothing to attribute
+    assert not akd.explained([same], [], [off])  # a revision's comparisons missing
+    assert not akd.explained([], [], [])
 
 
 def test_unknown_revision_is_a_clear_error(tmp_path):
@@ -50,12 +54,13 @@ def _git(repo, *args):
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_each_revision_estimates_with_its_own_code(tmp_path):
-    """Two commits of a scratch repository: the working tree's ibtools, then the same with every
-    estimate shifted by 1 bit. Each revision's estimates must come out of that revision, although
-    the working tree's ibtools is importable from the test process."""
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def two_revisions(tmp_path_factory):
+    """A scratch repository with two commits: the working tree's ibtools (HEAD~1), then the same with
+    every estimate doubled (HEAD; doubling commutes with rounding to float32, as storing does)."""
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(ROOT / "ibtools", repo / "ibtools", ignore=shutil.ignore_patterns("__pycache__"))
     _git(repo, "init", "-q")
     _git(repo, "add", "ibtools")
@@ -64,9 +69,15 @@ def test_each_revision_estimates_with_its_own_code(tmp_path):
     init.write_text(init.read_text() + "\n_orig = get_estimator\n"
                     "def get_estimator(name):\n"
                     "    fn = _orig(name)\n"
-                    "    return lambda *a, **k: tuple(v + 1.0 for v in fn(*a, **k))\n")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "shifted")
+                    "    return lambda *a, **k: tuple(v * 2.0 for v in fn(*a, **k))\n")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "doubled")
+    return repo
 
+
+def test_each_revision_estimates_with_its_own_code(tmp_path, two_revisions):
+    """Each revision's estimates must come out of that revision, although the working tree's
+    ibtools is importable from the test process (a first version ran ``python -c`` in the
+    repository and imported the working tree)."""
     rng = np.random.default_rng(0)
     layers = [rng.normal(size=(2, 64, 3)).astype(np.float32), rng.normal(size=(2, 64, 2)).astype(np.float32)]
     labels = rng.integers(0, 2, size=64)
@@ -75,7 +86,37 @@ def test_each_revision_estimates_with_its_own_code(tmp_path):
     specs = [("akde(alpha=0.1)", "akde", {"alpha": 0.1})]
     direct = np.array([[get_estimator("akde")(a[k], labels, alpha=0.1) for k in range(2)] for a in layers])
 
-    first = akd.estimates_at_revision("HEAD~1", activity, specs, tmp_path / "a", repo=repo)
-    second = akd.estimates_at_revision("HEAD", activity, specs, tmp_path / "b", repo=repo)
+    first = akd.estimates_at_revision("HEAD~1", activity, specs, tmp_path / "a", repo=two_revisions)
+    second = akd.estimates_at_revision("HEAD", activity, specs, tmp_path / "b", repo=two_revisions)
     assert np.array_equal(first["akde(alpha=0.1)"], direct)
-    assert np.array_equal(second["akde(alpha=0.1)"], direct + 1.0)
+    assert np.array_equal(second["akde(alpha=0.1)"], direct * 2.0)
+
+
+def test_attribute_names_the_change_that_moved_a_unit_and_nothing_else(tmp_path, two_revisions, capsys):
+    """A unit stored with the doubling estimators and recomputed with the others: explained by the
+    change from HEAD (doubling) to HEAD~1; not by a revision against itself; not when nothing moved."""
+    from ibtools.config import EstimatorSpec, TrainConfig
+    from ibtools.training import train
+
+    config = TrainConfig(activation="tanh", seeds=(0, 1), epochs=2,
+                         estimators=(EstimatorSpec.make("ebab"), EstimatorSpec.make("akde", alpha=0.1)))
+    run = train(config, progress=False)
+    stored, recomputed = tmp_path / "stored", tmp_path / "recomputed"
+    stored.mkdir()
+    recomputed.mkdir()
+    run.save(recomputed / "unit")
+    # the stored unit: the same run, its kernel estimates as the doubling estimators give them
+    k = [s.name for s in config.estimators].index("akde")
+    with np.load(recomputed / "unit.npz") as f:
+        arrays = {name: f[name] for name in f.files}
+    arrays[f"mi_{k}"] = arrays[f"mi_{k}"] * np.float32(2.0)
+    np.savez_compressed(stored / "unit.npz", **arrays)
+    side = json.loads((recomputed / "unit.json").read_text())
+    side["npz_sha256"] = hashlib.sha256((stored / "unit.npz").read_bytes()).hexdigest()
+    (stored / "unit.json").write_text(json.dumps(side))
+
+    assert akd.attribute("unit", stored, recomputed, "HEAD", "HEAD~1", 0, repo=two_revisions)
+    assert "unit: explained by the change from HEAD to HEAD~1" in capsys.readouterr().out
+    assert not akd.attribute("unit", stored, recomputed, "HEAD~1", "HEAD~1", 0, repo=two_revisions)
+    assert not akd.attribute("unit", recomputed, recomputed, "HEAD", "HEAD~1", 0, repo=two_revisions)
+    assert "nothing differs at epoch 0" in capsys.readouterr().out
