@@ -22,7 +22,7 @@ most 64 terms (``_RUN``; plus an 8-lane reduction) added in float64, so summatio
 most about ``72 u`` relative, whatever the number of rows (a float32 running sum over thousands
 of rows can drop a heavy row's light neighbours entirely; ``tests/test_kde_fused.py`` has such a
 layer). An I(X;T) estimate is therefore within ``(80 (d + 4) + 75) u / ln 2`` bits of exact
-arithmetic (9.9e-5 bits for 10 units); I(T;Y), a difference of two such estimates, within twice
+arithmetic (1.0e-4 bits for 10 units); I(T;Y), a difference of two such estimates, within twice
 that. Measured: ``tests/test_kde_fused.py`` (against float64) and
 ``benchmarks/bench_estimators.py --akde-engines`` (against the torch path).
 
