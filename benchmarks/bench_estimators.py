@@ -160,6 +160,15 @@ def recording_layers(seed: int = 1):
     return task.y, layers
 
 
+def mixed_stack(seed: int = 2) -> np.ndarray:
+    """A 50-network stack of width-5 layers, as the Recorder passes it: 25 tanh and 25 ReLU networks
+    (random weights on the 4096 Tishby inputs), float32, shape (50, 4096, 5)."""
+    rng = np.random.default_rng(seed)
+    X = tishby_task().X
+    return np.stack([np.tanh(X @ rng.normal(size=(12, 5))) if k % 2 else np.maximum(X @ rng.normal(size=(12, 5)) - 0.5, 0)
+                     for k in range(50)]).astype(np.float32)
+
+
 def akde_phases(a, y, alpha=E.AKDE_ALPHA, repeats=5) -> dict:
     """CPU ms per phase of the block loop of :func:`ibtools.estimators.akde` on one layer, summed
     over the blocks, each phase timed alone on copies of the real blocks (torch-only passes)."""
@@ -239,10 +248,7 @@ def akde_old_vs_new(repeats: int = 5) -> dict:
     out = {"baseline": AKDE_BASELINE, "load_before": os.getloadavg()[0], "layers": {}}
     E.akde(layers[0][1][:64], y[:64])  # warm-up
     cases = [(name, a, bound) for name, a in layers for bound in ("upper", "lower")]
-    rng = np.random.default_rng(2)
-    X = tishby_task().X
-    stack = np.stack([np.tanh(X @ rng.normal(size=(12, 5))) if k % 2 else np.maximum(X @ rng.normal(size=(12, 5)) - 0.5, 0)
-                      for k in range(50)]).astype(np.float32)  # 25 tanh and 25 ReLU networks, width 5
+    stack = mixed_stack()
     cases.append(("stack of 50 (per network)", stack, "upper"))
     for name, a, bound in cases:
         times = {"old": [], "new": []}
@@ -277,10 +283,7 @@ def akde_torch_vs_fused(repeats: int = 5) -> dict:
     study's three alphas (upper bound), and on a 50-network stack; the largest difference in bits
     of every case, beside the documented bound ``(80 (d + 4) + 75) 2**-24 / ln 2`` (for I(X;T))."""
     y, layers = recording_layers()
-    rng = np.random.default_rng(2)
-    X = tishby_task().X
-    stack = np.stack([np.tanh(X @ rng.normal(size=(12, 5))) if k % 2 else np.maximum(X @ rng.normal(size=(12, 5)) - 0.5, 0)
-                      for k in range(50)]).astype(np.float32)  # 25 tanh and 25 ReLU networks, width 5
+    stack = mixed_stack()
     out = {"load_before": os.getloadavg()[0], "cases": {}}
     for engine in E.ENGINES:  # warm-up, and the kernel's compilation (cached after the first run)
         E.akde(layers[0][1][:64], y[:64], engine=engine)
