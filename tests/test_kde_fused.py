@@ -56,6 +56,28 @@ def test_kernel_sums_are_within_their_error_bound_of_float64(d):
                 assert np.all(np.abs(got - exact) <= bound), (m, c1, g, np.max(np.abs(got - exact) - bound))
 
 
+@pytest.mark.parametrize("m", [1023, 1025, 2300])
+def test_kernel_sums_over_several_column_tiles_with_the_overall_row_derived(m):
+    """Layers wider than one tile of columns (1024), some rows not a multiple of four; the first
+    weight row is the sum of the class rows, as the estimators give it, so the kernel computes the
+    class rows and adds them up: the same per-entry bound as a row computed directly."""
+    rng = np.random.default_rng(m)
+    x = rng.uniform(-1, 1, size=(m, 3)).astype(np.float32)
+    x[rng.random(m) < 0.3, 1] = 0.5
+    classes = rng.integers(0, 4, size=(4, m)).astype(np.float32)
+    w = np.concatenate([classes.sum(0, keepdims=True), classes])
+    got = fused_kernel_sums(x, w, 8.0)
+    exact, bound = _exact_sums(x, w, 8.0)
+    assert np.all(np.abs(got - exact) <= bound), np.max(np.abs(got - exact) - bound)
+    np.testing.assert_array_equal(got[0], got[1:].sum(0))
+    # not derived when the first row is not the sum (here one count off): computed directly
+    w[0, m // 2] += 1
+    got = fused_kernel_sums(x, w, 8.0)
+    exact, bound = _exact_sums(x, w, 8.0)
+    assert np.all(np.abs(got - exact) <= bound)
+    assert got[0, m // 2] > got[1:, m // 2].sum() + 0.5
+
+
 def test_kernel_sums_clamp_at_minus_80_and_sum_heavy_and_light_terms_accurately():
     """A light row next to a very heavy one at exponent -25 (e^-25 of 1e6 weighs 0.014), and a
     third at exponent -100 (clamped to -80: 1e6 e^-80 ~ 2e-29); then the summation case where

@@ -281,8 +281,8 @@ def kde(activity, labels, noise_var: float, bound: str = "upper", chunk_size: in
     engine : {"torch", "fused"}
         ``"torch"`` (default, the reference, which computed every stored result): blocks of
         matrix products, on the activity's device. ``"fused"``: one compiled CPU pass
-        (:mod:`ibtools.estimators.kde_fused`), 1.8-2.1x as fast over twelve layers of the
-        paper's network (tanh and ReLU, 2-10 units; 1.3-2.5x per layer, least for the widest),
+        (:mod:`ibtools.estimators.kde_fused`), 2.3-2.7x as fast over twelve layers of the
+        paper's network (tanh and ReLU, 2-10 units; 1.8-3.1x per layer, least for the widest),
         within ``(80 (d + 4) + 75) 2**-24 / ln 2`` bits of exact arithmetic for I(X;T) and
         twice that for I(T;Y) (d: units; 1.0e-4 bits for 10 units), as the torch path is within
         about 1.5e-4 bits, but not the torch path's bits. It takes float32 activity on the
