@@ -14,6 +14,7 @@ never moved or recomputed behind the reader's back.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -49,6 +50,7 @@ __all__ = [
     "obtain",
     "obtain_run",
     "run_paper_study",
+    "compiled_engines",
     "MNIST1D_TASK",
     "MNIST1D_HIDDEN",
     "MNIST1D_EPOCHS",
@@ -234,22 +236,47 @@ def obtain_run(config: TrainConfig, results_dir=PAPER_RESULTS, scratch_dir=None,
 PARTS = ("single", "activations", "l2")
 
 
-def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: bool = True) -> None:
+#: Estimators that take ``engine="fused"`` (:data:`ibtools.estimators.ENGINES`).
+_ENGINE_ESTIMATORS = ("kde", "akde")
+
+
+def compiled_engines(config: TrainConfig) -> TrainConfig:
+    """``config`` with both compiled CPU paths: training by the fused kernel
+    (``backend="fused"``, :mod:`ibtools.fused`) and the kernel sums of KDE and adaptive KDE by
+    theirs (``engine="fused"``, :mod:`ibtools.estimators.kde_fused`); every other estimator as
+    it was.
+
+    Both agree with the reference paths to float32 rounding, not bit for bit, so the result is
+    another set of numbers than the stored study's: its units have other keys and its kernel
+    estimators other labels (``akde(alpha=0.01,engine=fused)``), and nothing of it mixes with
+    stored results."""
+    specs = tuple(EstimatorSpec.make(s.name, n_points=s.n_points, **{**s.kwargs, "engine": "fused"})
+                  if s.name in _ENGINE_ESTIMATORS else s for s in config.estimators)
+    return config.replace(backend="fused", estimators=specs)
+
+
+def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: bool = True,
+                    compiled: bool = False) -> None:
     """Run (or resume) the full study into ``cache``. ``parts`` selects among ``"single"``,
-    ``"activations"`` and ``"l2"``."""
+    ``"activations"`` and ``"l2"``. ``compiled``: every run with :func:`compiled_engines` (a
+    faster study whose numbers are not the stored ones; give it a ``cache`` of its own)."""
     for part in parts:
         if part not in PARTS:
             raise ValueError(f"unknown part {part!r}; choose from {PARTS}")
-    if "single" in parts:
-        for activation in ("relu", "tanh"):
-            first = _compute_run(single_network_config(activation), cache, progress)
-            _compute_run(global_range_config(first), cache, progress)
-            _compute_run(snapshot_config(activation), cache, progress)
-    # one pass over both sweep parts' units: a unit locked by another process does not hold up the
-    # next one (the single-network runs above still go one at a time)
-    sweeps = ([activation_sweep()] if "activations" in parts else []) + ([l2_sweep()] if "l2" in parts else [])
-    if sweeps:
-        run_sweeps(sweeps, cache, progress=progress, executor=executor)
+    if compiled and Path(cache).resolve() == Path(PAPER_RESULTS).resolve():
+        raise ValueError(f"compiled=True writes another set of numbers than the stored study's: give it a cache "
+                         f"of its own, not {PAPER_RESULTS}")
+    engines = compiled_engines if compiled else (lambda config: config)
+    singles = ([SweepConfig(config, seeds_per_unit=1) for activation in ("relu", "tanh")
+                for config in (single_network_config(activation), snapshot_config(activation))]
+               if "single" in parts else [])
+    sweeps = singles + ([activation_sweep()] if "activations" in parts else []) + ([l2_sweep()] if "l2" in parts else [])
+    sweeps = [dataclasses.replace(sweep, base=engines(sweep.base)) for sweep in sweeps]
+    # one pass over every part's units: a unit locked by another process sharing the cache does
+    # not hold up the next one
+    results = run_sweeps(sweeps, cache, progress=progress, executor=executor) if sweeps else []
+    for first in results[:len(singles):2]:  # each single network again, with the global range
+        _compute_run(global_range_config(first.runs[0]), cache, progress)
 
 
 def extra_failure_runs(activation: str, l2: float, epochs: int = PAPER_EPOCHS, results_dir=None) -> list[RunResult]:
