@@ -49,13 +49,15 @@ paper: $(STAMP)
 
 # The same study with both compiled CPU paths (fused training kernel, compiled KDE engine): its
 # numbers agree with the stored study's to float32 rounding, not bit for bit, so it goes to a
-# directory of its own. JOBS processes share it (each unit is locked while one computes it);
+# directory of its own (`make clean` deletes it with _scratch_results). JOBS processes share it
+# (each unit is locked while one computes it); the first shows progress; Ctrl-C stops them all;
 # resumable like `make paper`.
 JOBS        ?= 2
 FUSED_CACHE ?= _scratch_results/paper_fused
 paper-fused: $(STAMP)
-	@pids=; for i in $$(seq $(JOBS)); do \
-	  $(PY) -m ibtools paper --fused --cache $(FUSED_CACHE) --no-progress & pids="$$pids $$!"; \
+	@pids=; trap 'kill $$pids 2>/dev/null; exit 130' INT TERM; \
+	for i in $$(seq $(JOBS)); do \
+	  $(PY) -m ibtools paper --fused --cache $(FUSED_CACHE) $$([ $$i -eq 1 ] || echo --no-progress) & pids="$$pids $$!"; \
 	done; status=0; for p in $$pids; do wait $$p || status=1; done; exit $$status
 
 rerun: $(STAMP)

@@ -255,6 +255,17 @@ def compiled_engines(config: TrainConfig) -> TrainConfig:
     return config.replace(backend="fused", estimators=specs)
 
 
+def _refuse_stored_directories(cache) -> None:
+    """A ``ValueError`` if ``cache`` is, lies inside or contains the stored study
+    (:data:`PAPER_RESULTS`) or the repository's ``results`` directory (symbolic links and relative
+    paths resolved)."""
+    target = Path(cache).resolve()
+    for stored in {Path(PAPER_RESULTS).resolve(), Path(__file__).resolve().parent.parent / "results"}:
+        if target == stored or stored in target.parents or target in stored.parents:
+            raise ValueError(f"the compiled study writes another set of numbers than the stored ones: give it a cache "
+                             f"of its own, outside {stored} (got {cache})")
+
+
 def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: bool = True,
                     compiled: bool = False) -> None:
     """Run (or resume) the full study into ``cache``. ``parts`` selects among ``"single"``,
@@ -263,20 +274,20 @@ def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: b
     for part in parts:
         if part not in PARTS:
             raise ValueError(f"unknown part {part!r}; choose from {PARTS}")
-    if compiled and Path(cache).resolve() == Path(PAPER_RESULTS).resolve():
-        raise ValueError(f"compiled=True writes another set of numbers than the stored study's: give it a cache "
-                         f"of its own, not {PAPER_RESULTS}")
+    if compiled:
+        _refuse_stored_directories(cache)
     engines = compiled_engines if compiled else (lambda config: config)
-    singles = ([SweepConfig(config, seeds_per_unit=1) for activation in ("relu", "tanh")
-                for config in (single_network_config(activation), snapshot_config(activation))]
-               if "single" in parts else [])
-    sweeps = singles + ([activation_sweep()] if "activations" in parts else []) + ([l2_sweep()] if "l2" in parts else [])
+    single_activations = ("relu", "tanh") if "single" in parts else ()
+    # the single networks with every estimator first, then those with raw activity kept
+    singles = ([single_network_config(a) for a in single_activations] + [snapshot_config(a) for a in single_activations])
+    sweeps = ([SweepConfig(config, seeds_per_unit=1) for config in singles]
+              + ([activation_sweep()] if "activations" in parts else []) + ([l2_sweep()] if "l2" in parts else []))
     sweeps = [dataclasses.replace(sweep, base=engines(sweep.base)) for sweep in sweeps]
     # one pass over every part's units: a unit locked by another process sharing the cache does
     # not hold up the next one
     results = run_sweeps(sweeps, cache, progress=progress, executor=executor) if sweeps else []
-    for first in results[:len(singles):2]:  # each single network again, with the global range
-        _compute_run(global_range_config(first.runs[0]), cache, progress)
+    for result in results[:len(single_activations)]:  # each single network again, with the global range
+        _compute_run(global_range_config(result.runs[0]), cache, progress)
 
 
 def extra_failure_runs(activation: str, l2: float, epochs: int = PAPER_EPOCHS, results_dir=None) -> list[RunResult]:

@@ -66,9 +66,27 @@ def test_the_compiled_study_is_the_stored_study_with_both_compiled_paths(monkeyp
     assert [c.activation for c in compiled[-2:]] == ["relu", "tanh"] and compiled[-1].seeds == (0,)
 
 
-def test_the_compiled_study_refuses_the_stored_study_directory(tmp_path):
-    with pytest.raises(ValueError, match="cache of its own"):
-        study.run_paper_study(study.PAPER_RESULTS, compiled=True, progress=False)
+def test_the_compiled_study_refuses_the_stored_directories(monkeypatch, tmp_path):
+    """The stored study's directory, however named (a relative path, a symbolic link), anything
+    inside it or the repository's results/, and a directory that contains it are refused before
+    any work; a directory beside them is taken."""
+    fail = lambda *a, **k: pytest.fail("the study ran")  # noqa: E731
+    monkeypatch.setattr(study, "run_sweeps", fail)
+    monkeypatch.setattr(study, "_compute_run", fail)
+    stored = tmp_path / "store" / "paper"
+    stored.mkdir(parents=True)
+    monkeypatch.setattr(study, "PAPER_RESULTS", stored)
+    (tmp_path / "link").symlink_to(stored)
+    monkeypatch.chdir(tmp_path / "store")
+    repo_results = study.Path(study.__file__).resolve().parent.parent / "results"
+    for cache in (stored, "paper", "paper/sub", tmp_path / "link", tmp_path / "link" / "sub", tmp_path / "store",
+                  repo_results, repo_results / "paper", repo_results / "scratch" / "x"):
+        with pytest.raises(ValueError, match="cache of its own"):
+            study.run_paper_study(cache, compiled=True, progress=False)
+    ran = []
+    monkeypatch.setattr(study, "run_sweeps", lambda sweeps, cache, **k: ran.append(cache) or [])
+    study.run_paper_study(tmp_path / "beside", parts=("l2",), compiled=True, progress=False)
+    assert ran == [tmp_path / "beside"]
 
 
 def test_the_command_line_needs_a_cache_for_fused(monkeypatch, capsys):

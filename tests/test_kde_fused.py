@@ -44,7 +44,7 @@ def _exact_sums(x, weights, g):
 @pytest.mark.parametrize("d", [1, 2, 7, 30])
 def test_kernel_sums_are_within_their_error_bound_of_float64(d):
     rng = np.random.default_rng(100 + d)
-    for m in (1, 5, 8, 9, 100, 301):
+    for m in (1, 5, 6, 8, 9, 100, 301, 302):  # every remainder of m modulo 4 and 8
         for c1 in (1, 3, 11):
             for g in (0.5, 5.0, 50.0):
                 x = rng.uniform(-1, 1, size=(m, d)).astype(np.float32)
@@ -56,7 +56,7 @@ def test_kernel_sums_are_within_their_error_bound_of_float64(d):
                 assert np.all(np.abs(got - exact) <= bound), (m, c1, g, np.max(np.abs(got - exact) - bound))
 
 
-@pytest.mark.parametrize("m", [1023, 1025, 2300])
+@pytest.mark.parametrize("m", [1023, 1025, 1026, 2300])
 def test_kernel_sums_over_several_column_tiles_with_the_overall_row_derived(m):
     """Layers wider than one tile of columns (1024), some rows not a multiple of four; the first
     weight row is the sum of the class rows, as the estimators give it, so the kernel computes the
@@ -99,6 +99,15 @@ def test_kernel_sums_clamp_at_minus_80_and_sum_heavy_and_light_terms_accurately(
                         np.stack([np.arange(1, b + 1) * 1e-6, np.full(b, far)], 1),
                         np.stack([(b + np.arange(1, v + 1)) * 1e-6, np.zeros(v)], 1)]).astype(np.float32)
     w = np.concatenate([[heavy], np.ones(b + v)]).astype(np.float32)[None]
+    got = fused_kernel_sums(x, w, 0.5)
+    exact, bound = _exact_sums(x, w, 0.5)
+    assert np.all(np.abs(got - exact) <= bound), np.max(np.abs(got - exact) / exact)
+    # the same along a row (the rows' partial sums, not the columns'): a few near rows first, then
+    # the heavy row and the far ones after it, all in the near rows' upper triangle
+    v = 8
+    x = np.concatenate([np.stack([np.arange(1, v + 1) * 1e-6, np.zeros(v)], 1), [[0.0, 0.0]],
+                        np.stack([np.arange(1, b + 1) * 1e-6, np.full(b, far)], 1)]).astype(np.float32)
+    w = np.concatenate([np.ones(v), [heavy], np.ones(b)]).astype(np.float32)[None]
     got = fused_kernel_sums(x, w, 0.5)
     exact, bound = _exact_sums(x, w, 0.5)
     assert np.all(np.abs(got - exact) <= bound), np.max(np.abs(got - exact) / exact)
