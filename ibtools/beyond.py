@@ -35,7 +35,7 @@ from .mnist1d_study import (MNIST1D_ESTIMATORS, MNIST1D_L2S, MNIST1D_RESULTS, mn
                             mnist1d_sweeps)
 from .study import (MNIST1D_EPOCHS, MNIST1D_HIDDEN, MNIST1D_TASK, PAPER_EPOCHS, PAPER_SEEDS, global_range_config, obtain,
                     obtain_run)
-from .sweep import SweepConfig, SweepResult
+from .sweep import SweepConfig
 from .tasks import load_task
 from .verdicts import StudyData, study_claims, verdict_frame
 
@@ -91,11 +91,6 @@ def ceiling_bits(task: str) -> float:
     return float(np.log2(len(load_task(task).y)))
 
 
-def _study_data(activations: SweepResult, l2: SweepResult, single, ranged) -> StudyData:
-    pool = SweepResult(list({r.config.key(): r for r in activations.runs + l2.runs}.values()))
-    return StudyData(activations, l2, pool, single, ranged)
-
-
 def task_study_data(*, epochs: int = MNIST1D_EPOCHS, seeds=PAPER_SEEDS, activations=PAPER_ACTIVATIONS,
                     l2s=MNIST1D_L2S, task: str = MNIST1D_TASK, hidden=MNIST1D_HIDDEN, estimators=MNIST1D_ESTIMATORS,
                     results_dir=None, scratch_dir=None, progress: bool = True) -> StudyData:
@@ -109,7 +104,7 @@ def task_study_data(*, epochs: int = MNIST1D_EPOCHS, seeds=PAPER_SEEDS, activati
     l2 = obtain(sweeps["l2"], results_dir, scratch_dir, progress)
     single = obtain_run(mnist1d_single_config(epochs, task, hidden, estimators), results_dir, scratch_dir, progress)
     ranged = obtain_run(global_range_config(single), results_dir, scratch_dir, progress)
-    return _study_data(acts, l2, single, ranged)
+    return StudyData.from_sweeps(acts, l2, single, ranged)
 
 
 def tishby_study_data(*, study: str = "rerun", epochs: int = PAPER_EPOCHS, seeds=PAPER_SEEDS,
@@ -136,7 +131,7 @@ def tishby_study_data(*, study: str = "rerun", epochs: int = PAPER_EPOCHS, seeds
     l2 = study_l2(study, tuple(l2s), "relu", epochs, seeds, sensitivity=sensitivity, **where)
     single = study_single(study, "relu", "estimators", epochs, **where)
     ranged = study_single(study, "relu", "ranged", epochs, **where)
-    return _study_data(acts, l2, single, ranged)
+    return StudyData.from_sweeps(acts, l2, single, ranged)
 
 
 def _kept_networks(status: pd.DataFrame) -> pd.Series:

@@ -103,8 +103,7 @@ def compute(results_dir=None) -> dict:
     from .rerun import EXACT, RERUN_RESULTS, rerun_status
     from .study import PAPER_EPOCHS, estimator_label, pooled_reference_failures
     from .studies import study_activations, study_l2, study_single
-    from .sweep import SweepResult
-    from .verdicts import StudyData, study_claims
+    from .verdicts import StudyData, pooled, study_claims
     from .activations import PAPER_ACTIVATIONS
     from .study import L2_STRENGTHS
 
@@ -120,7 +119,7 @@ def compute(results_dir=None) -> dict:
     l2 = study_l2("rerun", L2_STRENGTHS, "relu", PAPER_EPOCHS, seeds, **where)
     single = study_single("rerun", "relu", "estimators", PAPER_EPOCHS, **where)
     ranged = study_single("rerun", "relu", "ranged", PAPER_EPOCHS, **where)
-    pool = SweepResult(list({r.config.key(): r for r in act.runs + l2.runs}.values()))
+    pool = pooled(act, l2)
     label, akde = estimator_label("ebab"), estimator_label("akde")
     status = classify_runs(pool.runs, label)
     act_t, l2_t = act.table(label), l2.table(label)

@@ -51,6 +51,7 @@ __all__ = [
     "obtain_run",
     "run_paper_study",
     "compiled_engines",
+    "compiled_sweep",
     "MNIST1D_TASK",
     "MNIST1D_HIDDEN",
     "MNIST1D_EPOCHS",
@@ -255,6 +256,11 @@ def compiled_engines(config: TrainConfig) -> TrainConfig:
     return config.replace(backend="fused", estimators=specs)
 
 
+def compiled_sweep(sweep: SweepConfig) -> SweepConfig:
+    """``sweep`` with :func:`compiled_engines` on its base configuration (so on every unit)."""
+    return dataclasses.replace(sweep, base=compiled_engines(sweep.base))
+
+
 def _refuse_stored_directories(cache) -> None:
     """A ``ValueError`` if ``cache`` is, lies inside or contains the stored study
     (:data:`PAPER_RESULTS`) or the repository's ``results`` directory (symbolic links and relative
@@ -276,13 +282,12 @@ def run_paper_study(cache=PAPER_RESULTS, parts=PARTS, executor=None, progress: b
             raise ValueError(f"unknown part {part!r}; choose from {PARTS}")
     if compiled:
         _refuse_stored_directories(cache)
-    engines = compiled_engines if compiled else (lambda config: config)
     single_activations = ("relu", "tanh") if "single" in parts else ()
     # the single networks with every estimator first, then those with raw activity kept
     singles = ([single_network_config(a) for a in single_activations] + [snapshot_config(a) for a in single_activations])
     sweeps = ([SweepConfig(config, seeds_per_unit=1) for config in singles]
               + ([activation_sweep()] if "activations" in parts else []) + ([l2_sweep()] if "l2" in parts else []))
-    sweeps = [dataclasses.replace(sweep, base=engines(sweep.base)) for sweep in sweeps]
+    sweeps = [compiled_sweep(sweep) for sweep in sweeps] if compiled else sweeps
     # one pass over every part's units: a unit locked by another process sharing the cache does
     # not hold up the next one
     results = run_sweeps(sweeps, cache, progress=progress, executor=executor) if sweeps else []

@@ -20,10 +20,11 @@ from .claims import (activation_claims, for_study, generalization_claim, global_
                      l2_claims)
 from .failures import classify_runs, drop_failed
 from .study import estimator_label
+from .sweep import SweepResult
 
 __all__ = ["StudyData", "EQUAL_TERMS_BLOCKS", "study_claims", "equal_terms", "common_recorded_epochs", "verdict_frame",
            "units_created_before", "IXT_CLAIMS", "ARM_CLAIMS", "RERUN_SETTINGS", "EXACT_NAME", "NETWORK_SETS", "arm_claims",
-           "rerun_verdicts", "rerun_verdict_table", "rerun_verdict_frame", "rerun_study_data"]
+           "rerun_verdicts", "rerun_verdict_table", "rerun_verdict_frame", "rerun_study_data", "pooled"]
 
 #: Settings compared with each other on the epochs all of them share. The stored schedules are not
 #: nested, so each block has its own common epochs: the three EBAB bin counts share 32 epochs, the
@@ -33,6 +34,12 @@ EQUAL_TERMS_BLOCKS = (
     ("adaptive KDE", ("ebab", "akde")),
     ("KDE constant", ("ebab", "akde_small_alpha", "akde_large_alpha")),
 )
+
+
+def pooled(*sweeps) -> SweepResult:
+    """The runs of ``sweeps`` with each unit once (a unit two sweeps share, such as ReLU without L2
+    in the activation and the L2 sweep, counts once), in the order first seen."""
+    return SweepResult(list({r.config.key(): r for sweep in sweeps for r in sweep.runs}.values()))
 
 
 @dataclass
@@ -45,6 +52,11 @@ class StudyData:
     pool: object
     relu_single: object
     relu_ranged: object
+
+    @classmethod
+    def from_sweeps(cls, activations, l2, single=None, ranged=None) -> "StudyData":
+        """The data of an activation sweep and an L2 sweep, their pool made by :func:`pooled`."""
+        return cls(activations, l2, pooled(activations, l2), single, ranged)
 
     def status(self, estimator: str | None = None) -> pd.DataFrame:
         """Failure status of every network of the pool (:func:`ibtools.failures.classify_runs`)."""
@@ -274,7 +286,6 @@ def rerun_study_data(activations=None, l2s=None, *, epochs=None, seeds=None, arm
     from .activations import PAPER_ACTIVATIONS
     from .rerun import INIT_ARMS, RERUN_ESTIMATORS, RERUN_MEASURES, rerun_activations, rerun_l2, rerun_single
     from .study import L2_STRENGTHS, PAPER_EPOCHS, PAPER_SEEDS
-    from .sweep import SweepResult
 
     kw = {"epochs": PAPER_EPOCHS if epochs is None else epochs, "seeds": PAPER_SEEDS if seeds is None else seeds,
           "estimators": RERUN_ESTIMATORS if estimators is None else tuple(estimators),
@@ -288,11 +299,10 @@ def rerun_study_data(activations=None, l2s=None, *, epochs=None, seeds=None, arm
             out[arm] = StudyData(act, None, act, None, None)
             continue
         l2 = rerun_l2(L2_STRENGTHS if l2s is None else l2s, **kw)
-        pool = SweepResult(list({r.config.key(): r for r in act.runs + l2.runs}.values()))
         single_kw = {k: kw[k] for k in ("epochs", "results_dir", "scratch_dir", "progress")}
         if not single:
-            out[arm] = StudyData(act, l2, pool, None, None)
+            out[arm] = StudyData.from_sweeps(act, l2)
             continue
-        out[arm] = StudyData(act, l2, pool, rerun_single("relu", "estimators", **single_kw),
-                             rerun_single("relu", "ranged", **single_kw))
+        out[arm] = StudyData.from_sweeps(act, l2, rerun_single("relu", "estimators", **single_kw),
+                                         rerun_single("relu", "ranged", **single_kw))
     return out

@@ -18,7 +18,6 @@ Reads both directories; writes nothing but ``--out`` (default: standard output).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -47,14 +46,12 @@ def _load(sweep: SweepConfig, cache: Path) -> SweepResult:
 
 def study_data(cache: Path, compiled: bool) -> StudyData:
     """The first study's data from ``cache``, with or without :func:`ibtools.study.compiled_engines`."""
-    engines = study.compiled_engines if compiled else (lambda config: config)
-    act = _load(dataclasses.replace(study.activation_sweep(), base=engines(study.activation_sweep().base)), cache)
-    l2 = _load(dataclasses.replace(study.l2_sweep(), base=engines(study.l2_sweep().base)), cache)
-    single_config = engines(study.single_network_config("relu"))
-    single = _load(SweepConfig(single_config, seeds_per_unit=1), cache).runs[0]
+    engines = study.compiled_sweep if compiled else (lambda sweep: sweep)
+    act = _load(engines(study.activation_sweep()), cache)
+    l2 = _load(engines(study.l2_sweep()), cache)
+    single = _load(engines(SweepConfig(study.single_network_config("relu"), seeds_per_unit=1)), cache).runs[0]
     ranged = _load(SweepConfig(study.global_range_config(single), seeds_per_unit=1), cache).runs[0]
-    pool = SweepResult(list({r.config.key(): r for r in act.runs + l2.runs}.values()))
-    return StudyData(act, l2, pool, single, ranged)
+    return StudyData.from_sweeps(act, l2, single, ranged)
 
 
 def _final(data: StudyData, label: str) -> pd.DataFrame:
