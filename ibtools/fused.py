@@ -41,12 +41,12 @@ with the exponential it already has.
 
 **Transcendental functions.** Without Intel's SVML (not a dependency) ``math.exp`` and
 ``math.tanh`` compile to scalar library calls. The kernel has its own branch-free float32
-versions, the same bits on every machine with IEEE float32: ``exp`` and ``log`` (Cephes' range
-reduction and minimax polynomials; ``log`` only for the loss), ``tanh`` as one rational
-function x P(x^2) / Q(x^2) fitted for this kernel (within 5.2 ulp on a 4-million-point grid, no
-exponential), ``expm1`` (ELU) from it as 2 t / (1 - t) with t = tanh(x/2) (3.7 ulp), and softplus
-with its derivative from one exponential and an atanh series (3.3 ulp, sigmoid 2.4 ulp, no
-logarithm). Every polynomial is evaluated by Horner's rule with fused multiply-adds. Activations
+versions, the same bits on every machine with IEEE float32: ``exp`` (Cephes' range reduction, a
+polynomial fitted for this kernel; 1.0 ulp) and ``log`` (Cephes'; only for the loss), ``tanh``
+as one rational function x P(x^2) / Q(x^2) fitted for this kernel (within 5.2 ulp on a
+4-million-point grid, no exponential), ``expm1`` (ELU) from it as 2 t / (1 - t) with
+t = tanh(x/2) (3.7 ulp), and softplus with its derivative from one exponential, a fitted
+polynomial for log1p and one division (1.9 ulp, sigmoid 2.4 ulp, no logarithm). Every polynomial is evaluated by Horner's rule with fused multiply-adds. Activations
 and their derivatives go four rows at a time, so that the compiler interleaves four independent
 chains: a transcendental function's chain of dependent operations is long, and one row at a time
 its latency, not the machine's throughput, set the pace. They are
@@ -96,15 +96,18 @@ SUPPORTED_ACTIVATIONS = {
 _PRELU = 3
 
 _f = np.float32
-_ONE, _ZERO, _HALF, _TWO = _f(1.0), _f(0.0), _f(0.5), _f(2.0)
+_ONE, _ZERO, _HALF = _f(1.0), _f(0.0), _f(0.5)
 _LOG2E = _f(1.44269504088896341)
 _C1, _C2 = _f(0.693359375), _f(-2.12194440e-4)  # ln 2 = C1 - C2, C1 exact in few bits
 _EXP_HI, _EXP_LO = _f(88.0), _f(-87.33654)
 _LOG2 = _f(math.log(2.0))
 _SQRT2 = _f(1.41421356237)
-# Cephes expf and logf minimax coefficients
-_E0, _E1, _E2, _E3, _E4, _E5 = (_f(1.9875691500e-4), _f(1.3981999507e-3), _f(8.3334519073e-3),
-                                _f(4.1665795894e-2), _f(1.6666665459e-1), _f(5.0000001201e-1))
+# exp(r) = 1 + r + r^2 Q(r) on |r| <= ln(2)/2, Q of degree 4 (one degree fewer than Cephes'
+# expf): our own fit (iteratively reweighted least squares on the relative error of exp,
+# 4e5 points), 3.1e-9 relative before float32 rounding
+_E2, _E3, _E4, _E5, _E6 = (_f(0.4999999343311134), _f(0.16666520422286557), _f(0.041668390736635835),
+                           _f(0.008368742310364415), _f(0.00138145288118691))
+# Cephes logf minimax coefficients
 _L = tuple(_f(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
                            1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
                            3.3333331174e-1))
@@ -395,6 +398,18 @@ def _frexp_parts(typingctx, x):
     return types.UniTuple(F8, 2)(x), codegen
 
 
+def _aligned_zeros(n: int, dtype=np.float32) -> np.ndarray:
+    """``np.zeros(n, dtype)`` whose data starts on a 64-byte boundary (a cache line).
+
+    numpy only promises 16 bytes; at an address 16 or 48 past a line, every other 32-byte vector
+    load or store of the kernel spans two cache lines, which made the same kernel up to ~15 %
+    slower in one process than in another (measured; ``benchmarks/README.md``)."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n * itemsize + 64, dtype=np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + n * itemsize].view(dtype)
+
+
 # --- float32 transcendental functions, lane-wise ---------------------------------------------
 
 @njit(cache=True, error_model="numpy", forceinline=True)
@@ -412,7 +427,7 @@ def _exp_below_88(x):
     r = _fma(fx, -_C1, x)
     r = _fma(fx, -_C2, r)
     z = r * r
-    p = _fma(_fma(_fma(_fma(_fma(_fma(r, _E0, _E1), r, _E2), r, _E3), r, _E4), r, _E5), z, r) + _ONE
+    p = _fma(_fma(_fma(_fma(_fma(r, _E6, _E5), r, _E4), r, _E3), r, _E2), z, r) + _ONE
     return p * _pow2(fx)
 
 
@@ -460,23 +475,26 @@ def _sigmoid(x):
     return _ONE / (_exp(-x) + _ONE)
 
 
-_A = tuple(_f(2.0 / k) for k in (3, 5, 7, 9, 11, 13, 15))  # twice the atanh series' 1/k
-_A3, _A5, _A7, _A9, _A11, _A13, _A15 = _A
+# log1p(u) = u + u^2 R(u) on 0 <= u <= 1, R of degree 7: our own fit (iteratively reweighted
+# least squares on the relative error of log1p, 4e5 points), 3.3e-8 relative before float32
+# rounding
+_LP = tuple(_f(c) for c in (
+    -0.4999964798042828, 0.33321323114497714, -0.24857168476702732, 0.19153676695113148,
+    -0.1375385439461656, 0.0792052141516608, -0.0300662475637984, 0.005364947331105388))
+_LP0, _LP1, _LP2, _LP3, _LP4, _LP5, _LP6, _LP7 = _LP
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _softplus(z):
-    """(log(1 + e^z), its derivative sigmoid(z)) from one exponential and no logarithm.
+    """(log(1 + e^z), its derivative sigmoid(z)) from one exponential, one division and no
+    logarithm.
 
-    With u = e^-|z| in (0, 1]: softplus(z) = max(z, 0) + log1p(u), log1p(u) = 2 atanh(s) with
-    s = u / (2 + u) <= 1/3, summed as 2 s (1 + s^2/3 + ... + s^14/15) (the next term is below
-    1.5e-9 relative); sigmoid(z) = (1 if z >= 0 else u) / (1 + u). For z > 20 the sum rounds to z,
-    as torch's threshold gives."""
+    With u = e^-|z| in (0, 1]: softplus(z) = max(z, 0) + log1p(u), log1p(u) = u + u^2 R(u) with
+    the polynomial R above (no division); sigmoid(z) = (1 if z >= 0 else u) / (1 + u). For
+    z > 20 the sum rounds to z, as torch's threshold gives."""
     u = _exp_below_88(-abs(z))
-    s = u / (u + _TWO)
-    t = s * s
-    p = _fma(_fma(_fma(_fma(_fma(_fma(_fma(t, _A15, _A13), t, _A11), t, _A9), t, _A7), t, _A5), t, _A3), t, _TWO)
-    return _sel(z > _ZERO, z, _ZERO) + s * p, _sel(z >= _ZERO, _ONE, u) / (u + _ONE)
+    r = _fma(_fma(_fma(_fma(_fma(_fma(_fma(u, _LP7, _LP6), u, _LP5), u, _LP4), u, _LP3), u, _LP2), u, _LP1), u, _LP0)
+    return _sel(z > _ZERO, z, _ZERO) + _fma(u * u, r, u), _sel(z >= _ZERO, _ONE, u) / (u + _ONE)
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
@@ -974,15 +992,16 @@ class FusedKernel:
         self.ls[:len(ls)] = ls
         self.ao = np.concatenate([[0], np.cumsum(self.widths)]).astype(np.int64)  # first row of each layer
         f32 = np.float32
-        self.P, self.M, self.V, self.G = (np.zeros(p * LANES, dtype=f32) for _ in range(4))
-        self.A = np.zeros(int(self.ao[-1]) * BLOCK * LANES, dtype=f32)  # a block's activity
-        self.Z = np.zeros(int(self.ao[-1]) * BLOCK * LANES, dtype=f32)  # and pre-activations
+        # the arrays the kernel reads and writes as 8-lane vectors start on cache lines
+        self.P, self.M, self.V, self.G = (_aligned_zeros(p * LANES) for _ in range(4))
+        self.A = _aligned_zeros(int(self.ao[-1]) * BLOCK * LANES)  # a block's activity
+        self.Z = _aligned_zeros(int(self.ao[-1]) * BLOCK * LANES)  # and pre-activations
         wmax = int(self.widths.max()) * BLOCK * LANES
-        self.g1, self.g2 = np.zeros(wmax, dtype=f32), np.zeros(wmax, dtype=f32)
+        self.g1, self.g2 = _aligned_zeros(wmax), _aligned_zeros(wmax)
         self.m_lane = np.zeros(LANES, dtype=np.float64)
         self.rows = np.zeros(LANES, dtype=np.int64)
         self.lane_net = np.zeros(LANES, dtype=np.int64)
-        self.labels = np.zeros(BLOCK * LANES, dtype=f32)  # as float32, compared with float32 classes
+        self.labels = _aligned_zeros(BLOCK * LANES)  # as float32, compared with float32 classes
         self.scales = np.zeros(BLOCK, dtype=f32)
         self.losses = np.zeros(self.S, dtype=np.float64)
 
@@ -1076,7 +1095,7 @@ class FusedKernel:
         sizes = [self.S * N * int(w) for w in self.widths[1:]]
         ob = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         out = np.empty(int(ob[-1]), dtype=np.float32)
-        P, A, Z = np.zeros_like(self.P), np.zeros_like(self.A), np.zeros_like(self.Z)
+        P, A, Z = (_aligned_zeros(a.size) for a in (self.P, self.A, self.Z))
         _forward_all(self.code, flat, X, self.S, self.widths, self.w_off, self.b_off, self.s_off,
                      self.lw, self.lb, self.ls, self.ao, ob, P, A, Z, out)
         return [out[ob[i]:ob[i + 1]].reshape(self.S, N, int(w)) for i, w in enumerate(self.widths[1:])]

@@ -231,8 +231,9 @@ def test_kernel_rejects_bad_arrays():
 def test_lane_functions_against_float64():
     """The kernel's float32 tanh, softplus (with its derivative, sigmoid), ELU's expm1 and exp on
     dense grids, against numpy in float64: within the ulp bounds the module docstring states
-    (5.2, 3.3, 3.7; exp 2), measured in units in the last place of the float32 result. Below
-    -80 the exponential is clamped at e^-87.3, so softplus is checked above -80."""
+    (tanh 5.2, softplus 1.9 and sigmoid 2.4, expm1 3.7, exp 1.0), with a little room, measured in
+    units in the last place of the float32 result. Below -80 the exponential is clamped at
+    e^-87.3, so softplus is checked above -80."""
     from numba import njit
 
     from ibtools import fused
@@ -265,7 +266,7 @@ def test_lane_functions_against_float64():
     a, b = np.empty_like(xs), np.empty_like(xs)
     lanes(1, xs, a, b)
     xs64 = xs.astype(np.float64)
-    assert ulps(a, np.logaddexp(0.0, xs64)) <= 4
+    assert ulps(a, np.logaddexp(0.0, xs64)) <= 2.5
     assert ulps(b, 1.0 / (1.0 + np.exp(-xs64))) <= 3
     assert np.array_equal(a[xs > 20], xs[xs > 20])  # torch's threshold: softplus(z) = z above 20
     xe = -np.concatenate([np.linspace(0, 40, 400_000), np.logspace(-8, 0, 40_000)])
@@ -276,7 +277,7 @@ def test_lane_functions_against_float64():
     xx = np.linspace(-80, 80, 400_000).astype(np.float32)
     a = np.empty_like(xx)
     lanes(3, xx, a, a)
-    assert ulps(a, np.exp(xx.astype(np.float64))) <= 2
+    assert ulps(a, np.exp(xx.astype(np.float64))) <= 1.5
     nan = np.full(LANES, np.nan, dtype=np.float32)
     out = np.empty_like(nan)
     for which in (0, 2, 3):
