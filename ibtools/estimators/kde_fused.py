@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from ..fused import _exp_below_88, _fma, _ld, _sel, _set8, _splat, _st
+from ..fused import _aligned_zeros, _exp_below_88, _fma, _ld, _sel, _set8, _splat, _st
 
 __all__ = ["fused_kernel_sums", "fused_scale_ok", "float32_rows"]
 
@@ -238,7 +238,7 @@ def fused_kernel_sums(x: np.ndarray, weights: np.ndarray, g: float) -> np.ndarra
     """
     m, d = x.shape
     mp = -(-m // 8) * 8
-    cols = np.empty((d, mp), np.float32)
+    cols = _aligned_zeros(d * mp).reshape(d, mp)  # the vector arrays start on cache lines
     cols[:, :m] = x.T
     cols[:, m:] = x[:1].T
     # the estimators' first weight row counts every input, the sum of the class rows after it:
@@ -247,11 +247,11 @@ def fused_kernel_sums(x: np.ndarray, weights: np.ndarray, g: float) -> np.ndarra
     derived = weights.shape[0] > 1 and np.array_equal(weights[0], weights[1:].sum(0, dtype=np.float64))
     kept = weights[1:] if derived else weights
     c1 = kept.shape[0]
-    w = np.zeros((c1, mp), np.float32)
+    w = _aligned_zeros(c1 * mp).reshape(c1, mp)
     w[:, :m] = kept
     mass = np.zeros(c1 * mp, np.float64)
     _kernel_sums(cols.ravel(), np.ascontiguousarray(x, dtype=np.float32), w.ravel(), float(g), m, mass,
-                 np.zeros(c1 * mp, np.float32), np.zeros(32, np.float32), np.zeros(4 * _TILE, np.float32),
+                 _aligned_zeros(c1 * mp), _aligned_zeros(32), _aligned_zeros(4 * _TILE),
                  np.zeros(4 * c1, np.float64))
     sums = mass.reshape(c1, mp)[:, :m]
     return np.concatenate([sums.sum(0, keepdims=True), sums]) if derived else sums
