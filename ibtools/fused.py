@@ -46,13 +46,14 @@ polynomial fitted for this kernel; 1.0 ulp) and ``log`` (Cephes'; only for the l
 as one rational function x P(x^2) / Q(x^2) fitted for this kernel (within 5.2 ulp on a
 4-million-point grid, no exponential), ``expm1`` (ELU) from it as 2 t / (1 - t) with
 t = tanh(x/2) (3.7 ulp), and softplus with its derivative from one exponential, a fitted
-polynomial for log1p and one division (1.9 ulp, sigmoid 2.4 ulp, no logarithm). Every polynomial is evaluated by Horner's rule with fused multiply-adds. Activations
-and their derivatives go four rows at a time, so that the compiler interleaves four independent
-chains: a transcendental function's chain of dependent operations is long, and one row at a time
-its latency, not the machine's throughput, set the pace. They are
-not the bits of torch's Sleef/libm functions, and the matrix products sum in a different order
-than MKL, so the fused backend agrees with the torch engine to float32 rounding that Adam then
-carries along (see the tolerances in ``tests/test_fused.py``), not bit for bit. The stored study
+polynomial for log1p and one division (2.2 ulp over every float32 from 2^-14 to 80 in
+magnitude, sigmoid 2.4 ulp, no logarithm). Every polynomial is evaluated by Horner's rule with
+fused multiply-adds. Activations and their derivatives go four rows at a time, so that the
+compiler interleaves four independent chains: a transcendental function's chain of dependent
+operations is long, and one row at a time its latency, not the machine's throughput, set the
+pace. They are not the bits of torch's Sleef/libm functions, and the matrix products sum in a
+different order than MKL, so the fused backend agrees with the torch engine to float32 rounding
+that Adam then carries along (see the tolerances in ``tests/test_fused.py``), not bit for bit. The stored study
 was computed with the torch engine, which stays the default and the reference.
 
 Functions
@@ -402,8 +403,9 @@ def _aligned_zeros(n: int, dtype=np.float32) -> np.ndarray:
     """``np.zeros(n, dtype)`` whose data starts on a 64-byte boundary (a cache line).
 
     numpy only promises 16 bytes; at an address 16 or 48 past a line, every other 32-byte vector
-    load or store of the kernel spans two cache lines, which made the same kernel up to ~15 %
-    slower in one process than in another (measured; ``benchmarks/README.md``)."""
+    load or store of the kernel spans two cache lines, which made the same kernel 10-20 % slower
+    in one process than in another (measured; ``benchmarks/README.md``). For ``n >= 1`` (an
+    empty array keeps its buffer's unaligned address, which no load ever reads)."""
     itemsize = np.dtype(dtype).itemsize
     raw = np.zeros(n * itemsize + 64, dtype=np.uint8)
     start = -raw.ctypes.data % 64
@@ -476,11 +478,13 @@ def _sigmoid(x):
 
 
 # log1p(u) = u + u^2 R(u) on 0 <= u <= 1, R of degree 7: our own fit (iteratively reweighted
-# least squares on the relative error of log1p, 4e5 points), 3.3e-8 relative before float32
-# rounding
+# least squares on the relative error of log1p, 2e5 points), each coefficient rounded to float32
+# in turn and the rest refitted, with R(1) = ln 2 - 1 imposed, so that softplus(0) is float32's
+# ln 2 and centered softplus(0) is 0 exactly; evaluated in float32 within 2.2 ulp of softplus for
+# every float32 z with 2^-14 <= |z| < 80
 _LP = tuple(_f(c) for c in (
-    -0.4999964798042828, 0.33321323114497714, -0.24857168476702732, 0.19153676695113148,
-    -0.1375385439461656, 0.0792052141516608, -0.0300662475637984, 0.005364947331105388))
+    -0.4999963343143463, 0.3332090377807617, -0.24853166937828064, 0.19135801494121552,
+    -0.13711534440517426, 0.07865845412015915, -0.02970225177705288, 0.005267273634672165))
 _LP0, _LP1, _LP2, _LP3, _LP4, _LP5, _LP6, _LP7 = _LP
 
 
@@ -998,7 +1002,7 @@ class FusedKernel:
         self.Z = _aligned_zeros(int(self.ao[-1]) * BLOCK * LANES)  # and pre-activations
         wmax = int(self.widths.max()) * BLOCK * LANES
         self.g1, self.g2 = _aligned_zeros(wmax), _aligned_zeros(wmax)
-        self.m_lane = np.zeros(LANES, dtype=np.float64)
+        self.m_lane = _aligned_zeros(LANES, np.float64)
         self.rows = np.zeros(LANES, dtype=np.int64)
         self.lane_net = np.zeros(LANES, dtype=np.int64)
         self.labels = _aligned_zeros(BLOCK * LANES)  # as float32, compared with float32 classes

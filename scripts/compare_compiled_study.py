@@ -44,25 +44,25 @@ def _load(sweep: SweepConfig, cache: Path) -> SweepResult:
     return SweepResult(runs)
 
 
-def commits(cache: Path, compiled: bool) -> str:
-    """The git commits (short) recorded in the sidecars of the study's runs in ``cache``."""
-    engines = study.compiled_sweep if compiled else (lambda sweep: sweep)
-    single = engines(SweepConfig(study.single_network_config("relu"), seeds_per_unit=1))
-    runs = [*_load(engines(study.activation_sweep()), cache).runs, *_load(engines(study.l2_sweep()), cache).runs,
-            *_load(single, cache).runs]
-    found = sorted({str(run.meta.get("git_commit"))[:7] + ("-dirty" if str(run.meta.get("git_commit")).endswith("-dirty")
-                                                          else "") for run in runs})
-    return ", ".join(found)
-
-
-def study_data(cache: Path, compiled: bool) -> StudyData:
-    """The first study's data from ``cache``, with or without :func:`ibtools.study.compiled_engines`."""
+def study_runs(cache: Path, compiled: bool) -> tuple:
+    """The first study's runs in ``cache`` (activation sweep, L2 sweep, single network, global-range
+    run), with or without :func:`ibtools.study.compiled_engines`."""
     engines = study.compiled_sweep if compiled else (lambda sweep: sweep)
     act = _load(engines(study.activation_sweep()), cache)
     l2 = _load(engines(study.l2_sweep()), cache)
     single = _load(engines(SweepConfig(study.single_network_config("relu"), seeds_per_unit=1)), cache).runs[0]
     ranged = _load(SweepConfig(study.global_range_config(single), seeds_per_unit=1), cache).runs[0]
-    return StudyData.from_sweeps(act, l2, single, ranged)
+    return act, l2, single, ranged
+
+
+def commits(runs: tuple) -> str:
+    """The git commits (short, ``-dirty`` kept) recorded in the sidecars of :func:`study_runs`' runs."""
+    act, l2, single, ranged = runs
+    found = {str(run.meta.get("git_commit") or "") for run in (*act.runs, *l2.runs, single, ranged)}
+    short = sorted({c[:7] + ("-dirty" if c.endswith("-dirty") else "") for c in found if c})
+    if not short:
+        return "an unknown commit"
+    return ("commits " if len(short) > 1 else "commit ") + ", ".join(short)
 
 
 def _final(data: StudyData, label: str) -> pd.DataFrame:
@@ -137,13 +137,10 @@ def main(argv=None) -> int:
     parser.add_argument("--stored", type=Path, default=study.PAPER_RESULTS, help="the stored study (default: results/paper)")
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write (default: standard output)")
     args = parser.parse_args(argv)
-    def at(found: str) -> str:
-        return ("commits " if "," in found else "commit ") + found
-
-    provenance = (f"Computed by: the stored study at {at(commits(args.stored, compiled=False))}; the compiled "
-                  f"study at {at(commits(args.cache, compiled=True))} (the compiled paths' bits may change "
-                  f"between versions).")
-    text = compare(study_data(args.stored, compiled=False), study_data(args.cache, compiled=True), provenance)
+    stored, compiled = study_runs(args.stored, compiled=False), study_runs(args.cache, compiled=True)
+    provenance = (f"Computed by: the stored study at {commits(stored)}; the compiled study at {commits(compiled)} "
+                  f"(the compiled paths' bits may change between versions).")
+    text = compare(StudyData.from_sweeps(*stored), StudyData.from_sweeps(*compiled), provenance)
     if args.out is None:
         sys.stdout.write(text + "\n")
     else:

@@ -112,3 +112,28 @@ def test_a_compiled_configuration_records_the_compiled_labels():
     assert set(table.estimator) == {"ebab(n_bins=30)", "akde(alpha=0.01,engine=fused)",
                                     "kde(engine=fused,noise_var=0.001)"}
     assert table.i_xt.notna().all()
+
+
+def test_comparison_names_the_commits_that_computed_each_study():
+    """scripts/compare_compiled_study.py: every run's commit once (short, ``-dirty`` kept, the
+    global-range run included), unknown commits left out."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_compiled_study.py"
+    spec = importlib.util.spec_from_file_location("compare_compiled_study", path)
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    spec.loader.exec_module(script)
+
+    def run(commit):
+        return SimpleNamespace(meta={"git_commit": commit} if commit is not None else {})
+
+    act = SimpleNamespace(runs=[run("a" * 40), run("b" * 40 + "-dirty")])
+    l2 = SimpleNamespace(runs=[run("a" * 40), run(None)])
+    assert script.commits((act, l2, run("a" * 40), run("c" * 40))) == "commits aaaaaaa, bbbbbbb-dirty, ccccccc"
+    assert script.commits((SimpleNamespace(runs=[run("d" * 40)]), SimpleNamespace(runs=[]), run(None), run(""))) \
+        == "commit ddddddd"
+    assert script.commits((SimpleNamespace(runs=[]), SimpleNamespace(runs=[]), run(None), run(None))) \
+        == "an unknown commit"
