@@ -48,13 +48,21 @@ as one rational function x P(x^2) / Q(x^2) fitted for this kernel (within 5.2 ul
 t = tanh(x/2) (3.7 ulp), and softplus with its derivative from one exponential, a fitted
 polynomial for log1p and one division (2.2 ulp over every float32 from 2^-14 to 80 in
 magnitude, sigmoid 2.4 ulp, no logarithm). Every polynomial is evaluated by Horner's rule with
-fused multiply-adds. Activations and their derivatives go four rows at a time, so that the
-compiler interleaves four independent chains: a transcendental function's chain of dependent
-operations is long, and one row at a time its latency, not the machine's throughput, set the
-pace. They are not the bits of torch's Sleef/libm functions, and the matrix products sum in a
-different order than MKL, so the fused backend agrees with the torch engine to float32 rounding
-that Adam then carries along (see the tolerances in ``tests/test_fused.py``), not bit for bit. The stored study
-was computed with the torch engine, which stays the default and the reference.
+fused multiply-adds.
+
+**Activations.** Tanh, ReLU, abs and ELU are applied to the forward pass's sums as they leave
+the registers, and their derivative to the input gradient's sums (it needs only f(z), or z for
+abs): no pass over the layer's rows. The other activations have separate passes that take four
+rows at a time, so that the compiler interleaves four independent chains: a transcendental
+function's chain of dependent operations is long, and one row at a time its latency, not the
+machine's throughput, set the pace (inside the products' loops, their longer code made every
+activation slower). The forward products take two units at a time, so that each input vector
+loaded serves two multiply-adds. These arrangements leave every result bit for bit as it was.
+The functions are not the bits of torch's Sleef/libm functions, and the matrix products sum in
+a different order than MKL, so the fused backend agrees with the torch engine to float32
+rounding that Adam then carries along (see the tolerances in ``tests/test_fused.py``), not bit
+for bit. The stored study was computed with the torch engine, which stays the default and the
+reference.
 
 Functions
 ---------
@@ -568,6 +576,83 @@ def _dact(code, g, z, a, slope):
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
+def _in_registers(code):
+    """Whether activation ``code`` is applied to the forward pass's sums as they are stored, and
+    its derivative to the input gradient before it is stored: tanh, ReLU, abs and ELU, whose
+    derivative needs no more than f(z) (abs: z). The others go through separate passes over a
+    block's rows (:func:`_activate`, :func:`_derivative`); inside the products' loops their
+    longer code made every activation slower (``benchmarks/README.md``)."""
+    return code == 0 or code == 1 or code == 2 or code == 4
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _store_sums4(code, last, A, Z, base, c0, c1, c2, c3):
+    """Store one unit's sums for four samples (rows ``base``, ``base + LANES``, ...): the logits to
+    A (``last``); for the activations of :func:`_in_registers` f(z) to A, and z to Z for abs,
+    whose derivative needs its sign; for the other activations z to Z, for :func:`_activate`.
+
+    Every branch stores its own results: written with the results merged after the branches,
+    the compiler evaluated the branches' functions for every activation (about 40 % slower)."""
+    if last:
+        _st(A, base, c0)
+        _st(A, base + LANES, c1)
+        _st(A, base + 2 * LANES, c2)
+        _st(A, base + 3 * LANES, c3)
+    elif code == 1:
+        o = _splat(_ZERO)
+        _st(A, base, _sel(c0 > o, c0, o))
+        _st(A, base + LANES, _sel(c1 > o, c1, o))
+        _st(A, base + 2 * LANES, _sel(c2 > o, c2, o))
+        _st(A, base + 3 * LANES, _sel(c3 > o, c3, o))
+    elif code == 0:
+        _st(A, base, _tanh(c0))
+        _st(A, base + LANES, _tanh(c1))
+        _st(A, base + 2 * LANES, _tanh(c2))
+        _st(A, base + 3 * LANES, _tanh(c3))
+    elif code == 2:
+        _st(Z, base, c0)
+        _st(Z, base + LANES, c1)
+        _st(Z, base + 2 * LANES, c2)
+        _st(Z, base + 3 * LANES, c3)
+        _st(A, base, abs(c0))
+        _st(A, base + LANES, abs(c1))
+        _st(A, base + 2 * LANES, abs(c2))
+        _st(A, base + 3 * LANES, abs(c3))
+    elif code == 4:
+        o = _splat(_ZERO)
+        _st(A, base, _act(4, c0, o))
+        _st(A, base + LANES, _act(4, c1, o))
+        _st(A, base + 2 * LANES, _act(4, c2, o))
+        _st(A, base + 3 * LANES, _act(4, c3, o))
+    else:
+        _st(Z, base, c0)
+        _st(Z, base + LANES, c1)
+        _st(Z, base + 2 * LANES, c2)
+        _st(Z, base + 3 * LANES, c3)
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _times_derivative8(code, Z, A, base, c0, c1, c2, c3, c4, c5, c6, c7):
+    """c_s * f'(z_s) for one unit's eight samples (rows ``base + s * LANES``), for the activations
+    of :func:`_in_registers`, with :func:`_dact`'s arithmetic (from A; for abs from Z)."""
+    if code == 1:
+        o = _splat(_ZERO)
+        return (_sel(_ld(A, base) > o, c0, o), _sel(_ld(A, base + _O1) > o, c1, o),
+                _sel(_ld(A, base + _O2) > o, c2, o), _sel(_ld(A, base + _O3) > o, c3, o),
+                _sel(_ld(A, base + _O4) > o, c4, o), _sel(_ld(A, base + _O5) > o, c5, o),
+                _sel(_ld(A, base + _O6) > o, c6, o), _sel(_ld(A, base + _O7) > o, c7, o))
+    o = _splat(_ZERO)
+    return (_dact(code, c0, _ld(Z, base), _ld(A, base), o),
+            _dact(code, c1, _ld(Z, base + _O1), _ld(A, base + _O1), o),
+            _dact(code, c2, _ld(Z, base + _O2), _ld(A, base + _O2), o),
+            _dact(code, c3, _ld(Z, base + _O3), _ld(A, base + _O3), o),
+            _dact(code, c4, _ld(Z, base + _O4), _ld(A, base + _O4), o),
+            _dact(code, c5, _ld(Z, base + _O5), _ld(A, base + _O5), o),
+            _dact(code, c6, _ld(Z, base + _O6), _ld(A, base + _O6), o),
+            _dact(code, c7, _ld(Z, base + _O7), _ld(A, base + _O7), o))
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _activate(code, Z, A, r0, width, P, sr, keep_z):
     """A[u] = f(Z[u]) for rows u = r0 ... r0 + width - 1 (``width`` a multiple of 4), every lane
     (PReLU: slope row ``sr`` of ``P``). Unless ``keep_z`` (training's forward pass), softplus,
@@ -687,14 +772,43 @@ def _store_block(arr, base, c0, c1, c2, c3, c4, c5, c6, c7):
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao, keep_z):
     """Forward pass of a block of BLOCK samples for every lane. Activity row r of sample s sits at
-    row ``r * BLOCK + s`` of A (inputs in rows ao[0]...); Z gets the pre-activations (same rows);
-    the last layer's rows of A are the logits. Each output sums b + W[0] x[0] + W[1] x[1] + ... in
-    this order."""
+    row ``r * BLOCK + s`` of A (inputs in rows ao[0]...); Z gets, in the same rows, what the
+    backward pass needs (:func:`_store_sums4`, :func:`_activate`); the last layer's rows of A
+    are the logits. Each output sums b + W[0] x[0] + W[1] x[1] + ... in this order; units go two
+    at a time, so that each input vector loaded serves two multiply-adds."""
     n_layers = widths.shape[0] - 1
     for i in range(n_layers):
         fi, fo = widths[i], widths[i + 1]
         x0, z0 = ao[i], ao[i + 1]
-        for j in range(fo):
+        last = i == n_layers - 1
+        j = 0
+        while j + 1 < fo:  # two units, four samples at a time
+            for s0 in range(0, BLOCK, 4):
+                b, e = _ld(P, (lb[i] + j) * LANES), _ld(P, (lb[i] + j + 1) * LANES)
+                c0, c1, c2, c3 = b, b, b, b
+                d0, d1, d2, d3 = e, e, e, e
+                wb = (lw[i] + j * fi) * LANES
+                vb = wb + fi * LANES
+                xb = x0 * _SW + s0 * LANES
+                for k in range(fi):
+                    w, v = _ld(P, wb), _ld(P, vb)
+                    x_0, x_1, x_2, x_3 = _ld(A, xb), _ld(A, xb + _O1), _ld(A, xb + _O2), _ld(A, xb + _O3)
+                    c0 = _fma(w, x_0, c0)
+                    d0 = _fma(v, x_0, d0)
+                    c1 = _fma(w, x_1, c1)
+                    d1 = _fma(v, x_1, d1)
+                    c2 = _fma(w, x_2, c2)
+                    d2 = _fma(v, x_2, d2)
+                    c3 = _fma(w, x_3, c3)
+                    d3 = _fma(v, x_3, d3)
+                    wb += LANES
+                    vb += LANES
+                    xb += _SW
+                zb = (z0 + j) * _SW + s0 * LANES
+                _store_sums4(code, last, A, Z, zb, c0, c1, c2, c3)
+                _store_sums4(code, last, A, Z, zb + _SW, d0, d1, d2, d3)
+            j += 2
+        if j < fo:  # an odd width's last unit, eight samples at a time
             b = _ld(P, (lb[i] + j) * LANES)
             c0, c1, c2, c3, c4, c5, c6, c7 = b, b, b, b, b, b, b, b
             wb, xb = (lw[i] + j * fi) * LANES, x0 * _SW
@@ -710,12 +824,11 @@ def _forward_block(code, P, A, Z, widths, lw, lb, ls, ao, keep_z):
                 c7 = _fma(w, _ld(A, xb + _O7), c7)
                 wb += LANES
                 xb += _SW
-            _store_block(Z, (z0 + j) * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
-        if i < n_layers - 1:
+            zb = (z0 + j) * _SW
+            _store_sums4(code, last, A, Z, zb, c0, c1, c2, c3)
+            _store_sums4(code, last, A, Z, zb + _O4, c4, c5, c6, c7)
+        if not last and not _in_registers(code):
             _activate(code, Z, A, z0 * BLOCK, fo * BLOCK, P, ls[i], keep_z)
-        else:
-            for r in range(z0 * BLOCK, (z0 + fo) * BLOCK):
-                _st(A, r * LANES, _ld(Z, r * LANES))
 
 
 @njit(cache=True, error_model="numpy")
@@ -833,6 +946,9 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                                 c7 = _fma(w, _ld(g1, jb + _O7), c7)
                                 wb += step
                                 jb += _SW
+                            if _in_registers(code):  # the derivative before the store
+                                c0, c1, c2, c3, c4, c5, c6, c7 = _times_derivative8(
+                                    code, Z, A, (x0 + k) * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
                             _store_block(g2, k * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
                         if has_slope:
                             sb = ls[i - 1] * LANES
@@ -843,7 +959,8 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                                     zs = _ld(Z, xb + s * LANES)
                                     acc = acc + _sel(zs < _ZERO, zs, _ZERO) * _ld(g2, kb + s * LANES)
                                 _st(G, sb, acc)
-                        _derivative(code, g2, Z, A, x0 * BLOCK, fi * BLOCK, P, ls[i - 1])
+                        if not _in_registers(code):
+                            _derivative(code, g2, Z, A, x0 * BLOCK, fi * BLOCK, P, ls[i - 1])
                         g1, g2 = g2, g1
             # L2 on hidden weights, then Adam
             if l2 != 0.0:
