@@ -51,13 +51,16 @@ magnitude, sigmoid 2.4 ulp, no logarithm). Every polynomial is evaluated by Horn
 fused multiply-adds.
 
 **Activations.** Tanh, ReLU, abs and ELU are applied to the forward pass's sums as they leave
-the registers, and their derivative to the input gradient's sums (it needs only f(z), or z for
-abs): no pass over the layer's rows. The other activations have separate passes that take four
-rows at a time, so that the compiler interleaves four independent chains: a transcendental
-function's chain of dependent operations is long, and one row at a time its latency, not the
-machine's throughput, set the pace (inside the products' loops, their longer code made every
-activation slower). The forward products take two units at a time, so that each input vector
-loaded serves two multiply-adds. These arrangements leave every result bit for bit as it was.
+the registers; their derivative needs only f(z) (abs: z), so nothing else is stored. The other
+activations go through a separate pass over the layer's rows, which also stores f'(z) for
+softplus, centered softplus and Swish; it takes four rows at a time, so that the compiler
+interleaves four independent chains (a transcendental function's chain of dependent operations
+is long, and one row at a time its latency, not the machine's throughput, set the pace). Inside
+the products' loops, their longer code made every activation slower. In the backward pass, f'(z)
+is multiplied into the input gradient's sums as they leave the registers for every paper
+activation but PReLU, whose slope's gradient needs the gradient before it (a separate pass).
+The forward products take two units at a time, so that each input vector loaded serves two
+multiply-adds. These arrangements leave every result bit for bit as it was.
 The functions are not the bits of torch's Sleef/libm functions, and the matrix products sum in
 a different order than MKL, so the fused backend agrees with the torch engine to float32
 rounding that Adam then carries along (see the tolerances in ``tests/test_fused.py``), not bit
@@ -577,12 +580,20 @@ def _dact(code, g, z, a, slope):
 
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _in_registers(code):
-    """Whether activation ``code`` is applied to the forward pass's sums as they are stored, and
-    its derivative to the input gradient before it is stored: tanh, ReLU, abs and ELU, whose
-    derivative needs no more than f(z) (abs: z). The others go through separate passes over a
-    block's rows (:func:`_activate`, :func:`_derivative`); inside the products' loops their
+    """Whether activation ``code`` is applied to the forward pass's sums as they are stored: tanh,
+    ReLU, abs and ELU, whose derivative needs no more than f(z) (abs: z). The others go through a
+    separate pass over a block's rows (:func:`_activate`); inside the products' loops their
     longer code made every activation slower (``benchmarks/README.md``)."""
     return code == 0 or code == 1 or code == 2 or code == 4
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _derivative_in_registers(code):
+    """Whether f'(z) is multiplied into the input gradient's sums before they are stored (no
+    :func:`_derivative` pass): the activations of :func:`_in_registers`, and softplus, centered
+    softplus and Swish, whose f'(z) the forward pass left in Z. Not PReLU: its slope's gradient
+    needs the input gradient before the derivative."""
+    return _in_registers(code) or code == 5 or code == 6 or code == 7
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
@@ -634,13 +645,17 @@ def _store_sums4(code, last, A, Z, base, c0, c1, c2, c3):
 @njit(cache=True, error_model="numpy", forceinline=True)
 def _times_derivative8(code, Z, A, base, c0, c1, c2, c3, c4, c5, c6, c7):
     """c_s * f'(z_s) for one unit's eight samples (rows ``base + s * LANES``), for the activations
-    of :func:`_in_registers`, with :func:`_dact`'s arithmetic (from A; for abs from Z)."""
+    of :func:`_derivative_in_registers`, with :func:`_dact`'s arithmetic (from A; for abs from Z;
+    softplus, centered softplus and Swish: Z holds f'(z))."""
     if code == 1:
         o = _splat(_ZERO)
         return (_sel(_ld(A, base) > o, c0, o), _sel(_ld(A, base + _O1) > o, c1, o),
                 _sel(_ld(A, base + _O2) > o, c2, o), _sel(_ld(A, base + _O3) > o, c3, o),
                 _sel(_ld(A, base + _O4) > o, c4, o), _sel(_ld(A, base + _O5) > o, c5, o),
                 _sel(_ld(A, base + _O6) > o, c6, o), _sel(_ld(A, base + _O7) > o, c7, o))
+    if code == 5 or code == 6 or code == 7:
+        return (c0 * _ld(Z, base), c1 * _ld(Z, base + _O1), c2 * _ld(Z, base + _O2), c3 * _ld(Z, base + _O3),
+                c4 * _ld(Z, base + _O4), c5 * _ld(Z, base + _O5), c6 * _ld(Z, base + _O6), c7 * _ld(Z, base + _O7))
     o = _splat(_ZERO)
     return (_dact(code, c0, _ld(Z, base), _ld(A, base), o),
             _dact(code, c1, _ld(Z, base + _O1), _ld(A, base + _O1), o),
@@ -946,7 +961,7 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                                 c7 = _fma(w, _ld(g1, jb + _O7), c7)
                                 wb += step
                                 jb += _SW
-                            if _in_registers(code):  # the derivative before the store
+                            if _derivative_in_registers(code):  # the derivative before the store
                                 c0, c1, c2, c3, c4, c5, c6, c7 = _times_derivative8(
                                     code, Z, A, (x0 + k) * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
                             _store_block(g2, k * _SW, c0, c1, c2, c3, c4, c5, c6, c7)
@@ -959,7 +974,7 @@ def _train_epoch(code, flat, exp_avg, exp_avg_sq, X, y, order, per_net_order, S,
                                     zs = _ld(Z, xb + s * LANES)
                                     acc = acc + _sel(zs < _ZERO, zs, _ZERO) * _ld(g2, kb + s * LANES)
                                 _st(G, sb, acc)
-                        if not _in_registers(code):
+                        if not _derivative_in_registers(code):
                             _derivative(code, g2, Z, A, x0 * BLOCK, fi * BLOCK, P, ls[i - 1])
                         g1, g2 = g2, g1
             # L2 on hidden weights, then Adam
