@@ -136,6 +136,61 @@ def test_bit_identical_whatever_the_ensemble(activation):
         assert torch.equal(loss, losses[0])
 
 
+# sha256 (first 16 hex digits) of one ensemble's bits after two fused epochs: per activation, with
+# the shared sample order and no L2, then with one order per network and L2 = 0.01. Computed with
+# the kernel of c8fef5e; the restructurings since (activations and derivatives applied in the
+# registers, two units at a time) left them unchanged.
+_GOLDEN_BITS = {
+    "tanh": ("d8c7808941fd77c8", "bbc5e3d73ee6fa32"),
+    "relu": ("b4dadb118a62f0ed", "7b555de215edd08c"),
+    "abs": ("afc513b230c24c26", "0e8bfb8fc106da98"),
+    "prelu": ("2256e52d787cf27c", "2df6fde27561b382"),
+    "elu": ("3e803acd227672b1", "4ed08e4978af0f9a"),
+    "softplus": ("54fa04700137fb5a", "ddc944953f4c05ad"),
+    "centered_softplus": ("03b66e7d2be74a2a", "faf2b63d5273e3eb"),
+    "swish": ("52e5eec467c30e51", "250a7bb64726de05"),
+    "sigmoid": ("bb29754c760b1693", "56b381629033ce26"),
+    "softsign": ("6b18241bb71ee95e", "d170596d978ac22a"),
+    "linear": ("a2b86bf7b1b61f8e", "6cf9845d9181ddb6"),
+}
+
+
+@pytest.mark.parametrize("activation", list(SUPPORTED_ACTIVATIONS))
+def test_bits_unchanged_by_restructuring(activation):
+    """The kernel's exact bits for a fixed problem: 9 networks (two lane groups, the second padded),
+    odd and even layer widths (so both the two-unit loop and its one-unit tail run), parameters
+    from numpy's generator (independent of torch's initialisation), two epochs, then
+    :meth:`FusedKernel.forward_all`. A restructuring meant to be bit for bit the same must leave
+    these hashes alone; a change meant to alter the arithmetic (new coefficients, another order
+    of summation) updates them and says so."""
+    import hashlib
+
+    got = []
+    for shuffle in (False, True):
+        cfg = TrainConfig(activation=activation, hidden=(10, 7, 5, 4, 3), seeds=tuple(range(9)),
+                          l2=0.01 if shuffle else 0.0, backend="fused")
+        tr = EnsembleTrainer(cfg)
+        kernel = FusedKernel(cfg.widths, activation, tr.model._layout, tr.S)
+        flat = np.random.default_rng(3).normal(0.0, 0.5, kernel.flat_size).astype(np.float32)
+        if activation == "prelu":
+            for offset, shape in tr.model._layout[2 * (len(cfg.widths) - 1):]:
+                flat[offset:offset + int(np.prod(shape))] = 0.25
+        m, v = np.zeros_like(flat), np.zeros_like(flat)
+        digest = hashlib.sha256()
+        for epoch in range(2):
+            order = tr._fused_order
+            if shuffle:
+                rng = np.random.default_rng(epoch)
+                order = np.stack([rng.permutation(order.shape[1]) for _ in range(tr.S)]).astype(np.int64)
+            losses = kernel.train_epoch(flat, m, v, tr._fused_X, tr._fused_y, order, epoch * len(tr.batch_bounds),
+                                        lr=cfg.lr, l2=cfg.l2, batch_size=cfg.batch_size)
+            digest.update(np.ascontiguousarray(losses).tobytes())
+        for a in (flat, m, v, *kernel.forward_all(flat, tr.X_all.numpy())):
+            digest.update(np.ascontiguousarray(a).tobytes())
+        got.append(digest.hexdigest()[:16])
+    assert tuple(got) == _GOLDEN_BITS[activation]
+
+
 def test_same_seed_twice_gives_identical_numbers():
     config = TrainConfig(activation="elu", seeds=(2, 9, 4), epochs=3, shuffle_batches=True, backend="fused")
     a, b = EnsembleTrainer(config), EnsembleTrainer(config)
