@@ -58,7 +58,8 @@ interleaves four independent chains (a transcendental function's chain of depend
 is long, and one row at a time its latency, not the machine's throughput, set the pace). Inside
 the products' loops, their longer code made every activation slower. In the backward pass, f'(z)
 is multiplied into the input gradient's sums as they leave the registers for every paper
-activation but PReLU, whose slope's gradient needs the gradient before it (a separate pass).
+activation but PReLU, whose slope's gradient needs the gradient before it (a separate pass, as
+for sigmoid, softsign and linear).
 The forward products take two units at a time, so that each input vector loaded serves two
 multiply-adds. These arrangements leave every result bit for bit as it was.
 The functions are not the bits of torch's Sleef/libm functions, and the matrix products sum in
@@ -603,7 +604,8 @@ def _store_sums4(code, last, A, Z, base, c0, c1, c2, c3):
     whose derivative needs its sign; for the other activations z to Z, for :func:`_activate`.
 
     Every branch stores its own results: written with the results merged after the branches,
-    the compiler evaluated the branches' functions for every activation (about 40 % slower)."""
+    the kernel ran 22-42 % slower for every activation, as if every branch's function were
+    evaluated for all of them (``benchmarks/README.md``, fifth step)."""
     if last:
         _st(A, base, c0)
         _st(A, base + LANES, c1)
@@ -1131,7 +1133,7 @@ class FusedKernel:
         # the arrays the kernel reads and writes as 8-lane vectors start on cache lines
         self.P, self.M, self.V, self.G = (_aligned_zeros(p * LANES) for _ in range(4))
         self.A = _aligned_zeros(int(self.ao[-1]) * BLOCK * LANES)  # a block's activity
-        self.Z = _aligned_zeros(int(self.ao[-1]) * BLOCK * LANES)  # and pre-activations
+        self.Z = _aligned_zeros(int(self.ao[-1]) * BLOCK * LANES)  # and z or f'(z) (_store_sums4)
         wmax = int(self.widths.max()) * BLOCK * LANES
         self.g1, self.g2 = _aligned_zeros(wmax), _aligned_zeros(wmax)
         self.m_lane = _aligned_zeros(LANES, np.float64)

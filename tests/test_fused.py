@@ -167,8 +167,8 @@ def test_bits_unchanged_by_restructuring(activation):
 
     got = []
     for shuffle in (False, True):
-        cfg = TrainConfig(activation=activation, hidden=(10, 7, 5, 4, 3), seeds=tuple(range(9)),
-                          l2=0.01 if shuffle else 0.0, backend="fused")
+        cfg = TrainConfig(activation=activation, hidden=(10, 7, 5, 4, 3), seeds=tuple(range(9)), lr=4e-4,
+                          batch_size=256, l2=0.01 if shuffle else 0.0, backend="fused")
         tr = EnsembleTrainer(cfg)
         kernel = FusedKernel(cfg.widths, activation, tr.model._layout, tr.S)
         flat = np.random.default_rng(3).normal(0.0, 0.5, kernel.flat_size).astype(np.float32)
