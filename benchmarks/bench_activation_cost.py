@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ from bench_fused import kernel_time, uptime  # noqa: E402
 from common import save  # noqa: E402
 
 import ibtools.fused as fused  # noqa: E402
+from ibtools._version import source_commit  # noqa: E402
 from ibtools.activations import PAPER_ACTIVATIONS  # noqa: E402
 from ibtools.config import TrainConfig  # noqa: E402
 from ibtools.trainer import EnsembleTrainer  # noqa: E402
@@ -84,13 +84,6 @@ def arithmetic_time(code: int, n_rows: int, rng: np.random.Generator) -> float:
     return time.process_time() - t0
 
 
-def revision() -> str:
-    """The commit the numbers come from, with ``-dirty`` when the tree has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=root, capture_output=True,
-                          text=True).stdout.strip()
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats; medians reported (default: 5)")
@@ -102,7 +95,7 @@ def main(argv=None) -> int:
     groups = -(-networks // fused.LANES)
     record = {"networks": networks, "repeats": args.repeats, "kernel_epochs": args.epochs, "threads": 1,
               "clock": "process CPU time", "statistic": "median of interleaved repeats", "target_ratio": _TARGET,
-              "revision": revision(), "uptime_before": uptime()}
+              "revision": source_commit(), "uptime_before": uptime()}
     print(record["uptime_before"], flush=True)
     probe = EnsembleTrainer(TrainConfig(activation="relu", seeds=(0,), backend="fused"))
     n_train = len(probe.X_train)
