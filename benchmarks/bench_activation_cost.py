@@ -57,14 +57,14 @@ _TARGET = 150.0
 
 
 @njit(cache=True, error_model="numpy")
-def _passes(code, Z, A, g, g0, P, n_passes, keep_z):
+def _passes(code, Z, A, g, g0, P, n_passes):
     """``n_passes`` times: f(z) into A (and, for the softplus family and Swish, f'(z) into Z, as in
     training), then g *= f'(z). g is restored from g0 first, so that repeated products do not
     drift into subnormal numbers (the copy is in the linear baseline too)."""
     rows = Z.shape[0] // fused.LANES
     for _ in range(n_passes):
         g[:] = g0
-        fused._activate(code, Z, A, 0, rows, P, 0, keep_z)
+        fused._activate(code, Z, A, 0, rows, P, 0, False)
         fused._derivative(code, g, Z, A, 0, rows, P, 0)
 
 
@@ -78,9 +78,9 @@ def arithmetic_time(code: int, n_rows: int, rng: np.random.Generator) -> float:
     P = fused._aligned_zeros(fused.LANES)
     P[:] = 0.25
     n_passes = max(1, round(n_rows / _ROWS))
-    _passes(code, Z, A, g, g0, P, 1, False)  # compile / warm up
+    _passes(code, Z, A, g, g0, P, 1)  # compile / warm up
     t0 = time.process_time()
-    _passes(code, Z, A, g, g0, P, n_passes, False)
+    _passes(code, Z, A, g, g0, P, n_passes)
     return time.process_time() - t0
 
 
@@ -97,14 +97,13 @@ def main(argv=None) -> int:
               "clock": "process CPU time", "statistic": "median of interleaved repeats", "target_ratio": _TARGET,
               "revision": source_commit(), "uptime_before": uptime()}
     print(record["uptime_before"], flush=True)
-    probe = EnsembleTrainer(TrainConfig(activation="relu", seeds=(0,), backend="fused"))
-    n_train = len(probe.X_train)
-    hidden = sum(probe.config.widths[1:-1])
+    trainers = {a: EnsembleTrainer(TrainConfig(activation=a, seeds=tuple(range(networks)), backend="fused"))
+                for a in PAPER_ACTIVATIONS}
+    n_train = trainers["relu"].n_train
+    hidden = sum(trainers["relu"].config.widths[1:-1])
     n_rows = hidden * n_train  # rows of 8 lanes per group and epoch
     record.update(training_samples=n_train, hidden_units=hidden, rows_per_group_epoch=n_rows)
     rng = np.random.default_rng(0)
-    trainers = {a: EnsembleTrainer(TrainConfig(activation=a, seeds=tuple(range(networks)), backend="fused"))
-                for a in PAPER_ACTIVATIONS}
     bench_training.plain_loop("tanh", 1)  # the first step of a process pays one-time costs
     names = ("linear",) + tuple(PAPER_ACTIVATIONS)
     for name in names:
